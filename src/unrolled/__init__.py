@@ -1,0 +1,11 @@
+"""unrolled: recurrent sequence models from scratch in NumPy, exact against PyTorch."""
+from .core.module import Module, Parameter, is_grad_enabled, no_grad
+from .core import init
+
+# layers (Linear, Embedding, Dropout, LayerNorm, activations, losses)
+
+# recurrent layers and cells
+
+# optimisers, clipping and schedules live in unrolled.optim
+
+__version__ = "0.1.0"

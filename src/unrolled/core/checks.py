@@ -1,0 +1,36 @@
+"""Input validation: every bad input gets one ValueError sentence saying what was expected and given."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def as_array(x, name: str, ndim: int | tuple[int, ...], dtype=None) -> np.ndarray:
+    """`x` as an ndarray with `ndim` dimensions (and `dtype` if given, which it must already have)."""
+    if not isinstance(x, np.ndarray):
+        if hasattr(x, "detach"):
+            raise ValueError(f"{name} must be a NumPy array, but was given a {type(x).__name__}; call .numpy() first.")
+        x = np.asarray(x)
+    dims = (ndim,) if isinstance(ndim, int) else ndim
+    if x.ndim not in dims:
+        want = " or ".join(str(d) for d in dims)
+        raise ValueError(f"{name} must have {want} dimensions, but was given shape {x.shape}.")
+    if dtype is not None and x.dtype != np.dtype(dtype):
+        raise ValueError(f"{name} must have dtype {np.dtype(dtype).name} like the layer's weights, but was given {x.dtype}.")
+    return x
+
+
+def check_shape(x: np.ndarray, expected: tuple, name: str) -> None:
+    """`expected` may hold None for a dimension that can be anything."""
+    if x.ndim != len(expected) or any(e is not None and e != s for e, s in zip(expected, x.shape)):
+        shown = "(" + ", ".join("any" if e is None else str(e) for e in expected) + (",)" if len(expected) == 1 else ")")
+        raise ValueError(f"{name} must have shape {shown}, but was given shape {x.shape}.")
+
+
+def check_lengths(lengths, batch: int, max_len: int) -> np.ndarray:
+    """Per-sequence lengths as int64 (B,), each in 1..max_len."""
+    lengths = np.asarray(lengths)
+    if lengths.shape != (batch,) or not np.issubdtype(lengths.dtype, np.integer):
+        raise ValueError(f"lengths must be {batch} integers (one per sequence), but was given {lengths.dtype} of shape {lengths.shape}.")
+    if lengths.size and (lengths.min() < 1 or lengths.max() > max_len):
+        raise ValueError(f"lengths must lie in 1..{max_len} (the padded length), but range from {lengths.min()} to {lengths.max()}.")
+    return lengths.astype(np.int64)
