@@ -1,0 +1,176 @@
+"""Run folders: atomic file writes, config.json, metrics.jsonl and a progress bar.
+
+A training run owns one folder:
+
+    run/
+      config.json      what was asked for (written once, before training starts)
+      checkpoint.npz   + checkpoint.json, the latest state (see unrolled.checkpoint)
+      best.npz         + best.json, the state with the lowest validation loss so far
+      metrics.jsonl    one JSON object per evaluation
+      plots/*.png      and task outputs (samples.txt, report.md, ...)
+
+Every file is written atomically: a temporary file in the same folder, flushed and fsync'ed, then
+`os.replace`d over the target, so a run killed at any moment leaves either the old file or the new
+one, never half of one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, IO
+
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+
+
+def atomic_write(path, write: Callable[[IO[bytes]], None]) -> None:
+    """Call `write(file)` on a temporary file beside `path`, then move it over `path`."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def write_json(path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path, what: str) -> dict:
+    """A JSON object from `path`; a missing or unreadable file is a ValueError naming `what`."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"expected {what} at {path}, but there is no such file.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"expected {what} at {path} to be readable JSON, but reading it failed ({e}).") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"expected {what} at {path} to hold a JSON object, but it holds a {type(obj).__name__}.")
+    return obj
+
+
+# ----- the run folder ----------------------------------------------------------------------------
+
+def create_run(out, config: dict) -> Path:
+    """Make the run folder `out` (and `out/plots`) and write config.json; refuses to reuse a run."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out must be a folder, but {out} is a file.")
+    if (out / CONFIG).exists():
+        raise ValueError(f"{out} already holds a run; continue it with --resume {out} or choose another --out.")
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    write_json(out / CONFIG, config)
+    return out
+
+
+def read_config(run, task: str) -> dict:
+    """The config.json of a run folder made by `task`; anything else is a ValueError."""
+    run = Path(run)
+    if not run.is_dir():
+        raise ValueError(f"expected a run folder, but {run} is not a folder.")
+    config = read_json(run / CONFIG, f"a run's {CONFIG}")
+    if config.get("task") != task:
+        raise ValueError(f"expected a '{task}' run in {run}, but its {CONFIG} is for task '{config.get('task')}'.")
+    return config
+
+
+# ----- metrics ---------------------------------------------------------------------------------
+
+def read_metrics(run) -> list[dict]:
+    """Every complete record of metrics.jsonl (a torn last line, from a kill mid-write, is skipped)."""
+    path = Path(run) / METRICS
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return records
+
+
+def append_metrics(run, record: dict) -> None:
+    """Append one JSON line to metrics.jsonl and make it durable."""
+    with open(Path(run) / METRICS, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def truncate_metrics(run, last_step: int) -> None:
+    """Keep only the records up to `last_step`: on resume, what came after the checkpoint is redone."""
+    kept = [r for r in read_metrics(run) if r.get("step", 0) <= last_step]
+    atomic_write_text(Path(run) / METRICS, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+
+
+# ----- progress --------------------------------------------------------------------------------
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+class Progress:
+    """A tqdm bar over training steps showing loss, tokens/s and the time left of the budget.
+
+    With a step budget the bar counts steps; with a time budget (`total_steps=None`) it shows the
+    fraction of `budget_s` spent. `enabled=False` (or tqdm missing) makes every call a no-op.
+    """
+
+    def __init__(self, total_steps: int | None, budget_s: float | None, initial_step: int = 0,
+                 initial_s: float = 0.0, enabled: bool = True, desc: str = "train"):
+        self.total_steps, self.budget_s = total_steps, budget_s
+        self.bar = None
+        if not enabled:
+            return
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # the engine runs without the cli extra; the bar is a nicety
+            return
+        if total_steps is not None:
+            self.bar = tqdm(total=total_steps, initial=initial_step, desc=desc, unit="step",
+                            dynamic_ncols=True, bar_format="{l_bar}{bar}| {n}/{total} {postfix}")
+        else:
+            self.bar = tqdm(total=round(budget_s), initial=round(initial_s), desc=desc, unit="s",
+                            dynamic_ncols=True, bar_format="{l_bar}{bar}| {postfix}")
+
+    def update(self, step: int, elapsed_s: float, loss: float, tokens_per_s: float, seconds_per_step: float) -> None:
+        if self.bar is None:
+            return
+        if self.total_steps is not None:
+            left = (self.total_steps - step) * seconds_per_step
+            self.bar.n = step
+        else:
+            left = self.budget_s - elapsed_s
+            self.bar.n = min(round(elapsed_s), self.bar.total)
+        loss_text = f"{loss:.3f}" if math.isfinite(loss) else "-"
+        self.bar.set_postfix_str(f"loss {loss_text}, {tokens_per_s:,.0f} tok/s, {format_duration(left)} left", refresh=False)
+        self.bar.refresh()
+
+    def write(self, text: str) -> None:
+        """Print a line above the bar (nothing when the bar is off)."""
+        if self.bar is None:
+            return
+        self.bar.write(text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,156 @@
+"""Checkpoints and run folders: round trips, atomic writes and one-sentence errors."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from unrolled import Module, Parameter
+from unrolled.checkpoint import (CheckpointError, generator_states, load_checkpoint, module_generators,
+                                 prefixed, restore_generators, save_checkpoint, section)
+from unrolled.runs import atomic_write, create_run, read_config, read_metrics, append_metrics, truncate_metrics
+
+
+def _arrays():
+    rng = np.random.default_rng(0)
+    return {**prefixed("model", {"rnn.weight_ih_l0": rng.standard_normal((8, 3)).astype(np.float32),
+                                 "decoder.bias": np.arange(5, dtype=np.float64)}),
+            **prefixed("optim", {"step": np.array(7), "m.0": rng.standard_normal(4)})}
+
+
+def _one_sentence(message: str) -> bool:
+    return "\n" not in message and message.endswith(".") and message.count(". ") == 0
+
+
+def test_round_trip_keeps_arrays_dtypes_and_meta(tmp_path):
+    arrays = _arrays()
+    meta = {"step": 12, "epoch": 1, "best_val": 1.25, "rng": {"x": np.random.default_rng(3).bit_generator.state}}
+    save_checkpoint(tmp_path, arrays, meta)
+    loaded, got = load_checkpoint(tmp_path)
+    assert set(loaded) == set(arrays)
+    for k in arrays:
+        assert loaded[k].dtype == arrays[k].dtype
+        np.testing.assert_array_equal(loaded[k], arrays[k])
+    assert got["step"] == 12 and got["best_val"] == 1.25 and got["format_version"] == 1
+    assert got["rng"] == meta["rng"]  # 128-bit integers survive JSON exactly
+    assert section(loaded, "model").keys() == {"rnn.weight_ih_l0", "decoder.bias"}
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint.json", "checkpoint.npz"]  # no temporary left behind
+
+
+def test_npz_is_plain_arrays_loadable_without_pickle(tmp_path):
+    save_checkpoint(tmp_path, _arrays(), {"step": 1})
+    with np.load(tmp_path / "checkpoint.npz", allow_pickle=False) as npz:
+        assert "model/decoder.bias" in npz.files
+    with pytest.raises(ValueError, match="numeric NumPy arrays"):
+        save_checkpoint(tmp_path, {"model/x": np.array([object()])}, {"step": 1})
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "missing_npz", "missing_json", "bad_json",
+                                    "foreign_json", "newer", "not_zip"])
+def test_damaged_checkpoints_raise_one_sentence(tmp_path, damage):
+    save_checkpoint(tmp_path, _arrays(), {"step": 3})
+    npz, meta = tmp_path / "checkpoint.npz", tmp_path / "checkpoint.json"
+    data = npz.read_bytes()
+    record = json.loads(meta.read_text())
+    if damage == "truncate":
+        npz.write_bytes(data[: len(data) // 2])
+    elif damage == "flip":
+        npz.write_bytes(data[:100] + bytes([data[100] ^ 1]) + data[101:])
+    elif damage == "missing_npz":
+        npz.unlink()
+    elif damage == "missing_json":
+        meta.unlink()
+    elif damage == "bad_json":
+        meta.write_text(meta.read_text()[:20])
+    elif damage == "foreign_json":
+        meta.write_text(json.dumps({"hello": "world"}))
+    elif damage == "newer":
+        meta.write_text(json.dumps({**record, "format_version": 99}))
+    elif damage == "not_zip":  # consistent hash, but the payload is not an archive
+        import hashlib
+        npz.write_bytes(b"hello, not a zip file")
+        meta.write_text(json.dumps({**record, "npz_sha256": hashlib.sha256(b"hello, not a zip file").hexdigest()}))
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(tmp_path)
+    assert isinstance(info.value, ValueError)
+    assert _one_sentence(str(info.value)), str(info.value)
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    save_checkpoint(tmp_path, _arrays(), {"step": 1})
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        save_checkpoint(tmp_path, {"model/x": np.ones(3)}, {"step": 2})
+    monkeypatch.undo()
+    arrays, meta = load_checkpoint(tmp_path)
+    assert meta["step"] == 1 and "model/x" not in arrays
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint.json", "checkpoint.npz"]
+
+
+def test_a_torn_pair_is_detected(tmp_path):
+    """The .npz of a newer save with the .json of an older one: a kill between the two writes."""
+    save_checkpoint(tmp_path, _arrays(), {"step": 1})
+    old_meta = (tmp_path / "checkpoint.json").read_bytes()
+    save_checkpoint(tmp_path, {"model/x": np.ones(3)}, {"step": 2})
+    (tmp_path / "checkpoint.json").write_bytes(old_meta)
+    with pytest.raises(CheckpointError, match="interrupted save"):
+        load_checkpoint(tmp_path)
+
+
+def test_atomic_write_cleans_up_on_error(tmp_path):
+    target = tmp_path / "file.txt"
+    target.write_text("old")
+
+    def fail(f):
+        f.write(b"partial")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, fail)
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["file.txt"]
+
+
+class _Noisy(Module):
+    def __init__(self, seed):
+        super().__init__()
+        self.w = Parameter(np.zeros(2))
+        self.rng = np.random.default_rng(seed)
+        self.children = [Module(), Module()]
+        self.children[0].rng = self.rng  # shared: listed once
+        self.children[1].gen = np.random.default_rng(seed + 1)
+
+
+def test_generator_states_restore_every_stream():
+    m = _Noisy(5)
+    gens = module_generators(m)
+    assert sorted(gens) == ["children.1.gen", "rng"]
+    saved = json.loads(json.dumps(generator_states(gens)))
+    first = [g.random(3) for g in gens.values()]
+    restore_generators(gens, saved)
+    again = [g.random(3) for g in gens.values()]
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(CheckpointError, match="random states"):
+        restore_generators(gens, {"rng": saved["rng"]})
+
+
+def test_run_folder_config_and_metrics(tmp_path):
+    run = create_run(tmp_path / "run", {"task": "lm", "hidden": 8})
+    assert (run / "plots").is_dir() and read_config(run, "lm")["hidden"] == 8
+    with pytest.raises(ValueError, match="already holds a run"):
+        create_run(run, {"task": "lm"})
+    with pytest.raises(ValueError, match="expected a 'sentiment' run"):
+        read_config(run, "sentiment")
+    with pytest.raises(ValueError, match="no such file"):
+        read_config(tmp_path, "lm")
+    for step in (10, 20, 30):
+        append_metrics(run, {"step": step, "val_loss": 1.0 / step})
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 40, "val')  # torn by a kill mid-line
+    assert [r["step"] for r in read_metrics(run)] == [10, 20, 30]
+    truncate_metrics(run, 20)
+    assert [r["step"] for r in read_metrics(run)] == [10, 20]
