@@ -3,6 +3,7 @@ from .core.module import Module, Parameter, is_grad_enabled, no_grad
 from .core import init
 
 # layers (Linear, Embedding, Dropout, LayerNorm, activations, losses)
+from .layers import (BCEWithLogitsLoss, CrossEntropyLoss, Dropout, Embedding, GELU, HuberLoss, L1Loss, LayerNorm, Linear, LogSoftmax, MSELoss, ReLU, Sequential, Sigmoid, Softmax, Tanh)
 
 # recurrent layers and cells
 

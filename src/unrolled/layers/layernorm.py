@@ -1,0 +1,59 @@
+"""LayerNorm: normalise over the last dimensions, then scale and shift elementwise."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..core.checks import check_shape
+from ..core.functional import as_float_array
+from ..core.module import Module, Parameter
+
+
+class LayerNorm(Module):
+    """torch.nn.LayerNorm: y = (x - mean) / sqrt(var + eps) * weight + bias over the trailing
+    `normalized_shape` dimensions (biased variance), `weight` ones and `bias` zeros at first."""
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, dtype=np.float32):
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) else tuple(normalized_shape)
+        if not shape or not all(isinstance(n, (int, np.integer)) and n >= 1 for n in shape):
+            raise ValueError(f"normalized_shape must be a positive integer or a tuple of them, but was given {normalized_shape!r}.")
+        if not eps > 0:
+            raise ValueError(f"eps must be positive, but was given {eps!r}.")
+        self.normalized_shape = tuple(int(n) for n in shape)
+        self.eps = float(eps)
+        self.dtype = np.dtype(dtype)
+        self.weight = Parameter(np.ones(self.normalized_shape, self.dtype)) if elementwise_affine else None
+        self.bias = Parameter(np.zeros(self.normalized_shape, self.dtype)) if elementwise_affine else None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        k = len(self.normalized_shape)
+        x = as_float_array(x, "input", self.dtype)
+        if x.ndim < k or x.shape[x.ndim - k:] != self.normalized_shape:
+            raise ValueError(f"input must have shape (..., {', '.join(map(str, self.normalized_shape))}), "
+                             f"but was given shape {x.shape}.")
+        axes = tuple(range(x.ndim - k, x.ndim))
+        mu = x.mean(axis=axes, keepdims=True)                      # (..., 1...)
+        xc = x - mu
+        rstd = 1.0 / np.sqrt((xc * xc).mean(axis=axes, keepdims=True) + self.eps)   # (..., 1...)
+        xhat = xc * rstd                                          # (..., *normalized_shape)
+        self._save((xhat, rstd, axes))
+        if self.weight is None:
+            return xhat
+        return xhat * self.weight.data + self.bias.data
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        xhat, rstd, axes = self._restore()
+        dy = np.asarray(dy)
+        check_shape(dy, xhat.shape, "dy")
+        if self.weight is None:
+            dxhat = dy
+        else:
+            lead = tuple(range(dy.ndim - len(axes)))
+            self.weight.grad += (dy * xhat).sum(axis=lead)
+            self.bias.grad += dy.sum(axis=lead)
+            dxhat = dy * self.weight.data                         # (..., *normalized_shape)
+        # dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), means over the normalised axes
+        return rstd * (dxhat - dxhat.mean(axis=axes, keepdims=True) - xhat * (dxhat * xhat).mean(axis=axes, keepdims=True))
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.weight is not None}"
