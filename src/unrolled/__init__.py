@@ -6,6 +6,7 @@ from .core import init
 from .layers import (BCEWithLogitsLoss, CrossEntropyLoss, Dropout, Embedding, GELU, HuberLoss, L1Loss, LayerNorm, Linear, LogSoftmax, MSELoss, ReLU, Sequential, Sigmoid, Softmax, Tanh)
 
 # recurrent layers and cells
+from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
 # optimisers, clipping and schedules live in unrolled.optim
 

@@ -1,0 +1,216 @@
+"""One time step: RNNCell, LSTMCell, GRUCell, as torch.nn's, plus the weight handling they share
+with the full layers (creating PyTorch-named parameters, initialising them, and folding kernel
+gradients back into PyTorch's layout).
+
+A cell is the kernel of its layer run for T = 1:
+
+    h1, c1 = cell(x, (h, c))            # x (B, I), states (B, H)
+    dx, (dh, dc) = cell.backward(dh1, dc1)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..core import init
+from ..core.checks import as_array, check_shape
+from ..core.module import Module, Parameter
+from .kernels import GRUKernel, LSTMKernel, RNNKernel, Weights
+
+INITS = ("pytorch", "orthogonal", "glorot")
+
+
+# ----- weights shared by cells and layers -------------------------------------------------------
+
+def check_sizes(**sizes) -> None:
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, but was given {value!r}.")
+
+
+def check_float_dtype(dtype) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, but was given {dtype}.")
+    return dtype
+
+
+def add_weights(owner: Module, suffix: str, input_size: int, hidden_size: int, n_gates: int,
+                bias: bool, dtype) -> None:
+    """Set weight_ih{suffix}, weight_hh{suffix} (and the two biases) on `owner`, in PyTorch's order."""
+    G = n_gates * hidden_size
+    setattr(owner, f"weight_ih{suffix}", Parameter(np.zeros((G, input_size), dtype)))
+    setattr(owner, f"weight_hh{suffix}", Parameter(np.zeros((G, hidden_size), dtype)))
+    if bias:
+        setattr(owner, f"bias_ih{suffix}", Parameter(np.zeros(G, dtype)))
+        setattr(owner, f"bias_hh{suffix}", Parameter(np.zeros(G, dtype)))
+
+
+def weights_of(owner: Module, suffix: str) -> tuple:
+    """(weight_ih, weight_hh, bias_ih, bias_hh) Parameters of one set; biases None without bias."""
+    return tuple(getattr(owner, f"{name}{suffix}", None)
+                 for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+
+
+def prepared(kernel, params) -> Weights:
+    return kernel.prepare(*(None if p is None else p.data for p in params))
+
+
+def reset_weights(params, kernel, hidden_size: int, init_name: str, forget_bias, rng) -> None:
+    """Initialise one weight set in place.
+
+    "pytorch": every tensor U(-1/sqrt(H), 1/sqrt(H)). "glorot": Glorot-uniform weights, zero
+    biases. "orthogonal": Glorot-uniform input weights, each gate's (H, H) recurrent block
+    orthogonal, zero biases. forget_bias (LSTM only): the forget-gate slice of bias_ih set to it
+    and that of bias_hh to 0, so the forget gate's total bias is exactly `forget_bias`.
+    """
+    w_ih, w_hh, b_ih, b_hh = params
+    dtype = w_ih.data.dtype
+    if init_name == "pytorch":
+        bound = 1.0 / np.sqrt(hidden_size)
+        for p in params:
+            if p is not None:
+                p.data[...] = init.uniform(p.shape, bound, rng, dtype)
+    else:
+        w_ih.data[...] = init.glorot_uniform(w_ih.shape, rng, dtype)
+        if init_name == "orthogonal":
+            w_hh.data[...] = init.orthogonal_blocks(w_hh.shape, kernel.n_gates, rng, dtype)
+        else:
+            w_hh.data[...] = init.glorot_uniform(w_hh.shape, rng, dtype)
+        for b in (b_ih, b_hh):
+            if b is not None:
+                b.data[...] = 0
+    if forget_bias is not None:
+        init.forget_gate_bias(b_ih.data, hidden_size, forget_bias)
+        init.forget_gate_bias(b_hh.data, hidden_size, 0.0)
+
+
+def check_init(kernel, bias: bool, init_name: str, forget_bias) -> None:
+    if init_name not in INITS:
+        raise ValueError(f"init must be one of {INITS}, but was given {init_name!r}.")
+    if forget_bias is not None and not (kernel is LSTMKernel and bias):
+        raise ValueError("forget_bias needs an LSTM with bias=True, but was given for a layer without a forget-gate bias.")
+
+
+def accumulate_grads(kernel, params, w: Weights, d_x, d_hh, x, h_prev) -> np.ndarray:
+    """Add one weight set's gradients (one GEMM each) and return dL/dx.
+
+    d_x (N, G*H): gradient w.r.t. the input projection, rows paired with x (N, I). d_hh (N, G*H):
+    w.r.t. the recurrent product, rows paired with h_prev (N, H). Kernel gate order in, PyTorch's
+    layout out.
+    """
+    w_ih, w_hh, b_ih, b_hh = params
+    w_ih.grad += kernel.to_torch(d_x.T @ x)                 # (G*H, I)
+    w_hh.grad += kernel.to_torch(d_hh.T @ h_prev)           # (G*H, H)
+    if b_ih is not None:
+        db_x = d_x.sum(0)
+        b_ih.grad += kernel.to_torch(db_x)
+        b_hh.grad += kernel.to_torch(db_x if kernel.shared_grads else d_hh.sum(0))
+    return d_x @ w.W_ih                                     # (N, I)
+
+
+# ----- the cells --------------------------------------------------------------------------------
+
+class _Cell(Module):
+    """One step of a recurrence; subclasses pick the kernel and the public call signature."""
+
+    def __init__(self, kernel, input_size, hidden_size, bias, dtype, seed):
+        super().__init__()
+        check_sizes(input_size=input_size, hidden_size=hidden_size)
+        self.kernel = kernel
+        self.input_size, self.hidden_size, self.bias = int(input_size), int(hidden_size), bool(bias)
+        self.dtype = check_float_dtype(dtype)
+        self.rng = init.as_generator(seed)
+        add_weights(self, "", self.input_size, self.hidden_size, kernel.n_gates, self.bias, self.dtype)
+        self.reset_parameters()
+
+    def reset_parameters(self, init: str = "pytorch", forget_bias: float | None = None) -> None:
+        check_init(self.kernel, self.bias, init, forget_bias)
+        reset_weights(weights_of(self, ""), self.kernel, self.hidden_size, init, forget_bias, self.rng)
+
+    def _states(self, states, B: int) -> tuple:
+        out = []
+        for s, name in zip(states, self.kernel.state_names):
+            if s is None:
+                out.append(np.zeros((B, self.hidden_size), self.dtype))
+            else:
+                s = as_array(s, name, 2, self.dtype)
+                check_shape(s, (B, self.hidden_size), name)
+                out.append(s)
+        return tuple(out)
+
+    def _step(self, x, states) -> tuple:
+        x = as_array(x, "x", 2, self.dtype)
+        check_shape(x, (None, self.input_size), "x")
+        states = self._states(states, x.shape[0])
+        w = prepared(self.kernel, weights_of(self, ""))
+        proj = x @ w.W_ih.T                                 # (B, G*H)
+        if w.b_x is not None:
+            proj += w.b_x
+        hs, buffers, cache = self.kernel.forward(proj[None], w, states, None, self.recording)
+        self._save((x, w, hs, cache))
+        return tuple(b[1] for b in buffers)
+
+    def _step_backward(self, d_states) -> tuple:
+        x, w, hs, cache = self._restore()
+        d_states = self._states(d_states, x.shape[0])
+        d_x, d_hh, d_states0 = self.kernel.backward(None, d_states, w, hs, cache, None)
+        dx = accumulate_grads(self.kernel, weights_of(self, ""), w, d_x[0], d_hh[0], x, hs[0])
+        return dx, d_states0
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
+
+
+class RNNCell(_Cell):
+    """h1 = act(x W_ih^T + b_ih + h W_hh^T + b_hh), act tanh or relu."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh",
+                 dtype=np.float32, seed=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', but was given {nonlinearity!r}.")
+        self.nonlinearity = nonlinearity
+        super().__init__(RNNKernel(nonlinearity), input_size, hidden_size, bias, dtype, seed)
+
+    def forward(self, x, h=None) -> np.ndarray:
+        return self._step(x, (h,))[0]
+
+    def backward(self, dh1) -> tuple:
+        dx, (dh,) = self._step_backward((dh1,))
+        return dx, dh
+
+
+class LSTMCell(_Cell):
+    """(h1, c1) from (x, (h, c)), gates i, f, g, o as torch.nn.LSTMCell."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, dtype=np.float32, seed=None):
+        super().__init__(LSTMKernel, input_size, hidden_size, bias, dtype, seed)
+
+    def forward(self, x, hx=None) -> tuple:
+        return self._step(x, state_pair(hx, "hx"))
+
+    def backward(self, dh1, dc1=None) -> tuple:
+        dx, (dh, dc) = self._step_backward((dh1, dc1))
+        return dx, (dh, dc)
+
+
+class GRUCell(_Cell):
+    """h1 from (x, h), gates r, z, n as torch.nn.GRUCell."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, dtype=np.float32, seed=None):
+        super().__init__(GRUKernel, input_size, hidden_size, bias, dtype, seed)
+
+    def forward(self, x, h=None) -> np.ndarray:
+        return self._step(x, (h,))[0]
+
+    def backward(self, dh1) -> tuple:
+        dx, (dh,) = self._step_backward((dh1,))
+        return dx, dh
+
+
+def state_pair(hx, name: str) -> tuple:
+    """An LSTM state argument: None or an (h, c) pair, either of which may be None (zeros)."""
+    if hx is None:
+        return None, None
+    if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+        raise ValueError(f"{name} must be a pair (h, c) or None, but was given {type(hx).__name__}.")
+    return tuple(hx)

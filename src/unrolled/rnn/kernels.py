@@ -1,0 +1,363 @@
+"""The recurrences themselves: pure functions on arrays, one direction of one layer at a time.
+
+Every kernel takes the input projection of all time steps already computed (one GEMM by the
+caller), runs a tight loop over time for the recurrence only (preallocated buffers, in-place
+ufuncs, one `h @ W_hh.T` per step) and returns buffers that the caller turns into outputs and
+weight gradients (again one GEMM each, after the loop).
+
+Shapes: T steps, B sequences, H hidden units, G gates (LSTM 4, GRU 3, RNN 1).
+
+Variable lengths: the caller sorts the batch by decreasing length and arranges every sequence's
+valid steps as a prefix in time, so the sequences still running at step t are the first
+`batch_sizes[t]` rows; kernels touch only those rows. Rows past a sequence's end stay zero (their
+outputs are padding, their gradients vanish) and the caller reads each final state at the
+sequence's own last step. With `batch_sizes=None` every row runs every step.
+
+Layouts: `hs` (T+1, B, H) holds h0 in hs[0] and step t's output in hs[t+1], so `hs[:-1]` is the
+previous state of every step (what dW_hh needs). The LSTM kernels use the gate order i, f, o, g
+so that the three sigmoid gates are contiguous; the adapters at the bottom convert from and to
+PyTorch's i, f, g, o. GRU keeps PyTorch's r, z, n.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+def sigmoid_(a: np.ndarray) -> np.ndarray:
+    """In place: a <- 1 / (1 + exp(-a)), computed as (1 + tanh(a / 2)) / 2, which cannot overflow."""
+    a *= 0.5
+    np.tanh(a, out=a)
+    a += 1
+    a *= 0.5
+    return a
+
+
+def _steps(batch_sizes, T: int, B: int) -> list[int]:
+    return list(batch_sizes) if batch_sizes is not None else [B] * T
+
+
+def _alloc(sizes: list[int], B: int):
+    """np.zeros when some rows stop early (their padding must read as zero), else np.empty."""
+    return np.zeros if sizes[-1] < B else np.empty
+
+
+# ----- LSTM ------------------------------------------------------------------------------------
+
+def lstm_forward(x_proj, W_hh_T, h0, c0, batch_sizes=None, keep=True):
+    """LSTM over one direction.
+
+    x_proj (T, B, 4H): x W_ih^T + b_ih + b_hh per step, gates i, f, o, g. W_hh_T (H, 4H) same
+    order. h0, c0 (B, H). keep: store what backward (or inspection) needs; otherwise the gates
+    live in one step's scratch. Returns hs, cs (T+1, B, H) and the cache (gates (T, B, 4H)
+    activated, tanh(c) (T, B, H), cs) or None.
+    """
+    T, B, G = x_proj.shape
+    H = G // 4
+    sizes = _steps(batch_sizes, T, B)
+    alloc, dtype = _alloc(sizes, B), x_proj.dtype
+    hs, cs = alloc((T + 1, B, H), dtype), alloc((T + 1, B, H), dtype)
+    hs[0], cs[0] = h0, c0
+    gates = alloc((T if keep else 1, B, G), dtype)
+    tanh_c = alloc((T if keep else 1, B, H), dtype)
+    ig = np.empty((B, H), dtype)
+    for t in range(T):
+        n, s = sizes[t], (t if keep else 0)
+        a = gates[s, :n]                                    # (n, 4H)
+        np.matmul(hs[t, :n], W_hh_T, out=a)
+        a += x_proj[t, :n]
+        sigmoid_(a[:, :3 * H])                              # i, f, o
+        np.tanh(a[:, 3 * H:], out=a[:, 3 * H:])             # g
+        i, f, o, g = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+        c, tc = cs[t + 1, :n], tanh_c[s, :n]                # (n, H)
+        np.multiply(f, cs[t, :n], out=c)
+        c += np.multiply(i, g, out=ig[:n])
+        np.tanh(c, out=tc)
+        np.multiply(o, tc, out=hs[t + 1, :n])
+    return hs, cs, ((gates, tanh_c, cs) if keep else None)
+
+
+def lstm_backward(d_out, dh_n, dc_n, W_hh, cache, batch_sizes=None):
+    """Backward of `lstm_forward`.
+
+    d_out (T, B, H) or None: gradient on each step's output. dh_n, dc_n (B, H): gradient on the
+    final states (given to each row at its own last step). W_hh (4H, H) kernel order. Returns
+    d_gates (T, B, 4H), the gradient w.r.t. the gate pre-activations (so w.r.t. x_proj and the
+    recurrent product alike), and dh0, dc0 (B, H).
+    """
+    gates, tanh_c, cs = cache
+    T, B, G = gates.shape
+    H = G // 4
+    sizes = _steps(batch_sizes, T, B)
+    dtype = gates.dtype
+    d_gates = _alloc(sizes, B)((T, B, G), dtype)
+    dh, dc = np.empty((B, H), dtype), np.empty((B, H), dtype)
+    tmp = np.empty((B, 3 * H), dtype)
+    for t in reversed(range(T)):
+        n, n_next = sizes[t], (sizes[t + 1] if t + 1 < T else 0)
+        dh[n_next:n], dc[n_next:n] = dh_n[n_next:n], dc_n[n_next:n]  # rows whose last step is t
+        dh_t, dc_t = dh[:n], dc[:n]                         # (n, H)
+        if d_out is not None:
+            dh_t += d_out[t, :n]
+        a, da, tc = gates[t, :n], d_gates[t, :n], tanh_c[t, :n]
+        i, f, o, g = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+        di, df, do, dg = da[:, :H], da[:, H:2 * H], da[:, 2 * H:3 * H], da[:, 3 * H:]
+        u = tmp[:n, :H]
+        np.multiply(tc, tc, out=u)                          # dc += dh * o * (1 - tanh(c)^2)
+        np.subtract(1, u, out=u)
+        u *= o
+        u *= dh_t
+        dc_t += u
+        np.multiply(dh_t, tc, out=do)
+        np.multiply(dc_t, g, out=di)
+        np.multiply(dc_t, cs[t, :n], out=df)
+        np.multiply(dc_t, i, out=dg)
+        dc_t *= f                                           # dc_prev
+        s = tmp[:n]                                         # (n, 3H) sigmoid' = s (1 - s)
+        np.subtract(1, a[:, :3 * H], out=s)
+        s *= a[:, :3 * H]
+        da[:, :3 * H] *= s
+        np.multiply(g, g, out=u)                            # tanh' = 1 - g^2
+        np.subtract(1, u, out=u)
+        dg *= u
+        np.matmul(da, W_hh, out=dh_t)                       # dh_prev
+    return d_gates, dh, dc
+
+
+# ----- GRU -------------------------------------------------------------------------------------
+
+def gru_forward(x_proj, W_hh_T, b_hn, h0, batch_sizes=None, keep=True):
+    """GRU over one direction: n = tanh(x_n + r * (W_hn h + b_hn)), h' = (1 - z) n + z h.
+
+    x_proj (T, B, 3H): x W_ih^T + b_ih + [b_hr, b_hz, 0], gates r, z, n. W_hh_T (H, 3H). b_hn
+    (H,): the recurrent bias of n, inside the reset product. Returns hs (T+1, B, H) and the cache
+    (gates (T, B, 3H) activated, hn (T, B, H) = W_hn h + b_hn) or None.
+    """
+    T, B, G = x_proj.shape
+    H = G // 3
+    sizes = _steps(batch_sizes, T, B)
+    alloc, dtype = _alloc(sizes, B), x_proj.dtype
+    hs = alloc((T + 1, B, H), dtype)
+    hs[0] = h0
+    gates = alloc((T if keep else 1, B, G), dtype)
+    hns = alloc((T if keep else 1, B, H), dtype)
+    rec = np.empty((B, G), dtype)                           # h W_hh^T
+    for t in range(T):
+        n, s = sizes[t], (t if keep else 0)
+        h_prev, a, hn = hs[t, :n], gates[s, :n], hns[s, :n]
+        np.matmul(h_prev, W_hh_T, out=rec[:n])
+        np.add(x_proj[t, :n, :2 * H], rec[:n, :2 * H], out=a[:, :2 * H])
+        sigmoid_(a[:, :2 * H])                              # r, z
+        np.add(rec[:n, 2 * H:], b_hn, out=hn)
+        r, z, nn = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
+        np.multiply(r, hn, out=nn)
+        nn += x_proj[t, :n, 2 * H:]
+        np.tanh(nn, out=nn)
+        h = hs[t + 1, :n]
+        np.subtract(h_prev, nn, out=h)
+        h *= z
+        h += nn
+    return hs, ((gates, hns) if keep else None)
+
+
+def gru_backward(d_out, dh_n, W_hh, hs, cache, batch_sizes=None):
+    """Backward of `gru_forward`.
+
+    Returns d_x (T, B, 3H), the gradient w.r.t. x_proj; d_hh (T, B, 3H), w.r.t. the recurrent
+    product h W_hh^T + [0, 0, b_hn] (equal to d_x but for the n block); and dh0 (B, H).
+    """
+    gates, hns = cache
+    T, B, G = gates.shape
+    H = G // 3
+    sizes = _steps(batch_sizes, T, B)
+    dtype = gates.dtype
+    alloc = _alloc(sizes, B)
+    d_x, d_hh = alloc((T, B, G), dtype), alloc((T, B, G), dtype)
+    dh = np.empty((B, H), dtype)
+    tmp = np.empty((B, 2 * H), dtype)
+    for t in reversed(range(T)):
+        n, n_next = sizes[t], (sizes[t + 1] if t + 1 < T else 0)
+        dh[n_next:n] = dh_n[n_next:n]
+        dh_t = dh[:n]                                       # (n, H)
+        if d_out is not None:
+            dh_t += d_out[t, :n]
+        a, h_prev, hn = gates[t, :n], hs[t, :n], hns[t, :n]
+        r, z, nn = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
+        dr, dz, dhn = d_hh[t, :n, :H], d_hh[t, :n, H:2 * H], d_hh[t, :n, 2 * H:]
+        dn = d_x[t, :n, 2 * H:]
+        u = tmp[:n, :H]
+        np.subtract(h_prev, nn, out=dz)                     # h = n + z (h_prev - n)
+        dz *= dh_t
+        np.subtract(1, z, out=dn)
+        dn *= dh_t
+        np.multiply(nn, nn, out=u)                          # through tanh
+        np.subtract(1, u, out=u)
+        dn *= u
+        np.multiply(dn, r, out=dhn)
+        np.multiply(dn, hn, out=dr)
+        s = tmp[:n]                                         # (n, 2H) sigmoid' of r, z
+        np.subtract(1, a[:, :2 * H], out=s)
+        s *= a[:, :2 * H]
+        d_hh[t, :n, :2 * H] *= s
+        np.multiply(dh_t, z, out=u)                         # the direct path z * h_prev
+        np.matmul(d_hh[t, :n], W_hh, out=dh_t)
+        dh_t += u
+    d_x[..., :2 * H] = d_hh[..., :2 * H]
+    return d_x, d_hh, dh
+
+
+# ----- Elman RNN -------------------------------------------------------------------------------
+
+def rnn_forward(x_proj, W_hh_T, h0, nonlinearity="tanh", batch_sizes=None):
+    """h' = act(x_proj + h W_hh^T), act tanh or relu. x_proj (T, B, H). Returns hs (T+1, B, H)."""
+    T, B, H = x_proj.shape
+    sizes = _steps(batch_sizes, T, B)
+    hs = _alloc(sizes, B)((T + 1, B, H), x_proj.dtype)
+    hs[0] = h0
+    for t in range(T):
+        n = sizes[t]
+        h = hs[t + 1, :n]                                   # (n, H)
+        np.matmul(hs[t, :n], W_hh_T, out=h)
+        h += x_proj[t, :n]
+        if nonlinearity == "tanh":
+            np.tanh(h, out=h)
+        else:
+            np.maximum(h, 0, out=h)
+    return hs
+
+
+def rnn_backward(d_out, dh_n, W_hh, hs, nonlinearity="tanh", batch_sizes=None):
+    """Backward of `rnn_forward`: d_pre (T, B, H) w.r.t. the pre-activations, and dh0 (B, H)."""
+    T, B, H = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
+    sizes = _steps(batch_sizes, T, B)
+    d_pre = _alloc(sizes, B)((T, B, H), hs.dtype)
+    dh = np.empty((B, H), hs.dtype)
+    for t in reversed(range(T)):
+        n, n_next = sizes[t], (sizes[t + 1] if t + 1 < T else 0)
+        dh[n_next:n] = dh_n[n_next:n]
+        dh_t, h, da = dh[:n], hs[t + 1, :n], d_pre[t, :n]   # (n, H)
+        if d_out is not None:
+            dh_t += d_out[t, :n]
+        if nonlinearity == "tanh":
+            np.multiply(h, h, out=da)
+            np.subtract(1, da, out=da)
+            da *= dh_t
+        else:
+            np.multiply(dh_t, h > 0, out=da)
+        np.matmul(da, W_hh, out=dh_t)
+    return d_pre, dh
+
+
+# ----- adapters: one interface over the three kernels, used by the cells and the layers ---------
+
+class Weights(NamedTuple):
+    """One set of recurrent weights in the kernels' layout (gate order, summed biases)."""
+    W_ih: np.ndarray            # (G*H, I)
+    W_hh: np.ndarray            # (G*H, H)
+    W_hh_T: np.ndarray          # (H, G*H), contiguous
+    b_x: np.ndarray | None      # (G*H,) bias added to the input projection
+    b_hn: np.ndarray | None     # (H,) GRU's recurrent bias of n
+
+
+def _swap_g_o(a: np.ndarray) -> np.ndarray:
+    """PyTorch's LSTM gate blocks i, f, g, o <-> the kernels' i, f, o, g (its own inverse), axis 0."""
+    H = a.shape[0] // 4
+    return np.concatenate([a[:2 * H], a[3 * H:], a[2 * H:3 * H]])
+
+
+class LSTMKernel:
+    n_gates, state_names = 4, ("h", "c")
+    shared_grads = True  # the input and recurrent pre-activations get the same gradient
+
+    @staticmethod
+    def prepare(W_ih, W_hh, b_ih, b_hh) -> Weights:
+        W_hh = _swap_g_o(W_hh)
+        b_x = None if b_ih is None else _swap_g_o(b_ih + b_hh)
+        return Weights(_swap_g_o(W_ih), W_hh, np.ascontiguousarray(W_hh.T), b_x, None)
+
+    @staticmethod
+    def to_torch(grad: np.ndarray) -> np.ndarray:
+        return _swap_g_o(grad)
+
+    @staticmethod
+    def forward(x_proj, w: Weights, states, batch_sizes, keep):
+        hs, cs, cache = lstm_forward(x_proj, w.W_hh_T, *states, batch_sizes, keep)
+        return hs, (hs, cs), cache
+
+    @staticmethod
+    def backward(d_out, d_finals, w: Weights, hs, cache, batch_sizes):
+        d_gates, dh0, dc0 = lstm_backward(d_out, *d_finals, w.W_hh, cache, batch_sizes)
+        return d_gates, d_gates, (dh0, dc0)
+
+    @staticmethod
+    def internals(hs, cache) -> dict:
+        gates, _, cs = cache
+        H = hs.shape[2]
+        return {"i": gates[..., :H], "f": gates[..., H:2 * H], "g": gates[..., 3 * H:],
+                "o": gates[..., 2 * H:3 * H], "c": cs[1:], "h": hs[1:]}
+
+
+class GRUKernel:
+    n_gates, state_names = 3, ("h",)
+    shared_grads = False
+
+    @staticmethod
+    def prepare(W_ih, W_hh, b_ih, b_hh) -> Weights:
+        H = W_hh.shape[1]
+        if b_ih is None:
+            b_x, b_hn = None, np.zeros(H, W_hh.dtype)
+        else:
+            b_x = b_ih.copy()
+            b_x[:2 * H] += b_hh[:2 * H]
+            b_hn = b_hh[2 * H:]
+        return Weights(W_ih, W_hh, np.ascontiguousarray(W_hh.T), b_x, b_hn)
+
+    @staticmethod
+    def to_torch(grad: np.ndarray) -> np.ndarray:
+        return grad
+
+    @staticmethod
+    def forward(x_proj, w: Weights, states, batch_sizes, keep):
+        hs, cache = gru_forward(x_proj, w.W_hh_T, w.b_hn, states[0], batch_sizes, keep)
+        return hs, (hs,), cache
+
+    @staticmethod
+    def backward(d_out, d_finals, w: Weights, hs, cache, batch_sizes):
+        d_x, d_hh, dh0 = gru_backward(d_out, d_finals[0], w.W_hh, hs, cache, batch_sizes)
+        return d_x, d_hh, (dh0,)
+
+    @staticmethod
+    def internals(hs, cache) -> dict:
+        gates, _ = cache
+        H = hs.shape[2]
+        return {"r": gates[..., :H], "z": gates[..., H:2 * H], "n": gates[..., 2 * H:], "h": hs[1:]}
+
+
+class RNNKernel:
+    n_gates, state_names = 1, ("h",)
+    shared_grads = True
+
+    def __init__(self, nonlinearity: str):
+        self.nonlinearity = nonlinearity
+
+    @staticmethod
+    def prepare(W_ih, W_hh, b_ih, b_hh) -> Weights:
+        b_x = None if b_ih is None else b_ih + b_hh
+        return Weights(W_ih, W_hh, np.ascontiguousarray(W_hh.T), b_x, None)
+
+    @staticmethod
+    def to_torch(grad: np.ndarray) -> np.ndarray:
+        return grad
+
+    def forward(self, x_proj, w: Weights, states, batch_sizes, keep):
+        hs = rnn_forward(x_proj, w.W_hh_T, states[0], self.nonlinearity, batch_sizes)
+        return hs, (hs,), None
+
+    def backward(self, d_out, d_finals, w: Weights, hs, cache, batch_sizes):
+        d_pre, dh0 = rnn_backward(d_out, d_finals[0], w.W_hh, hs, self.nonlinearity, batch_sizes)
+        return d_pre, d_pre, (dh0,)
+
+    @staticmethod
+    def internals(hs, cache) -> dict:
+        return {"h": hs[1:]}

@@ -1,0 +1,293 @@
+"""Whole sequences: RNN, LSTM and GRU layers as torch.nn's (stacked, bidirectional, variable length).
+
+    out, h_n = rnn(x, h0=None, lengths=None)                 # x (T, B, I), or (B, T, I) batch_first
+    out, (h_n, c_n) = lstm(x, (h0, c0), lengths=lengths)
+    dx, dh0 = rnn.backward(d_out, d_h_n)
+    dx, (dh0, dc0) = lstm.backward(d_out, (dh_n, dc_n))
+
+Parameters carry PyTorch's names, shapes and gate order (weight_ih_l0, weight_hh_l1_reverse, ...),
+so state dicts move both ways. This file does the layer logic (layout, lengths, directions,
+stacking, dropout); the recurrences themselves are the kernels in kernels.py. Per layer and
+direction: one GEMM projects every step's input, the kernel runs the recurrence, and backward
+does one GEMM each for dW_ih, dW_hh and dx.
+
+`lengths` (B ints in 1..T): padded steps keep the previous state, padded outputs are zero, h_n is
+each sequence's state at its own last step and the reverse direction runs over each sequence's
+valid prefix, as torch's pack_padded_sequence(enforce_sorted=False). Inside, the batch is sorted
+by decreasing length and the reverse direction's valid steps are flipped in place, so kernels see
+every sequence as a prefix (see _Batch).
+
+The returned `out` may share memory with what backward keeps: do not modify it in place.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..core import init
+from ..core.checks import as_array, check_lengths, check_shape
+from ..core.module import Module
+from .cells import (accumulate_grads, add_weights, check_float_dtype, check_init, check_sizes,
+                    prepared, reset_weights, state_pair, weights_of)
+from .kernels import GRUKernel, LSTMKernel, RNNKernel
+
+
+class _Batch:
+    """Where each sequence's valid steps are, and how arrays move into and out of kernel layout.
+
+    Without lengths nothing moves and the reverse direction is plain time reversal. With lengths
+    the batch is sorted by decreasing length (rows still running at step t are the first
+    batch_sizes[t]) and the reverse direction reads step len-1-t at its step t (padding stays
+    where it is), so its valid steps form a prefix too.
+    """
+
+    def __init__(self, lengths, T: int, B: int):
+        self.T = T
+        self.batch_sizes = None
+        if lengths is None:
+            return
+        lengths = check_lengths(lengths, B, T)
+        self.order = np.argsort(-lengths, kind="stable")     # sorted row j is sequence order[j]
+        self.inverse = np.argsort(self.order)
+        self.lengths = lengths[self.order]                    # (B,) non-increasing
+        t = np.arange(T)[:, None]                             # (T, 1)
+        self.batch_sizes = [int(n) for n in (self.lengths > t).sum(1)]
+        self.flip = np.where(t < self.lengths, self.lengths - 1 - t, t)  # (T, B)
+        self.cols = np.arange(B)
+
+    def sort(self, a: np.ndarray) -> np.ndarray:
+        """Batch axis 1 into length order."""
+        return a if self.batch_sizes is None else a[:, self.order]
+
+    def unsort(self, a: np.ndarray) -> np.ndarray:
+        """Batch axis 1 back to the caller's order."""
+        return a if self.batch_sizes is None else a[:, self.inverse]
+
+    def reverse(self, a: np.ndarray) -> np.ndarray:
+        """(T, B, ...) between time order and the reverse direction's order (its own inverse)."""
+        return a[::-1] if self.batch_sizes is None else a[self.flip, self.cols]
+
+    def last(self, buffer: np.ndarray) -> np.ndarray:
+        """(T+1, B, H) kernel buffer -> (B, H): each row's state after its own last step."""
+        return buffer[self.T] if self.batch_sizes is None else buffer[self.lengths, self.cols]
+
+
+class _Recurrent(Module):
+    """Stacked, optionally bidirectional recurrence over a kernel; subclasses give the signature."""
+
+    def __init__(self, kernel, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                 bidirectional, dtype, seed):
+        super().__init__()
+        check_sizes(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
+        if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
+            raise ValueError(f"dropout must be a probability in [0, 1), but was given {dropout!r}.")
+        self.kernel = kernel
+        self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
+        self.bias, self.batch_first, self.bidirectional = bool(bias), bool(batch_first), bool(bidirectional)
+        self.dropout = float(dropout)
+        self.num_directions = 2 if bidirectional else 1
+        self.dtype = check_float_dtype(dtype)
+        self.rng = init.as_generator(seed)
+        for layer in range(self.num_layers):
+            layer_input = self.input_size if layer == 0 else self.hidden_size * self.num_directions
+            for direction in range(self.num_directions):
+                add_weights(self, self._suffix(layer, direction), layer_input, self.hidden_size,
+                            kernel.n_gates, self.bias, self.dtype)
+        self.reset_parameters()
+
+    def _suffix(self, layer: int, direction: int) -> str:
+        return f"_l{layer}" + ("_reverse" if direction else "")
+
+    def reset_parameters(self, init: str = "pytorch", forget_bias: float | None = None) -> None:
+        """Re-draw every weight from the layer's Generator: "pytorch" (default), "orthogonal", "glorot"."""
+        check_init(self.kernel, self.bias, init, forget_bias)
+        for layer in range(self.num_layers):
+            for direction in range(self.num_directions):
+                reset_weights(weights_of(self, self._suffix(layer, direction)), self.kernel,
+                              self.hidden_size, init, forget_bias, self.rng)
+
+    # ----- forward --------------------------------------------------------------------------
+
+    def _states(self, states, B: int, batch: _Batch, grad: bool = False) -> list:
+        """Initial states (or their gradients) as kernel-layout (L*D, B, H) arrays, zeros for None."""
+        shape = (self.num_layers * self.num_directions, B, self.hidden_size)
+        out = []
+        for s, name in zip(states, self.kernel.state_names):
+            name = f"d_{name}_n" if grad else f"{name}0"
+            if s is None:
+                out.append(np.zeros(shape, self.dtype))
+            else:
+                s = as_array(s, name, 3, self.dtype)
+                check_shape(s, shape, name)
+                out.append(batch.sort(s))
+        return out
+
+    def _forward(self, x, states, lengths, return_internals: bool):
+        x = as_array(x, "x", 3, self.dtype)
+        check_shape(x, (None, None, self.input_size), "x")
+        if self.batch_first:
+            x = x.transpose(1, 0, 2)                          # (T, B, I)
+        T, B, _ = x.shape
+        if T == 0 or B == 0:
+            raise ValueError(f"x must hold at least one step of one sequence, but was given shape {x.shape}.")
+        batch = _Batch(lengths, T, B)
+        states0 = self._states(states, B, batch)
+        L, D, H = self.num_layers, self.num_directions, self.hidden_size
+        keep = self.recording or return_internals
+        finals = [np.empty((L * D, B, H), self.dtype) for _ in states0]
+        inputs, masks, caches, internals = [], [], [], []
+        layer_in = batch.sort(x)                              # (T, B, I_l)
+        for layer in range(L):
+            x2d = layer_in.reshape(T * B, -1)                 # (T*B, I_l)
+            outs = []
+            for d in range(D):
+                k = layer * D + d
+                w = prepared(self.kernel, weights_of(self, self._suffix(layer, d)))
+                proj = x2d @ w.W_ih.T                         # (T*B, G*H): every step in one GEMM
+                if w.b_x is not None:
+                    proj += w.b_x
+                proj = proj.reshape(T, B, -1)
+                if d:
+                    proj = batch.reverse(proj)
+                hs, buffers, cache = self.kernel.forward(proj, w, tuple(s[k] for s in states0),
+                                                         batch.batch_sizes, keep)
+                for final, buffer in zip(finals, buffers):
+                    final[k] = batch.last(buffer)
+                outs.append(batch.reverse(hs[1:]) if d else hs[1:])  # (T, B, H)
+                caches.append((w, hs, cache))
+                if return_internals:
+                    internals.append(self._inspect(self.kernel.internals(hs, cache), d, batch))
+            layer_out = outs[0] if D == 1 else np.concatenate(outs, axis=2)  # (T, B, D*H)
+            mask = None
+            if self.training and self.dropout > 0 and layer < L - 1:
+                keep_prob = 1.0 - self.dropout
+                mask = (self.rng.random(layer_out.shape, dtype=self.dtype) < keep_prob).astype(self.dtype)
+                mask /= keep_prob
+                layer_out = layer_out * mask
+            inputs.append(x2d)
+            masks.append(mask)
+            layer_in = layer_out
+        self._save((batch, inputs, masks, caches, x.shape))
+        out = batch.unsort(layer_in)
+        if self.batch_first:
+            out = np.ascontiguousarray(out.transpose(1, 0, 2))
+        finals = [batch.unsort(f) for f in finals]
+        return out, finals, internals
+
+    @staticmethod
+    def _inspect(arrays: dict, direction: int, batch: _Batch) -> dict:
+        """Kernel-layout (T, B, H) arrays -> fresh arrays in time order and the caller's batch order."""
+        return {name: np.array(batch.unsort(batch.reverse(a) if direction else a)) for name, a in arrays.items()}
+
+    # ----- backward -------------------------------------------------------------------------
+
+    def _backward(self, d_out, d_finals):
+        batch, inputs, masks, caches, (T, B, _) = self._restore()
+        L, D, H = self.num_layers, self.num_directions, self.hidden_size
+        d_layer = None
+        if d_out is not None:
+            d_out = as_array(d_out, "d_out", 3, self.dtype)
+            check_shape(d_out, (B, T, D * H) if self.batch_first else (T, B, D * H), "d_out")
+            d_layer = batch.sort(d_out.transpose(1, 0, 2) if self.batch_first else d_out)  # (T, B, D*H)
+        d_finals = self._states(d_finals, B, batch, grad=True)
+        d_states0 = [np.empty_like(f) for f in d_finals]
+        for layer in reversed(range(L)):
+            x2d = inputs[layer]                               # (T*B, I_l)
+            d_in = None
+            for d in range(D):
+                k = layer * D + d
+                w, hs, cache = caches[k]
+                g = None
+                if d_layer is not None:
+                    g = d_layer[..., d * H:(d + 1) * H] if D > 1 else d_layer  # (T, B, H)
+                    if d:
+                        g = batch.reverse(g)
+                d_x, d_hh, d0 = self.kernel.backward(g, tuple(f[k] for f in d_finals), w, hs, cache,
+                                                     batch.batch_sizes)
+                for dst, src in zip(d_states0, d0):
+                    dst[k] = src
+                if d:
+                    d_x = batch.reverse(d_x)                  # back to time order, to pair with x
+                dx = accumulate_grads(self.kernel, weights_of(self, self._suffix(layer, d)), w,
+                                      d_x.reshape(T * B, -1), d_hh.reshape(T * B, -1), x2d,
+                                      hs[:-1].reshape(T * B, H))
+                if d_in is None:
+                    d_in = dx
+                else:
+                    d_in += dx
+            d_layer = d_in.reshape(T, B, -1)                  # (T, B, I_l)
+            if layer > 0 and masks[layer - 1] is not None:
+                d_layer *= masks[layer - 1]
+        dx = batch.unsort(d_layer)
+        if self.batch_first:
+            dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
+        return dx, [batch.unsort(s) for s in d_states0]
+
+    def extra_repr(self) -> str:
+        parts = [f"{self.input_size}, {self.hidden_size}"]
+        defaults = dict(num_layers=1, bias=True, batch_first=False, dropout=0.0, bidirectional=False)
+        parts += [f"{k}={getattr(self, k)}" for k, v in defaults.items() if getattr(self, k) != v]
+        return ", ".join(parts)
+
+
+class RNN(_Recurrent):
+    """Elman RNN: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), act tanh or relu."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, dtype=np.float32, seed=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', but was given {nonlinearity!r}.")
+        self.nonlinearity = nonlinearity
+        super().__init__(RNNKernel(nonlinearity), input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, dtype, seed)
+
+    def forward(self, x, h0=None, lengths=None, *, return_internals: bool = False):
+        """x (T, B, I) -> out (T, B, D*H), h_n (L*D, B, H); internals [{"h"}] per layer and direction."""
+        out, (h_n,), internals = self._forward(x, (h0,), lengths, return_internals)
+        return (out, h_n, internals) if return_internals else (out, h_n)
+
+    def backward(self, d_out, d_h_n=None):
+        """d_out like out (None: zeros), d_h_n like h_n -> dx like x, dh0 (L*D, B, H)."""
+        dx, (dh0,) = self._backward(d_out, (d_h_n,))
+        return dx, dh0
+
+
+class LSTM(_Recurrent):
+    """LSTM with PyTorch's gates i, f, g, o: c' = f c + i g, h' = o tanh(c')."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 dtype=np.float32, seed=None):
+        super().__init__(LSTMKernel, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, dtype, seed)
+
+    def forward(self, x, hx=None, lengths=None, *, return_internals: bool = False):
+        """x (T, B, I), hx (h0, c0) or None -> out (T, B, D*H), (h_n, c_n); internals
+        [{"i", "f", "g", "o", "c", "h"}] per layer and direction."""
+        out, (h_n, c_n), internals = self._forward(x, state_pair(hx, "hx"), lengths, return_internals)
+        return (out, (h_n, c_n), internals) if return_internals else (out, (h_n, c_n))
+
+    def backward(self, d_out, d_hx=None):
+        """d_out like out (None: zeros), d_hx (dh_n, dc_n) or None -> dx, (dh0, dc0)."""
+        dx, (dh0, dc0) = self._backward(d_out, state_pair(d_hx, "d_hx"))
+        return dx, (dh0, dc0)
+
+
+class GRU(_Recurrent):
+    """GRU with PyTorch's gates r, z, n: n = tanh(W_in x + b_in + r (W_hn h + b_hn)), h' = (1-z) n + z h."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 dtype=np.float32, seed=None):
+        super().__init__(GRUKernel, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, dtype, seed)
+
+    def forward(self, x, h0=None, lengths=None, *, return_internals: bool = False):
+        """x (T, B, I) -> out (T, B, D*H), h_n (L*D, B, H); internals [{"r", "z", "n", "h"}]."""
+        out, (h_n,), internals = self._forward(x, (h0,), lengths, return_internals)
+        return (out, h_n, internals) if return_internals else (out, h_n)
+
+    def backward(self, d_out, d_h_n=None):
+        """d_out like out (None: zeros), d_h_n like h_n -> dx like x, dh0 (L*D, B, H)."""
+        dx, (dh0,) = self._backward(d_out, (d_h_n,))
+        return dx, dh0
