@@ -84,6 +84,7 @@ def erf(x) -> np.ndarray:
     z = a[near] * a[near]
     out[near] = a[near] * _poly(z, _ERF_T) / _poly(z, _ERF_U)
     out[~near] = 1.0 - _erfc_tail(a[~near])
+    out[np.isnan(a)] = np.nan
     return np.copysign(out, x).astype(np.result_type(x.dtype, np.float32))
 
 
@@ -98,6 +99,7 @@ def erfc(x) -> np.ndarray:
     out[near] = 1.0 - xd[near] * _poly(z, _ERF_T) / _poly(z, _ERF_U)
     tail = _erfc_tail(a[~near])
     out[~near] = np.where(xd[~near] < 0, 2.0 - tail, tail)
+    out[np.isnan(a)] = np.nan
     return out.astype(np.result_type(x.dtype, np.float32))
 
 
