@@ -248,19 +248,19 @@ def cross_entropy(logits, target, ignore_index: int = -100, label_smoothing: flo
     safe = np.where(keep, target, 0)[..., None]                       # (..., 1)
 
     z = logits - logits.max(axis=-1, keepdims=True)                   # (..., C), max 0
-    p = np.exp(z)                                                     # (..., C), becomes the gradient
+    z_target = np.take_along_axis(z, safe, -1)[..., 0]                # (...)
+    z_sum = z.sum(axis=-1) if label_smoothing else 0                  # (...)
+    p = np.exp(z, out=z)                                              # (..., C): z is spent, p becomes the gradient
     s = p.sum(axis=-1, keepdims=True)                                 # (..., 1), in [1, C]
-    log_s = np.log(s)
-    loss = (1 - label_smoothing) * (log_s - np.take_along_axis(z, safe, -1))[..., 0]   # (...)
-    if label_smoothing:
-        loss += (label_smoothing / C) * (C * log_s[..., 0] - z.sum(axis=-1))
+    # (1-eps) (log s - z_target) + (eps/C) (C log s - z_sum)
+    loss = np.log(s[..., 0]) - (1 - label_smoothing) * z_target - (label_smoothing / C) * z_sum
     loss = np.where(keep, loss, 0).astype(logits.dtype, copy=False)
 
     p /= s                                                            # softmax
     np.put_along_axis(p, safe, np.take_along_axis(p, safe, -1) - (1 - label_smoothing), -1)
     if label_smoothing:
         p -= label_smoothing / C
-    p *= keep[..., None]
+    p[~keep] = 0
     return _reduce(loss, p, reduction, count=int(keep.sum()))
 
 
