@@ -1,0 +1,148 @@
+"""PyTorch parity (float64, random non-zero weights and biases) for RNN, LSTM and GRU.
+
+Over the full grid (kind x num_layers 1..3 x bidirectional x batch_first x lengths x h0): outputs,
+final states, dx, dh0 (dc0) and every parameter gradient within 1e-8 relative of torch.nn's, with
+a random upstream gradient on out, h_n (and c_n). Lengths go through pack_padded_sequence.
+"""
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+import unrolled
+
+torch.set_num_threads(1)
+
+T, B, I, H = 5, 4, 3, 2
+LENGTHS = [3, 5, 1, 4]  # unsorted, one of them full length
+
+KINDS = {
+    "rnn_tanh": (unrolled.RNN, torch.nn.RNN, {"nonlinearity": "tanh"}),
+    "rnn_relu": (unrolled.RNN, torch.nn.RNN, {"nonlinearity": "relu"}),
+    "lstm": (unrolled.LSTM, torch.nn.LSTM, {}),
+    "gru": (unrolled.GRU, torch.nn.GRU, {}),
+}
+
+
+def assert_close(ours, theirs, what, rtol=1e-8):
+    theirs = theirs.detach().numpy() if isinstance(theirs, torch.Tensor) else theirs
+    assert ours.shape == theirs.shape, f"{what}: shape {ours.shape} vs torch {theirs.shape}"
+    scale = np.abs(theirs).max()  # all zeros (e.g. dead relu units) must then be exactly zero
+    np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=rtol * scale, err_msg=what)
+
+
+def randomize(module, rng, scale=0.7):
+    """Random non-zero weights and biases, wider than the default init."""
+    for p in module.parameters():
+        p.data[...] = rng.standard_normal(p.shape) * scale
+
+
+def torch_run(module, x, hx, lengths, batch_first, grads):
+    """Forward and backward through torch; returns out, states, dx, dh0s and parameter gradients."""
+    xt = torch.from_numpy(x).requires_grad_()
+    hxt = None
+    if hx is not None:
+        hxt = tuple(torch.from_numpy(h).requires_grad_() for h in hx)
+    packed = xt if lengths is None else pack_padded_sequence(
+        xt, torch.tensor(lengths), batch_first=batch_first, enforce_sorted=False)
+    out, states = module(packed, None if hxt is None else (hxt if len(hxt) == 2 else hxt[0]))
+    if lengths is not None:
+        out, _ = pad_packed_sequence(out, batch_first=batch_first, total_length=T)
+    states = states if isinstance(states, tuple) else (states,)
+    loss = (out * torch.from_numpy(grads[0])).sum()
+    loss = loss + sum((s * torch.from_numpy(g)).sum() for s, g in zip(states, grads[1]))
+    loss.backward()
+    d_states = None if hxt is None else tuple(h.grad for h in hxt)
+    param_grads = {n: p.grad for n, p in module.named_parameters()}
+    return out, states, xt.grad, d_states, param_grads
+
+
+def ours_run(layer, kind, x, hx, lengths, grads):
+    if kind == "lstm":
+        out, states = layer(x, hx, lengths=lengths)
+        dx, d_states = layer.backward(grads[0], grads[1])
+    else:
+        out, h_n = layer(x, None if hx is None else hx[0], lengths=lengths)
+        states = (h_n,)
+        dx, dh0 = layer.backward(grads[0], grads[1][0])
+        d_states = (dh0,)
+    return out, states, dx, d_states
+
+
+def compare(kind, layer, module, batch_first, lengths, with_h0, rng):
+    L, D = layer.num_layers, layer.num_directions
+    x = rng.standard_normal((B, T, I) if batch_first else (T, B, I))
+    n_states = 2 if kind == "lstm" else 1
+    hx = tuple(rng.standard_normal((L * D, B, H)) for _ in range(n_states)) if with_h0 else None
+    out_shape = (B, T, D * H) if batch_first else (T, B, D * H)
+    grads = (rng.standard_normal(out_shape), tuple(rng.standard_normal((L * D, B, H)) for _ in range(n_states)))
+
+    out, states, dx, d_states = ours_run(layer, kind, x, hx, lengths, grads)
+    t_out, t_states, t_dx, t_d_states, t_grads = torch_run(module, x, hx, lengths, batch_first, grads)
+
+    assert_close(out, t_out, "out")
+    for i, (s, ts) in enumerate(zip(states, t_states)):
+        assert_close(s, ts, f"state {i}")
+    assert_close(dx, t_dx, "dx")
+    if with_h0:
+        for i, (d, td) in enumerate(zip(d_states, t_d_states)):
+            assert_close(d, td, f"d state0 {i}")
+    assert [n for n, _ in layer.named_parameters()] == list(t_grads)
+    for name, p in layer.named_parameters():
+        assert_close(p.grad, t_grads[name], name)
+
+
+GRID = list(itertools.product(KINDS, (1, 2, 3), (False, True), (False, True), (None, LENGTHS), (False, True)))
+
+
+@pytest.mark.parametrize("kind,num_layers,bidirectional,batch_first,lengths,with_h0", GRID)
+def test_matches_torch(kind, num_layers, bidirectional, batch_first, lengths, with_h0):
+    rng = np.random.default_rng([num_layers, int(bidirectional), int(batch_first), int(with_h0)])
+    ours_cls, torch_cls, extra = KINDS[kind]
+    config = dict(num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first, **extra)
+    layer = ours_cls(I, H, dtype=np.float64, seed=0, **config)
+    randomize(layer, rng)
+    module = torch_cls(I, H, **config).double()
+    module.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
+    compare(kind, layer, module, batch_first, lengths, with_h0, rng)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("bias", (True, False))
+def test_loads_a_torch_state_dict(kind, bias):
+    """The other direction: torch's own weights, loaded as they are."""
+    rng = np.random.default_rng(4)
+    ours_cls, torch_cls, extra = KINDS[kind]
+    config = dict(num_layers=2, bidirectional=True, bias=bias, **extra)
+    torch.manual_seed(0)
+    module = torch_cls(I, H, **config).double()
+    layer = ours_cls(I, H, dtype=np.float64, seed=0, **config)
+    layer.load_state_dict({k: v.numpy() for k, v in module.state_dict().items()})
+    assert list(layer.state_dict()) == list(module.state_dict())
+    compare(kind, layer, module, False, LENGTHS, True, rng)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_float32_matches_torch(kind):
+    """The float32 path stays float32 and agrees with torch's float32 to single precision."""
+    rng = np.random.default_rng(5)
+    ours_cls, torch_cls, extra = KINDS[kind]
+    layer = ours_cls(I, H, num_layers=2, bidirectional=True, seed=0, **extra)
+    module = torch_cls(I, H, num_layers=2, bidirectional=True, **extra)
+    module.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    out, states = layer(x, lengths=LENGTHS)
+    d_out = rng.standard_normal(out.shape).astype(np.float32)
+    dx, _ = layer.backward(d_out)
+    xt = torch.from_numpy(x).requires_grad_()
+    t_out, _ = module(pack_padded_sequence(xt, torch.tensor(LENGTHS), enforce_sorted=False))
+    t_out, _ = pad_packed_sequence(t_out, total_length=T)
+    (t_out * torch.from_numpy(d_out)).sum().backward()
+    assert out.dtype == dx.dtype == np.float32
+    assert all(p.grad.dtype == np.float32 for p in layer.parameters())
+    assert_close(out, t_out, "out", rtol=1e-5)
+    assert_close(dx, xt.grad, "dx", rtol=1e-5)
+    for name, p in module.named_parameters():
+        assert_close(dict(layer.named_parameters())[name].grad, p.grad, name, rtol=1e-5)
