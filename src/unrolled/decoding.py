@@ -11,7 +11,7 @@ whose axis 1 is the batch, as recurrent states `(num_layers * num_directions, B,
     logits, state = prime(step, prompt_ids)                      # feed a prompt, batch 1
     ids = sample(step, prompt_ids, 400, temperature=0.8, top_k=40, rng=0, on_token=print_token)
     ids = greedy(step, prompt_ids, 400)                          # argmax at every step
-    [(ids, logprob), ...] = beam_search(step, prompt_ids, 50, beam_width=5, eos_id=eos)
+    hyps = beam_search(step, prompt_ids, 50, beam_width=5, eos_id=eos)  # [(ids, logprob), ...] best first
 
 Sampling filters the distribution in this order: temperature, then top-k, then top-p, then draws
 from what is left, renormalised. Every function returns only the new tokens, not the prompt.
@@ -38,7 +38,9 @@ def _check_int(value, name: str, low: int) -> int:
 
 def _check_sampling(temperature, top_k, top_p) -> None:
     if isinstance(temperature, bool) or not isinstance(temperature, Real) or not 0 <= temperature < math.inf:
-        raise ValueError(f"temperature must be a finite number >= 0 (0 picks the most likely token), but was given {temperature!r}.")
+        raise ValueError(
+            f"temperature must be a finite number >= 0 (0 picks the most likely token), but was given {temperature!r}."
+        )
     if top_k is not None:
         _check_int(top_k, "top_k", 1)
     if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, Real) or not 0 < top_p <= 1):
@@ -48,7 +50,9 @@ def _check_sampling(temperature, top_k, top_p) -> None:
 def _as_prompt(prompt_ids) -> np.ndarray:
     ids = np.asarray(prompt_ids)
     if ids.ndim != 1 or not (np.issubdtype(ids.dtype, np.integer) or ids.size == 0):
-        raise ValueError(f"prompt_ids must be a 1-D sequence of integer token ids, but was given {ids.dtype} of shape {ids.shape}.")
+        raise ValueError(
+            f"prompt_ids must be a 1-D sequence of integer token ids, but was given {ids.dtype} of shape {ids.shape}."
+        )
     if ids.size == 0:
         raise ValueError("prompt_ids must hold at least one token id to prime the model, but was given none.")
     return ids.astype(np.int64)
@@ -62,9 +66,14 @@ def _step(step, tokens: np.ndarray, state):
     logits, state = step(tokens, state)
     logits = np.asarray(logits)
     if logits.ndim != 2 or logits.shape[0] != len(tokens):
-        raise ValueError(f"step must return logits of shape ({len(tokens)}, V) for {len(tokens)} tokens, but returned shape {logits.shape}.")
+        raise ValueError(
+            f"step must return logits of shape ({len(tokens)}, V) for {len(tokens)} tokens, "
+            f"but returned shape {logits.shape}."
+        )
     if not np.isfinite(logits.max(axis=1)).all():
-        raise ValueError("step returned logits that are NaN, +inf or all -inf; the model has no usable next-token distribution.")
+        raise ValueError(
+            "step returned logits that are NaN, +inf or all -inf; the model has no usable next-token distribution."
+        )
     return logits, state
 
 
@@ -162,7 +171,9 @@ def beam_search(step, prompt_ids, length: int, beam_width: int = 5, length_penal
         eos_id = _check_int(eos_id, "eos_id", 0)
     logits, state = prime(step, prompt_ids)
     if eos_id is not None and eos_id >= logits.shape[-1]:
-        raise ValueError(f"eos_id must be a token id below the model's {logits.shape[-1]} tokens, but was given {eos_id}.")
+        raise ValueError(
+            f"eos_id must be a token id below the model's {logits.shape[-1]} tokens, but was given {eos_id}."
+        )
     logp = log_softmax(logits[None].astype(np.float64))  # (1, V): one hypothesis, the empty one
     seqs = np.zeros((1, 0), dtype=np.int64)  # (K, t) tokens of the live hypotheses
     scores = np.zeros(1)  # (K,) their total log-probabilities
@@ -182,8 +193,8 @@ def beam_search(step, prompt_ids, length: int, beam_width: int = 5, length_penal
                 finished.append((np.append(seqs[parent[rank]], eos_id), float(total[best[rank]])))
             elif len(live) < beam_width:
                 live.append(rank)
-        if not live:
-            seqs = seqs[:0]
+        if not live:  # every hypothesis has ended
+            seqs, scores = seqs[:0], scores[:0]
             break
         parent, token = parent[live], token[live]  # (K',)
         seqs = np.concatenate([seqs[parent], token[:, None]], axis=1)  # (K', t + 1)

@@ -17,7 +17,9 @@ import numpy as np
 def _as_ids(ids, name: str) -> np.ndarray:
     ids = np.asarray(ids)
     if ids.ndim != 1 or not (np.issubdtype(ids.dtype, np.integer) or ids.size == 0):
-        raise ValueError(f"{name} must be a 1-D sequence of integer token ids, but was given {ids.dtype} of shape {ids.shape}.")
+        raise ValueError(
+            f"{name} must be a 1-D sequence of integer token ids, but was given {ids.dtype} of shape {ids.shape}."
+        )
     return ids.astype(np.int64, copy=False)
 
 
@@ -32,7 +34,9 @@ def split(ids, val_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"val_fraction must lie strictly between 0 and 1, but was given {val_fraction!r}.")
     cut = int(len(ids) * (1.0 - val_fraction))
     if cut == 0 or cut == len(ids):
-        raise ValueError(f"Splitting {len(ids)} tokens at val_fraction={val_fraction} leaves one side empty; give more text.")
+        raise ValueError(
+            f"Splitting {len(ids)} tokens at val_fraction={val_fraction} leaves one side empty; give more text."
+        )
     return ids[:cut], ids[cut:]
 
 
@@ -55,7 +59,8 @@ class StreamBatcher:
         if len(ids) < needed:
             raise ValueError(
                 f"One chunk of {batch_size} streams x {seq_len} steps needs at least {needed:,} tokens "
-                f"(batch_size * (seq_len + 1)), but was given {len(ids):,}; lower batch_size or seq_len, or give more text."
+                f"(batch_size * (seq_len + 1)), but was given {len(ids):,}; lower batch_size or seq_len, "
+                "or give more text."
             )
         self.batch_size, self.seq_len = int(batch_size), int(seq_len)
         steps = len(ids) // batch_size

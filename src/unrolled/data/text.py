@@ -18,7 +18,9 @@ from .batching import StreamBatcher, split
 from .tokenizers import CharTokenizer, WordTokenizer, get_tokenizer
 from .vocab import Vocab
 
-__all__ = ["read_text", "bundled_path", "CharTokenizer", "WordTokenizer", "get_tokenizer", "Vocab", "split", "StreamBatcher"]
+__all__ = [
+    "read_text", "bundled_path", "CharTokenizer", "WordTokenizer", "get_tokenizer", "Vocab", "split", "StreamBatcher",
+]
 
 
 def read_text(path) -> str:
@@ -44,7 +46,9 @@ def read_text(path) -> str:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); convert it to UTF-8 first.") from None
+        raise ValueError(
+            f"{path} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); convert it to UTF-8 first."
+        ) from None
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 

@@ -25,7 +25,14 @@ _FORMAT = "unrolled.vocab"
 
 
 class Vocab:
-    """Token <-> id mapping. `itos[i]` is the token of id i; `stoi[token]` its id."""
+    """Token <-> id mapping. `itos[i]` is the token of id i; `stoi[token]` its id.
+
+    tokens: the training token stream (any iterable of strings), counted once.
+    min_freq: rarer tokens are left out and encode as `<unk>`.
+    max_size: at most this many ids in all, specials included (None: no cap).
+    specials: reserved tokens taking the first ids in the order given; the first must be `<unk>`
+    (add "<pad>", "<bos>", "<eos>" where a task needs them: `vocab.stoi["<eos>"]`).
+    """
 
     def __init__(self, tokens=(), min_freq: int = 1, max_size: int | None = None, specials=(UNK,)):
         specials = tuple(specials)
@@ -35,10 +42,12 @@ class Vocab:
             raise ValueError(f"min_freq must be an integer >= 1, but was given {min_freq!r}.")
         if max_size is not None and (not isinstance(max_size, (int, np.integer)) or max_size <= len(specials)):
             raise ValueError(
-                f"max_size must be an integer above the {len(specials)} special tokens, but was given {max_size!r}."
+                f"max_size must be an integer above the {len(specials)} special tokens, "
+                f"but was given {max_size!r}."
             )
         counts = Counter(tokens)
-        kept = sorted((t for t, c in counts.items() if c >= min_freq and t not in specials), key=lambda t: (-counts[t], t))
+        kept = [t for t, c in counts.items() if c >= min_freq and t not in specials]
+        kept.sort(key=lambda t: (-counts[t], t))  # most frequent first, ties in code-point order
         if max_size is not None:
             kept = kept[: max_size - len(specials)]
         self._set(specials, list(specials) + kept)
@@ -67,14 +76,20 @@ class Vocab:
         if strict:
             for t in tokens:
                 if t not in stoi:
-                    raise ValueError(f"The token {t!r} is not in the vocabulary of {len(self)} tokens; use only tokens seen in training.")
+                    raise ValueError(
+                        f"The token {t!r} is not in the vocabulary of {len(self)} tokens; "
+                        "use only tokens seen in training."
+                    )
         return np.fromiter((stoi.get(t, 0) for t in tokens), dtype=np.int64)
 
     def decode(self, ids) -> list[str]:
         """The tokens of `ids` (any integer sequence or array)."""
         ids = np.asarray(ids)
         if ids.size and (not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= len(self)):
-            raise ValueError(f"ids must be integers in 0..{len(self) - 1}, but were given {ids.dtype} values from {ids.min()} to {ids.max()}.")
+            raise ValueError(
+                f"ids must be integers in 0..{len(self) - 1}, "
+                f"but were given {ids.dtype} values from {ids.min()} to {ids.max()}."
+            )
         itos = self.itos
         return [itos[i] for i in ids.ravel().tolist()]
 
@@ -82,7 +97,8 @@ class Vocab:
 
     def to_json(self) -> str:
         """The vocabulary as a JSON string (format name, specials, and every token in id order)."""
-        return json.dumps({"format": _FORMAT, "version": 1, "specials": list(self.specials), "itos": self.itos}, ensure_ascii=False)
+        data = {"format": _FORMAT, "version": 1, "specials": list(self.specials), "itos": self.itos}
+        return json.dumps(data, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str | dict) -> "Vocab":
@@ -96,14 +112,19 @@ class Vocab:
         except json.JSONDecodeError as e:
             raise ValueError(f"{where} is not valid JSON ({e.msg} at line {e.lineno}).") from None
         if not isinstance(data, dict) or data.get("format") != _FORMAT:
-            raise ValueError(f"{where} must be an object with format {_FORMAT!r}, but was given {str(text)[:60]!r}.")
+            raise ValueError(
+                f"{where} must be an object with format {_FORMAT!r}, but was given {str(text)[:60]!r}."
+            )
         itos, specials = data.get("itos"), data.get("specials")
         if not (
             isinstance(itos, list) and isinstance(specials, list) and specials and specials[0] == UNK
             and all(isinstance(t, str) for t in itos) and len(set(itos)) == len(itos)
             and itos[: len(specials)] == specials
         ):
-            raise ValueError(f"{where} must list distinct string tokens in 'itos', starting with its 'specials' (first {UNK!r}), but does not.")
+            raise ValueError(
+                f"{where} must list distinct string tokens in 'itos', starting with its 'specials' "
+                f"(first {UNK!r}), but does not."
+            )
         vocab = cls.__new__(cls)
         vocab._set(tuple(specials), itos)
         return vocab
