@@ -22,7 +22,7 @@ step to the last: options that add state (momentum, centered, amsgrad) are fixed
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping
+from typing import Mapping
 
 import numpy as np
 
