@@ -130,7 +130,7 @@ def test_top_k_never_emits_outside_the_k_most_likely():
     logits = model.path_logits(PROMPT, ids)
     ranks = (logits > logits[np.arange(len(ids)), ids][:, None]).sum(axis=1)  # 0 = the most likely
     assert ranks.max() <= 2
-    assert np.bincount(ranks).tolist() and set(ranks.tolist()) == {0, 1, 2}
+    assert set(ranks.tolist()) == {0, 1, 2}  # and every one of the k is drawn
 
 
 def test_top_k_keeps_the_relative_frequencies_of_the_kept_tokens():
