@@ -19,7 +19,7 @@ from unrolled.data.text import (
 FIXTURES = Path(__file__).parent / "fixtures"
 SHAKESPEARE = FIXTURES / "tinyshakespeare_4k.txt"
 ANNA = FIXTURES / "anna_karenina_crlf.txt"
-SEINFELD = FIXTURES / "seinfeld_scripts.txt"
+SCRIPT = FIXTURES / "tv_script.txt"  # made-up lines in the Seinfeld transcripts' format
 
 
 def _normalise_spaces(text):
@@ -40,9 +40,9 @@ def test_read_text_turns_crlf_and_cr_into_lf(tmp_path):
 
 
 def test_read_text_keeps_utf8_text_as_is():
-    raw = SEINFELD.read_bytes().decode("utf-8")
+    raw = SCRIPT.read_bytes().decode("utf-8")
     assert "\x92" in raw  # the stray Windows-1252 quote, decoded as a C1 character
-    assert read_text(SEINFELD) == raw
+    assert read_text(SCRIPT) == raw
 
 
 def test_read_text_rejects_latin1_naming_byte_and_offset(tmp_path):
@@ -80,7 +80,7 @@ def test_bundled_tinyshakespeare_is_the_real_file():
 # ----- tokenisers ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", [SHAKESPEARE, ANNA, SEINFELD])
+@pytest.mark.parametrize("path", [SHAKESPEARE, ANNA, SCRIPT])
 def test_char_tokenizer_round_trip_is_exact(path):
     text = read_text(path)
     tokens = CharTokenizer().tokenize(text)
@@ -113,7 +113,7 @@ def test_word_detokenize_restores_ordinary_prose(text):
     assert tok.detokenize(tok.tokenize(text)) == text
 
 
-@pytest.mark.parametrize("path", [SHAKESPEARE, ANNA, SEINFELD])
+@pytest.mark.parametrize("path", [SHAKESPEARE, ANNA, SCRIPT])
 def test_word_round_trip_on_fixture_text(path):
     text = read_text(path)
     tok = WordTokenizer()
@@ -210,7 +210,7 @@ def test_vocab_decode_rejects_ids_out_of_range():
 
 
 def test_vocab_json_round_trip(tmp_path):
-    tokens = WordTokenizer().tokenize(read_text(SEINFELD))
+    tokens = WordTokenizer().tokenize(read_text(SCRIPT))
     vocab = Vocab(tokens, min_freq=2, specials=("<unk>", "<pad>", "<eos>"))
     again = Vocab.from_json(vocab.to_json())
     assert again.itos == vocab.itos and again.specials == vocab.specials
