@@ -127,9 +127,11 @@ class _Cell(Module):
         check_init(self.kernel, self.bias, init, forget_bias)
         reset_weights(weights_of(self, ""), self.kernel, self.hidden_size, init, forget_bias, self.rng)
 
-    def _states(self, states, B: int) -> tuple:
+    def _states(self, states, B: int, grad: bool = False) -> tuple:
+        """States (or, with grad, their gradients dh1, dc1) as (B, H) arrays, zeros for None."""
         out = []
         for s, name in zip(states, self.kernel.state_names):
+            name = f"d{name}1" if grad else name
             if s is None:
                 out.append(np.zeros((B, self.hidden_size), self.dtype))
             else:
@@ -152,7 +154,7 @@ class _Cell(Module):
 
     def _step_backward(self, d_states) -> tuple:
         x, w, hs, cache = self._restore()
-        d_states = self._states(d_states, x.shape[0])
+        d_states = self._states(d_states, x.shape[0], grad=True)
         d_x, d_hh, d_states0 = self.kernel.backward(None, d_states, w, hs, cache, None)
         dx = accumulate_grads(self.kernel, weights_of(self, ""), w, d_x[0], d_hh[0], x, hs[0])
         return dx, d_states0
