@@ -1,0 +1,1 @@
+"""Time-series forecasting: baselines, error metrics and recurrent forecasters."""

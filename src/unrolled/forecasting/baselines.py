@@ -1,0 +1,99 @@
+"""The baselines every forecast is compared with, each on exactly the windows the model is tested on.
+
+    persistence(y, origins, horizon)              # the last value, for every step ahead
+    seasonal_naive(y, origins, horizon, season)   # the value one season before the step forecast
+    moving_average(y, origins, horizon, window)   # the mean of the last `window` values
+    LinearAR(ridge).fit(windows, train_origins).predict(windows, test_origins)
+
+`y` is the target in original units and `origins` the windows' last input rows (see
+unrolled.data.windows); each function returns (B, H) forecasts of rows t+gap+1 .. t+gap+H. The
+linear autoregressive model reads the same normalised (lookback, features) windows as the network
+and forecasts in normalised units.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..data.windows import Windows
+
+
+def _steps(horizon: int, gap: int) -> np.ndarray:
+    """(H,) how many rows ahead of the origin each forecast step is: gap+1 .. gap+H."""
+    return gap + 1 + np.arange(horizon)
+
+
+def persistence(y: np.ndarray, origins: np.ndarray, horizon: int, gap: int = 0) -> np.ndarray:
+    """y[t] for every step: nothing changes from the last observation."""
+    return np.repeat(y[origins][:, None], horizon, axis=1)                  # (B, H)
+
+
+def seasonal_naive(y: np.ndarray, origins: np.ndarray, horizon: int, season: int, gap: int = 0) -> np.ndarray:
+    """y[s - k*season] for step s, with k the fewest whole seasons that reach back to row t or before."""
+    if season < 1:
+        raise ValueError(f"season must be a positive number of steps, but was given {season!r}.")
+    steps = _steps(horizon, gap)
+    back = season * ((steps - 1) // season + 1)                           # (H,) a whole number of seasons
+    rows = origins[:, None] + steps - back                                # (B, H), each <= its origin
+    if rows.size and rows.min() < 0:
+        raise ValueError(f"the seasonal naive forecast needs {season} rows of history before each window, "
+                         f"but the first window starts after only {origins.min() + 1}.")
+    return y[rows]
+
+
+def moving_average(y: np.ndarray, origins: np.ndarray, horizon: int, window: int, gap: int = 0) -> np.ndarray:
+    """The mean of y[t-window+1 .. t] for every step."""
+    if window < 1:
+        raise ValueError(f"the moving-average window must be a positive number of steps, but was given {window!r}.")
+    if origins.size and origins.min() + 1 < window:
+        raise ValueError(f"the moving average over {window} steps needs {window} rows of history before each window, "
+                         f"but the first window has only {origins.min() + 1}.")
+    csum = np.concatenate([[0.0], np.cumsum(y, dtype=np.float64)])        # (N+1,)
+    means = (csum[origins + 1] - csum[origins + 1 - window]) / window     # (B,)
+    return np.repeat(means[:, None], horizon, axis=1)                     # (B, H)
+
+
+class LinearAR:
+    """Linear autoregression: (lookback * features) window values + 1 -> H targets, ridge least squares.
+
+    The normal equations are summed over chunks of windows (no (B, L*F) design matrix of the whole
+    training period) and solved with `np.linalg.lstsq`; `ridge` times the number of windows is added
+    to every weight's diagonal entry (not the intercept's), a small shrinkage that keeps the system
+    well conditioned when features are collinear.
+    """
+
+    def __init__(self, ridge: float = 1e-3, chunk: int = 4096):
+        if not ridge >= 0:
+            raise ValueError(f"ridge must be a number >= 0, but was given {ridge!r}.")
+        self.ridge, self.chunk = float(ridge), int(chunk)
+        self.coef: np.ndarray | None = None                               # (L*F + 1, H)
+
+    @staticmethod
+    def _design(windows: Windows, origins: np.ndarray) -> np.ndarray:
+        x = windows.inputs(origins)                                       # (L, B, F)
+        flat = x.transpose(1, 0, 2).reshape(len(origins), -1)             # (B, L*F)
+        return np.concatenate([flat, np.ones((len(origins), 1))], axis=1)  # (B, L*F + 1)
+
+    def fit(self, windows: Windows, origins: np.ndarray) -> "LinearAR":
+        if len(origins) == 0:
+            raise ValueError("the linear autoregressive baseline needs at least one training window, but was given none.")
+        d = windows.lookback * windows.n_features + 1
+        gram = np.zeros((d, d))
+        rhs = np.zeros((d, windows.horizon))
+        for i in range(0, len(origins), self.chunk):
+            part = origins[i:i + self.chunk]
+            a = self._design(windows, part)                               # (b, D)
+            gram += a.T @ a
+            rhs += a.T @ windows.targets(part)
+        penalty = np.full(d, self.ridge * len(origins))
+        penalty[-1] = 0.0                                                 # the intercept is not shrunk
+        self.coef = np.linalg.lstsq(gram + np.diag(penalty), rhs, rcond=None)[0]  # (D, H)
+        return self
+
+    def predict(self, windows: Windows, origins: np.ndarray) -> np.ndarray:
+        if self.coef is None:
+            raise ValueError("LinearAR.predict needs a fitted model; call fit() first.")
+        out = np.empty((len(origins), windows.horizon))
+        for i in range(0, len(origins), self.chunk):
+            part = origins[i:i + self.chunk]
+            out[i:i + len(part)] = self._design(windows, part) @ self.coef
+        return out

@@ -1,0 +1,79 @@
+"""Baselines and forecast metrics on series small enough to compute by hand."""
+import numpy as np
+import pytest
+
+from unrolled.data.windows import Windows
+from unrolled.forecasting import metrics
+from unrolled.forecasting.baselines import LinearAR, moving_average, persistence, seasonal_naive
+
+Y = np.arange(1.0, 11.0)            # 1, 2, ..., 10 (row r holds r + 1)
+
+
+def test_persistence_repeats_the_last_value():
+    np.testing.assert_array_equal(persistence(Y, np.array([5, 7]), 3), [[6, 6, 6], [8, 8, 8]])
+    np.testing.assert_array_equal(persistence(Y, np.array([5]), 2, gap=2), [[6, 6]])
+
+
+def test_seasonal_naive_goes_back_whole_seasons():
+    # season 4 at t=5: steps 1..3 come from rows 2, 3, 4
+    np.testing.assert_array_equal(seasonal_naive(Y, np.array([5]), 3, season=4), [[3, 4, 5]])
+    # season 2: step 1 -> row 4, step 2 -> row 5, step 3 -> row 4 (two seasons back)
+    np.testing.assert_array_equal(seasonal_naive(Y, np.array([5]), 3, season=2), [[5, 6, 5]])
+    # gap 1 shifts the steps to 2..4: rows 3, 4, 5
+    np.testing.assert_array_equal(seasonal_naive(Y, np.array([5]), 3, season=4, gap=1), [[4, 5, 6]])
+    # season 1 is persistence
+    np.testing.assert_array_equal(seasonal_naive(Y, np.array([5, 6]), 2, season=1), persistence(Y, np.array([5, 6]), 2))
+    with pytest.raises(ValueError, match="needs 8 rows of history"):
+        seasonal_naive(Y, np.array([5]), 1, season=8)
+
+
+def test_moving_average_of_the_last_values():
+    np.testing.assert_array_equal(moving_average(Y, np.array([5, 9]), 2, window=3), [[5, 5], [9, 9]])
+    np.testing.assert_array_equal(moving_average(Y, np.array([0]), 1, window=1), [[1]])
+    with pytest.raises(ValueError, match="needs 4 rows of history"):
+        moving_average(Y, np.array([2]), 1, window=4)
+
+
+def test_linear_ar_recovers_an_exact_autoregression():
+    y = np.zeros(300)
+    y[:2] = [1.0, -0.5]
+    for t in range(2, len(y)):
+        y[t] = 0.6 * y[t - 1] - 0.3 * y[t - 2] + 1.0 + 0.1 * np.sin(t)   # a driven AR(2)
+    x = np.stack([y, np.sin(np.arange(len(y)) + 1)], axis=1)             # the input that drives step t+1
+    w = Windows(x, lookback=2, horizon=1)
+    train, test = w.origins(0, 200), w.origins(200, 300)
+    ar = LinearAR(ridge=0.0, chunk=7).fit(w, train)                      # chunks must add up exactly
+    np.testing.assert_allclose(ar.predict(w, test), w.targets(test), atol=1e-9)
+    # design columns (row-major over lookback, features): y[t-1], s[t-1], y[t], s[t], 1
+    np.testing.assert_allclose(ar.coef[:, 0], [-0.3, 0, 0.6, 0.1, 1.0], atol=1e-9)
+    shrunk = LinearAR(ridge=1e6).fit(w, train)                          # a huge ridge leaves only the intercept
+    np.testing.assert_allclose(shrunk.predict(w, test), w.targets(train).mean(), atol=1e-3)
+
+
+def test_linear_ar_errors():
+    w = Windows(np.zeros((10, 1)), lookback=2, horizon=1)
+    with pytest.raises(ValueError, match="call fit"):
+        LinearAR().predict(w, np.array([3]))
+    with pytest.raises(ValueError, match="at least one training window"):
+        LinearAR().fit(w, np.array([], dtype=np.int64))
+
+
+# ----- metrics ---------------------------------------------------------------------------------------
+
+def test_metrics_by_hand():
+    y = np.array([[1.0, 2.0], [3.0, 4.0]])
+    p = np.array([[1.0, 3.0], [5.0, 4.0]])             # errors 0, 1, 2, 0
+    assert metrics.mae(y, p) == 0.75
+    assert metrics.rmse(y, p) == pytest.approx(np.sqrt(5 / 4), rel=1e-15)
+    assert metrics.smape(y, p) == pytest.approx(200 * (1 / 5 + 2 / 8) / 4, rel=1e-15)
+    assert metrics.smape(np.zeros(2), np.zeros(2)) == 0.0
+    assert metrics.naive_scale(np.array([1.0, 3.0, 2.0, 5.0])) == 2.0              # |2|, |1|, |3|
+    assert metrics.naive_scale(np.array([1.0, 3.0, 2.0, 5.0]), season=2) == 1.5    # |1|, |2|
+    assert metrics.mase(y, p, 2.0) == 0.375
+    s = metrics.summary(y, p, 1.5)
+    assert s == {"mae": 0.75, "rmse": pytest.approx(1.118033988749895), "smape": pytest.approx(22.5), "mase": 0.5}
+    curves = metrics.by_horizon(y, p)
+    np.testing.assert_array_equal(curves["mae"], [1.0, 0.5])
+    np.testing.assert_allclose(curves["rmse"], [np.sqrt(2), np.sqrt(0.5)])
+    with pytest.raises(ValueError, match="more than season=4"):
+        metrics.naive_scale(np.ones(4), season=4)
