@@ -1,0 +1,152 @@
+"""`unrolled sentiment train | compare | predict | explain`: the sentiment sub-commands (see unrolled.cli)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .cli import dropout_rate, positive_float, positive_int
+from .tasks import sentiment
+
+DEFAULT_OUT = "runs/sentiment"
+DEFAULT_COMPARE_OUT = "runs/sentiment-compare"
+COMPARE_MINUTES = 17.0
+# train flags that set a Config field of the same name (dashes become underscores)
+CONFIG_FLAGS = ("data", "text_column", "label_column", "cell", "bidirectional", "layers", "embed", "hidden", "pooling",
+                "dropout", "vectors", "max_len", "truncation", "min_freq", "max_vocab", "batch", "lr", "epochs",
+                "minutes", "seed", "eval_every")
+
+
+def _model_flags(parser, cell: bool = True) -> None:
+    """The flags of a Config; each defaults to None, meaning "the Config's default" (shown in --help)."""
+    d = sentiment.Config()
+    parser.add_argument("--data", metavar="PATH",
+                        help=f"IMDB tarball or aclImdb folder, .csv/.tsv, or VADER file/folder (default {d.data})")
+    parser.add_argument("--text-column", metavar="NAME", help=f"CSV/TSV text column (default {d.text_column})")
+    parser.add_argument("--label-column", metavar="NAME", help=f"CSV/TSV label column (default {d.label_column})")
+    if cell:
+        parser.add_argument("--cell", choices=("rnn", "lstm", "gru"), help=f"recurrent cell (default {d.cell})")
+    parser.add_argument("--bidirectional", action=argparse.BooleanOptionalAction,
+                        help=f"read each review both ways (default {d.bidirectional})")
+    parser.add_argument("--layers", type=positive_int, metavar="N", help=f"stacked layers (default {d.layers})")
+    parser.add_argument("--embed", type=positive_int, metavar="N", help=f"embedding size (default {d.embed})")
+    parser.add_argument("--hidden", type=positive_int, metavar="N", help=f"units per direction (default {d.hidden})")
+    parser.add_argument("--pooling", choices=("last", "mean", "max"), help=f"over the valid steps (default {d.pooling})")
+    parser.add_argument("--dropout", type=dropout_rate, metavar="P", help=f"before the head (default {d.dropout})")
+    parser.add_argument("--vectors", metavar="PATH", help="pretrained word vectors, word2vec/GloVe text format")
+    parser.add_argument("--max-len", type=positive_int, metavar="N", help=f"tokens kept per review (default {d.max_len})")
+    parser.add_argument("--truncation", choices=("head", "tail", "both"),
+                        help=f"which end of a long review to keep (default {d.truncation})")
+    parser.add_argument("--min-freq", type=positive_int, metavar="N", help=f"rarer words are <unk> (default {d.min_freq})")
+    parser.add_argument("--max-vocab", type=positive_int, metavar="N", help=f"vocabulary size cap (default {d.max_vocab})")
+    parser.add_argument("--batch", type=positive_int, metavar="N", help=f"reviews per step (default {d.batch})")
+    parser.add_argument("--lr", type=positive_float, metavar="X", help=f"peak learning rate of Adam (default {d.lr})")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=positive_int, metavar="N")
+    budget.add_argument("--minutes", type=positive_float, metavar="M", help="minutes of training time per model")
+    parser.add_argument("--seed", type=int, metavar="S")
+    parser.add_argument("--eval-every", type=positive_int, metavar="N", help=f"steps between evaluations (default {d.eval_every})")
+
+
+def register(tasks) -> None:
+    parser = tasks.add_parser("sentiment", help="sentiment classification: train, compare cells, predict, explain",
+                              description="Recurrent sentiment classifiers (IMDB, CSV/TSV, VADER).")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    train = actions.add_parser("train", help="train a classifier (defaults: the best configuration found)",
+                               description="Train a sentiment classifier; its defaults are the best configuration found.")
+    _model_flags(train)
+    train.add_argument("--out", metavar="DIR", help=f"a new run folder (default {DEFAULT_OUT})")
+    train.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
+    train.set_defaults(func=run_train)
+
+    compare = actions.add_parser("compare", help="train several cells with the same budget and write a report",
+                                 description="Train each cell with the same settings and budget; write report.md, "
+                                             "results.json and plots.")
+    compare.add_argument("--cells", default="rnn,lstm,gru", metavar="LIST", help="comma-separated (default rnn,lstm,gru)")
+    _model_flags(compare, cell=False)
+    compare.add_argument("--out", metavar="DIR", help=f"the report folder (default {DEFAULT_COMPARE_OUT})")
+    compare.set_defaults(func=run_compare)
+
+    predict = actions.add_parser("predict", help="label and probability of texts (arguments, or one per stdin line)")
+    predict.add_argument("run", metavar="DIR")
+    predict.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify (default: read lines from stdin)")
+    predict.set_defaults(func=run_predict)
+
+    explain = actions.add_parser("explain", help="plot the prediction after each word of a text")
+    explain.add_argument("run", metavar="DIR")
+    explain.add_argument("text", metavar="TEXT")
+    explain.add_argument("--out", metavar="PNG", help="where to write the plot (default DIR/plots/explain.png)")
+    explain.set_defaults(func=run_explain)
+
+
+def _given(args) -> dict:
+    return {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name, None) is not None}
+
+
+def _config(given: dict) -> sentiment.Config:
+    if "epochs" in given or "minutes" in given:
+        given = {"epochs": None, "minutes": None, **given}
+    return sentiment.Config(**given)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    given = _given(args)
+    if args.resume is not None:
+        extra = sorted(given) + (["out"] if args.out else [])
+        if extra:
+            flags = ", ".join("--" + name.replace("_", "-") for name in extra)
+            raise ValueError(f"--resume continues a run with its saved settings, so it takes no other flags, "
+                             f"but was given {flags}.")
+        config = None
+    else:
+        config = _config(given)
+    run, state, interrupted = sentiment.train(config, out=args.out or DEFAULT_OUT, resume_from=args.resume)
+    if interrupted:
+        print(f"interrupted at step {state.step}: checkpoint saved; continue with "
+              f"`unrolled sentiment train --resume {run}`.", file=sys.stderr)
+        return 130
+    results = sentiment.read_json(run / sentiment.RESULTS, "the run's results")
+    print(f"done: {state.step} steps, {state.elapsed_s / 60:.1f} min of training, "
+          f"test accuracy {100 * results['test']['accuracy']:.2f}%; run in {run}")
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from .tasks.sentiment_report import compare
+
+    cells = [c.strip() for c in args.cells.split(",") if c.strip()]
+    unknown = [c for c in cells if c not in ("rnn", "lstm", "gru")]
+    if not cells or unknown or len(set(cells)) != len(cells):
+        raise ValueError(f"--cells must list distinct cells among rnn, lstm, gru, but was given {args.cells!r}.")
+    given = _given(args)
+    if "epochs" not in given and "minutes" not in given:
+        given["minutes"] = COMPARE_MINUTES
+    config = _config(given)
+    report = compare(config, cells, args.out or DEFAULT_COMPARE_OUT)
+    print(f"report: {report}")
+    return 0
+
+
+def _stdin_texts() -> list[str]:
+    texts = [line.strip() for line in sys.stdin]
+    texts = [t for t in texts if t]
+    if not texts:
+        raise ValueError("expected texts to classify as arguments or as lines on stdin, but was given none.")
+    return texts
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    texts = args.texts or _stdin_texts()
+    for text, (label, probability) in zip(texts, sentiment.predict_texts(args.run, texts)):
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        print(f"{label}\t{probability:.4f}\t{shown}")
+    return 0
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    path, tokens, probs = sentiment.explain_text(args.run, args.text, out=args.out)
+    moves = sorted(zip(probs - [0.5, *probs[:-1]], tokens), key=lambda m: -abs(m[0]))[:5]
+    print(f"p(last class) {probs[-1]:.4f} after {len(tokens)} words; biggest moves: "
+          + ", ".join(f"{t} {d:+.3f}" for d, t in moves))
+    print(f"plot: {path}")
+    return 0

@@ -1,0 +1,420 @@
+"""Sentiment classification: train a recurrent classifier on labelled texts, predict, explain.
+
+    config = Config(data="aclImdb_v1.tar.gz", cell="gru", minutes=20)
+    run, state, interrupted = train(config, "runs/imdb")
+    predict_texts("runs/imdb", ["A wonderful, moving film.", "Dull and far too long."])
+
+Training reads the data (IMDB tarball or folder, CSV/TSV, VADER ratings), tokenises each review
+(lower case, `<br />` and punctuation removed but `!` and `?`), builds the vocabulary on the
+training texts only, truncates each review to `max_len` tokens (keeping its head, tail or both)
+and holds out `val_fraction` of the training texts for validation; a source without a test split
+gives `test_fraction` of its texts to the test set. Batches are drawn in length buckets, padded,
+and the recurrence runs with exact `lengths`. Adam with gradient-norm clipping, a short warm-up
+and a cosine decay. Every evaluation logs `val_loss` and `val_accuracy`; at the end the best
+checkpoint (lowest validation loss) is scored on the test set: `test_accuracy` in
+metrics.jsonl and everything else in results.json.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..checkpoint import has_checkpoint, load_checkpoint, section
+from ..core.module import no_grad
+from ..data.classification import PAD, TRUNCATIONS, ReviewTokenizer, bucket_batches, build_vocab, pad_batch, truncate
+from ..data.sentiment_sources import Examples, LabelledData, load_labelled
+from ..data.vocab import Vocab
+from ..models.classifier import POOLINGS, TextClassifier, load_word_vectors
+from ..optim import Adam, CosineWarmup
+from ..runs import append_metrics, create_run, read_config, read_json, read_metrics, write_json
+from ..train import Budget, TrainState, fit, resume, save_training_state
+
+TASK = "sentiment"
+VOCAB = "vocab.json"
+RESULTS = "results.json"
+DEFAULT_DATA = "../shared/data/imdb/aclImdb_labelled.tar.gz"
+LENGTH_BUCKETS = (0, 100, 200, 400, 800)       # review length in tokens, before truncation
+_VIRTUAL_STEPS = 1_000_000
+
+
+@dataclass
+class Config:
+    """Everything a sentiment run depends on (saved as the run's config.json); defaults: the best found."""
+
+    data: str = DEFAULT_DATA
+    text_column: str = "text"        # CSV/TSV only
+    label_column: str = "label"
+    cell: str = "gru"
+    bidirectional: bool = True
+    layers: int = 1
+    embed: int = 128
+    hidden: int = 64
+    pooling: str = "max"
+    dropout: float = 0.5
+    vectors: str | None = None       # word2vec/GloVe text file of `embed`-dimensional vectors
+    max_len: int = 400               # tokens kept per review
+    truncation: str = "both"         # keep the "head", the "tail" or "both" ends of a long review
+    min_freq: int = 2
+    max_vocab: int = 30_000
+    val_fraction: float = 0.04       # of the training texts
+    test_fraction: float = 0.2       # of all texts, for sources without a test split
+    batch: int = 64
+    lr: float = 2e-3
+    warmup: float = 0.02
+    min_lr_ratio: float = 0.05
+    clip: float = 5.0
+    epochs: int | None = None
+    minutes: float | None = 20.0
+    eval_every: int = 100
+    seed: int = 0
+
+    def __post_init__(self):
+        checks = (("cell", self.cell in ("rnn", "lstm", "gru"), "rnn, lstm or gru"),
+                  ("pooling", self.pooling in POOLINGS, " or ".join(POOLINGS)),
+                  ("truncation", self.truncation in TRUNCATIONS, " or ".join(TRUNCATIONS)),
+                  ("val_fraction", 0 < self.val_fraction < 1, "a fraction in (0, 1)"),
+                  ("test_fraction", 0 < self.test_fraction < 1, "a fraction in (0, 1)"))
+        for name, ok, wanted in checks:
+            if not ok:
+                raise ValueError(f"{name} must be {wanted}, but was given {getattr(self, name)!r}.")
+        self.budget  # a contradictory budget fails here
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Config":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names - {"task"})
+        if unknown:
+            raise ValueError(f"a sentiment config takes the keys {sorted(names)}, but was given unknown {unknown}.")
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def to_dict(self) -> dict:
+        return {"task": TASK, **dataclasses.asdict(self)}
+
+    @property
+    def budget(self) -> Budget:
+        return Budget(epochs=self.epochs, minutes=self.minutes)
+
+
+# ----- data ----------------------------------------------------------------------------------------
+
+@dataclass
+class Encoded:
+    ids: list[np.ndarray]        # truncated id sequences, each of at least one id
+    labels: np.ndarray           # int64 (N,)
+    tokens: np.ndarray           # int64 (N,) length in tokens before truncation
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class Prepared:
+    vocab: Vocab
+    classes: list[str]
+    train: Encoded
+    val: Encoded
+    test: Encoded
+    source: str
+
+
+def encode(texts, labels, vocab: Vocab, config: Config, tokenizer=ReviewTokenizer()) -> Encoded:
+    """Tokenise, encode and truncate; a text without a single token becomes one <unk>."""
+    ids, lengths = [], []
+    for text in texts:
+        tokens = tokenizer.tokenize(text)
+        lengths.append(len(tokens))
+        seq = vocab.encode(tokens) if tokens else np.zeros(1, dtype=np.int64)
+        ids.append(truncate(seq, config.max_len, config.truncation))
+    return Encoded(ids, np.asarray(labels, dtype=np.int64), np.array(lengths, dtype=np.int64))
+
+
+def _split(examples: Examples, fraction: float, rng: np.random.Generator) -> tuple[Examples, Examples]:
+    order = rng.permutation(len(examples))
+    n_held = max(1, int(round(fraction * len(examples))))
+    if len(examples) - n_held < 1:
+        raise ValueError(f"expected at least 2 labelled texts to split, but was given {len(examples)}.")
+    held, kept = np.sort(order[:n_held]), np.sort(order[n_held:])
+    pick = lambda rows: Examples([examples.texts[i] for i in rows], examples.labels[rows])  # noqa: E731
+    return pick(kept), pick(held)
+
+
+def prepare(config: Config, vocab: Vocab | None = None, data: LabelledData | None = None) -> Prepared:
+    """Load, split, build the vocabulary (unless given) and encode every split."""
+    data = data or load_labelled(config.data, config.text_column, config.label_column)
+    rng = np.random.default_rng([config.seed, 7])
+    train, test = data.train, data.test
+    if test is None:
+        train, test = _split(train, config.test_fraction, rng)
+    train, val = _split(train, config.val_fraction, rng)
+    tokenizer = ReviewTokenizer()
+    if vocab is None:
+        vocab = build_vocab((tokenizer.tokenize(t) for t in train.texts), config.min_freq, config.max_vocab)
+    return Prepared(vocab, data.classes, *(encode(s.texts, s.labels, vocab, config, tokenizer)
+                                           for s in (train, val, test)), data.source)
+
+
+def data_digest(prepared: Prepared) -> str:
+    """SHA-256 of the encoded training texts and labels: a resumed run checks its data did not change."""
+    h = hashlib.sha256()
+    for ids in prepared.train.ids:
+        h.update(ids.tobytes())
+    h.update(prepared.train.labels.tobytes())
+    return h.hexdigest()
+
+
+# ----- the model ---------------------------------------------------------------------------------
+
+def build(config: Config, vocab: Vocab, num_classes: int) -> TextClassifier:
+    model = TextClassifier(len(vocab), num_classes, embed=config.embed, hidden=config.hidden, layers=config.layers,
+                           cell=config.cell, bidirectional=config.bidirectional, pooling=config.pooling,
+                           dropout=config.dropout, padding_idx=vocab.stoi[PAD], seed=config.seed)
+    if config.vectors is not None:
+        found, _ = load_word_vectors(config.vectors, vocab, config.embed)
+        for row, vector in found.items():
+            model.embedding.weight.data[row] = vector
+    return model
+
+
+def evaluate(model: TextClassifier, data: Encoded, batch: int = 256) -> dict:
+    """Loss, accuracy and every prediction over `data` (in length buckets, each text scored once)."""
+    probs = np.zeros((len(data), model.num_classes))
+    total = 0.0
+    with no_grad():
+        for rows in bucket_batches([len(s) for s in data.ids], batch):
+            ids, lengths = pad_batch([data.ids[i] for i in rows], pad_id=1)
+            logits = model(ids, lengths)
+            total += model.loss(logits.astype(np.float64), data.labels[rows])[0] * len(rows)
+            probs[rows] = model.probabilities(logits)
+    predicted = probs.argmax(1)
+    return {"loss": total / len(data), "accuracy": float((predicted == data.labels).mean()),
+            "predicted": predicted, "probs": probs}
+
+
+class SentimentTask:
+    """The `unrolled.train.Task` of a classifier: length-bucketed batches, one review per row."""
+
+    def __init__(self, model: TextClassifier, prepared: Prepared, config: Config):
+        self.model, self.prepared, self.config = model, prepared, config
+        self.lengths = np.array([len(s) for s in prepared.train.ids])
+        self.batches: list[np.ndarray] = []
+        self.last_eval: dict = {}
+
+    def batches_per_epoch(self) -> int:
+        return len(bucket_batches(self.lengths, self.config.batch, np.random.default_rng(0)))
+
+    def start_epoch(self, epoch: int) -> None:
+        self.batches = bucket_batches(self.lengths, self.config.batch, np.random.default_rng([self.config.seed, epoch]))
+
+    def train_batch(self, epoch: int, index: int) -> tuple[float, int]:
+        rows = self.batches[index]
+        ids, lengths = pad_batch([self.prepared.train.ids[i] for i in rows], pad_id=1)   # (B, T)
+        logits = self.model(ids, lengths)
+        loss, dlogits = self.model.loss(logits, self.prepared.train.labels[rows])
+        self.model.backward(dlogits)
+        return loss, int(lengths.sum())
+
+    def evaluate(self) -> float:
+        result = evaluate(self.model, self.prepared.val)
+        self.last_eval = {"val_accuracy": result["accuracy"]}
+        return result["loss"]
+
+    def eval_metrics(self) -> dict:
+        """Extra fields of the evaluation record just made (see unrolled.train.fit)."""
+        return self.last_eval
+
+    def after_eval(self, step: int, val_loss: float) -> None:
+        pass
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        pass
+
+
+def make_optimizer(model: TextClassifier, config: Config, steps_per_epoch: int):
+    """Adam, its schedule for an epoch budget (None for a time budget) and the time budget's lr setter."""
+    optimizer = Adam(model.parameters(), lr=config.lr)
+    total = config.epochs * steps_per_epoch if config.epochs is not None else _VIRTUAL_STEPS
+    warmup = min(int(round(config.warmup * total)), total - 1)
+    schedule = CosineWarmup(optimizer, warmup_steps=warmup, total_steps=total, min_lr=config.lr * config.min_lr_ratio)
+    if config.epochs is not None:
+        return optimizer, schedule, None
+
+    def set_progress(fraction: float) -> None:
+        for group, base in zip(optimizer.param_groups, schedule.base_lrs):
+            group["lr"] = schedule.lr_at(fraction * total, base)
+
+    return optimizer, None, set_progress
+
+
+# ----- scoring -------------------------------------------------------------------------------------
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C, C) counts: row = true class, column = predicted class."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (labels, predicted), 1)
+    return matrix
+
+
+def f1_scores(matrix: np.ndarray) -> np.ndarray:
+    """Per-class F1 from a confusion matrix (0 where a class is never predicted nor present)."""
+    tp = np.diag(matrix).astype(np.float64)
+    denominator = matrix.sum(0) + matrix.sum(1)
+    return np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+
+
+def accuracy_by_length(data: Encoded, predicted: np.ndarray, edges=LENGTH_BUCKETS) -> list[dict]:
+    """Accuracy per bucket of review length (tokens before truncation)."""
+    rows = []
+    bounds = list(edges) + [None]
+    for low, high in zip(bounds[:-1], bounds[1:]):
+        inside = (data.tokens >= low) & (True if high is None else data.tokens < high)
+        if inside.any():
+            rows.append({"tokens": f"{low}+" if high is None else f"{low}-{high - 1}", "reviews": int(inside.sum()),
+                         "accuracy": float((predicted[inside] == data.labels[inside]).mean())})
+    return rows
+
+
+def score(model: TextClassifier, data: Encoded, classes: list[str]) -> dict:
+    """Test metrics: loss, accuracy, F1 (positive class when binary, else macro), confusion, by length."""
+    result = evaluate(model, data)
+    matrix = confusion_matrix(data.labels, result["predicted"], len(classes))
+    f1 = f1_scores(matrix)
+    return {"loss": result["loss"], "accuracy": result["accuracy"],
+            "f1": float(f1[1] if len(classes) == 2 else f1.mean()),
+            "f1_per_class": dict(zip(classes, map(float, f1))), "confusion": matrix.tolist(),
+            "by_length": accuracy_by_length(data, result["predicted"])}
+
+
+# ----- training ----------------------------------------------------------------------------------
+
+def train(config: Config, out=None, resume_from=None, progress: bool = True,
+          data: LabelledData | None = None) -> tuple[Path, TrainState, bool]:
+    """Train a new run into `out`, or continue the run in `resume_from`; returns (run, state, interrupted).
+
+    Everything is checked (data, vocabulary, sizes, budget) before the run folder is touched. When
+    training ends within its budget the best weights are scored on the test set (results.json).
+    """
+    if resume_from is not None:
+        run = Path(resume_from)
+        config = Config.from_dict(read_config(run, TASK))
+        _, meta = load_checkpoint(run)  # a damaged checkpoint is reported before anything runs
+        prepared = prepare(config, Vocab.load(run / VOCAB), data)
+        if data_digest(prepared) != meta.get("data_sha256"):
+            raise ValueError(f"the data {config.data} has changed since the run in {run} started, "
+                             "so it cannot continue exactly; start a new run.")
+    else:
+        if out is None:
+            raise ValueError("give --out DIR (a new run folder) or --resume DIR.")
+        prepared = prepare(config, data=data)
+    model = build(config, prepared.vocab, len(prepared.classes))
+    task = SentimentTask(model, prepared, config)
+    optimizer, schedule, set_progress = make_optimizer(model, config, task.batches_per_epoch())
+    meta = {"config": "config.json", "vocab": VOCAB, "classes": prepared.classes, "data_sha256": data_digest(prepared)}
+    if resume_from is not None:
+        state, _ = resume(run, task, optimizer, schedule)
+        if (config.epochs is not None and state.epoch >= config.epochs) or \
+                (config.minutes is not None and state.elapsed_s >= 60 * config.minutes):
+            raise ValueError(f"the run in {run} has already spent its budget; start a new run to train longer.")
+    else:
+        run = create_run(out, config.to_dict())
+        prepared.vocab.save(run / VOCAB)
+        state = TrainState()
+        save_training_state(run, task, optimizer, schedule, state, meta)  # resumable from the first step
+    state, interrupted = fit(task, optimizer, schedule, run, config.budget, eval_every=config.eval_every,
+                             clip=config.clip, state=state, meta=meta, progress=progress, set_progress=set_progress)
+    if not interrupted:
+        finish(run, config, prepared, model, state)
+    return run, state, interrupted
+
+
+def finish(run: Path, config: Config, prepared: Prepared, model: TextClassifier, state: TrainState) -> dict:
+    """Score the best weights on the test set: a test record in metrics.jsonl, results.json, plots."""
+    from .sentiment_plots import plot_accuracy
+
+    if has_checkpoint(run, "best"):
+        model.load_state_dict(section(load_checkpoint(run, "best")[0], "model"))
+    model.eval()
+    t0 = time.perf_counter()
+    test = score(model, prepared.test, prepared.classes)
+    test_s = time.perf_counter() - t0
+    val = evaluate(model, prepared.val)
+    append_metrics(run, {"step": state.step, "test_accuracy": test["accuracy"], "test_loss": test["loss"],
+                         "test_f1": test["f1"], "val_accuracy_best": val["accuracy"]})
+    results = {"cell": config.cell, "bidirectional": config.bidirectional, "pooling": config.pooling,
+               "source": prepared.source, "classes": prepared.classes,
+               "sizes": {"train": len(prepared.train), "val": len(prepared.val), "test": len(prepared.test),
+                         "vocab": len(prepared.vocab)},
+               "parameters": model.num_parameters(), "steps": state.step,
+               "epochs": round(state.step / SentimentTask(model, prepared, config).batches_per_epoch(), 3),
+               "train_s": round(state.elapsed_s, 1), "tokens": state.tokens,
+               "tokens_per_s": round(state.tokens / state.elapsed_s, 1) if state.elapsed_s else None,
+               "test_s": round(test_s, 1), "val_accuracy": val["accuracy"], "test": test}
+    write_json(run / RESULTS, results)
+    metrics = read_metrics(run)
+    from ..viz import plot_losses
+    plot_losses([m for m in metrics if "val_loss" in m], run / "plots" / "loss.png",
+                title=f"{config.cell.upper()} sentiment classifier", unit="nats/review")
+    plot_accuracy({config.cell.upper(): metrics}, run / "plots" / "accuracy.png")
+    return results
+
+
+# ----- using a trained run -----------------------------------------------------------------------
+
+def load_run(run) -> tuple[Config, Vocab, list[str], TextClassifier]:
+    """The config, vocabulary, class names and model (best weights when kept) of a run, in eval mode."""
+    run = Path(run)
+    config = Config.from_dict(read_config(run, TASK))
+    vocab = Vocab.load(run / VOCAB)
+    arrays, meta = load_checkpoint(run, "best" if has_checkpoint(run, "best") else "checkpoint")
+    classes = meta.get("classes")
+    if not isinstance(classes, list) or len(classes) < 2:
+        raise ValueError(f"expected the class names in the checkpoint of {run}, but found {classes!r}.")
+    config = dataclasses.replace(config, vectors=None)  # the weights already hold them
+    model = build(config, vocab, len(classes))
+    model.load_state_dict(section(arrays, "model"))
+    return config, vocab, classes, model.eval()
+
+
+def _ids(text: str, vocab: Vocab, config: Config) -> tuple[list[str], np.ndarray]:
+    if not text.strip():
+        raise ValueError("expected a text to classify, but was given an empty one.")
+    tokens = ReviewTokenizer().tokenize(text)
+    if not tokens:
+        raise ValueError(f"expected a text with at least one word, but {text[:40]!r} has none.")
+    ids = vocab.encode(tokens)
+    return tokens, ids
+
+
+def predict_texts(run, texts: list[str]) -> list[tuple[str, float]]:
+    """(label, probability of that label) for each text, with the run's model."""
+    config, vocab, classes, model = load_run(run)
+    encoded = [truncate(_ids(t, vocab, config)[1], config.max_len, config.truncation) for t in texts]
+    ids, lengths = pad_batch(encoded, pad_id=vocab.stoi[PAD])
+    probs = model.predict_proba(ids, lengths)                          # (N, C)
+    return [(classes[k], float(p[k])) for p, k in zip(probs, probs.argmax(1))]
+
+
+def explain_text(run, text: str, out=None) -> tuple[Path, list[str], np.ndarray]:
+    """Probability of the last class (positive) after each prefix of `text`, drawn as a plot.
+
+    Returns (plot path, tokens, probabilities (T,)). The text is cut to the run's `max_len` tokens
+    from its start, so every prefix is what the model would read.
+    """
+    from .sentiment_plots import plot_explanation
+
+    config, vocab, classes, model = load_run(run)
+    tokens, ids = _ids(text, vocab, config)
+    tokens, ids = tokens[:config.max_len], ids[:config.max_len]
+    T = len(ids)
+    prefixes, lengths = np.tile(ids, (T, 1)), np.arange(1, T + 1)      # (T, T): row t reads ids[:t+1]
+    p = model.predict_proba(prefixes, lengths)[:, -1]                  # (T,)
+    path = Path(out) if out is not None else Path(run) / "plots" / "explain.png"
+    plot_explanation(tokens, p, path, positive=classes[-1])
+    return path, tokens, p
