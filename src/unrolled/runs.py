@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, IO
@@ -145,25 +146,28 @@ class Progress:
             from tqdm.auto import tqdm
         except ImportError:  # the engine runs without the cli extra; the bar is a nicety
             return
+        # on a terminal the bar redraws twice a second; in a log file it adds a line every 30 s
+        style = dict(desc=desc, dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30.0, file=sys.stderr)
         if total_steps is not None:
-            self.bar = tqdm(total=total_steps, initial=initial_step, desc=desc, unit="step",
-                            dynamic_ncols=True, bar_format="{l_bar}{bar}| {n}/{total} {postfix}")
+            self.bar = tqdm(total=total_steps, initial=initial_step, unit="step",
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} steps{postfix}", **style)
         else:
-            self.bar = tqdm(total=round(budget_s), initial=round(initial_s), desc=desc, unit="s",
-                            dynamic_ncols=True, bar_format="{l_bar}{bar}| {postfix}")
+            self.bar = tqdm(total=round(budget_s), initial=round(initial_s), unit="s",
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} s{postfix}", **style)
 
     def update(self, step: int, elapsed_s: float, loss: float, tokens_per_s: float, seconds_per_step: float) -> None:
         if self.bar is None:
             return
         if self.total_steps is not None:
             left = (self.total_steps - step) * seconds_per_step
-            self.bar.n = step
+            position = step
         else:
             left = self.budget_s - elapsed_s
-            self.bar.n = min(round(elapsed_s), self.bar.total)
+            position = min(round(elapsed_s), self.bar.total)
         loss_text = f"{loss:.3f}" if math.isfinite(loss) else "-"
-        self.bar.set_postfix_str(f"loss {loss_text}, {tokens_per_s:,.0f} tok/s, {format_duration(left)} left", refresh=False)
-        self.bar.refresh()
+        self.bar.set_postfix_str(f"loss {loss_text}, {tokens_per_s:,.0f} tok/s, {format_duration(left)} left",
+                                 refresh=False)
+        self.bar.update(position - self.bar.n)  # redraws only when `mininterval` has passed
 
     def write(self, text: str) -> None:
         """Print a line above the bar (nothing when the bar is off)."""

@@ -1,0 +1,92 @@
+"""`unrolled lm train | sample | inspect`: the language-model sub-commands (see unrolled.cli)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..cli import dropout_rate, nonnegative_float, positive_float, positive_int, probability
+from . import lm
+
+# train flags that set a Config field of the same name (dashes become underscores)
+CONFIG_FLAGS = ("data", "level", "cell", "layers", "hidden", "embed", "dropout", "seq_len", "batch", "lr",
+                "epochs", "minutes", "seed", "eval_every")
+DEFAULT_OUT = "runs/lm"
+
+
+def register(tasks) -> None:
+    parser = tasks.add_parser("lm", help="language models: train on a text file, sample, inspect",
+                              description="Character- and word-level recurrent language models.")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    train = actions.add_parser("train", help="train a language model (or continue one with --resume)",
+                               description="Train a language model; explicit flags override the preset's values.")
+    train.add_argument("--data", metavar="PATH", help="a UTF-8 text file (default: the bundled tiny Shakespeare)")
+    train.add_argument("--level", choices=("char", "word"), help="tokens: characters or words (default char)")
+    train.add_argument("--cell", choices=("rnn", "lstm", "gru"), help="recurrent cell (default lstm)")
+    train.add_argument("--layers", type=positive_int, metavar="N")
+    train.add_argument("--hidden", type=positive_int, metavar="N", help="units per layer")
+    train.add_argument("--embed", type=positive_int, metavar="N", help="embedding size")
+    train.add_argument("--dropout", type=dropout_rate, metavar="P", help="between layers and before the head")
+    train.add_argument("--seq-len", type=positive_int, metavar="N", help="truncated-BPTT chunk length")
+    train.add_argument("--batch", type=positive_int, metavar="N", help="parallel streams")
+    train.add_argument("--lr", type=positive_float, metavar="X", help="peak learning rate of Adam")
+    budget = train.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=positive_int, metavar="N")
+    budget.add_argument("--minutes", type=positive_float, metavar="M", help="minutes of training time")
+    train.add_argument("--seed", type=int, metavar="S")
+    train.add_argument("--eval-every", type=positive_int, metavar="N", help="steps between evaluations")
+    train.add_argument("--preset", choices=tuple(lm.PRESETS), help="a tested configuration (quick: 5 min, full: 30 min)")
+    train.add_argument("--out", metavar="DIR", help=f"a new run folder (default {DEFAULT_OUT})")
+    train.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
+    train.set_defaults(func=run_train)
+
+    sample = actions.add_parser("sample", help="generate text from a trained run, streamed as it is made")
+    sample.add_argument("run", metavar="DIR")
+    sample.add_argument("--prompt", metavar="TEXT", help="text to start from (default: a new line)")
+    sample.add_argument("--length", type=positive_int, default=400, metavar="N", help="tokens to generate")
+    sample.add_argument("--temperature", type=nonnegative_float, default=0.8, metavar="T", help="0 picks the argmax")
+    sample.add_argument("--top-k", type=positive_int, metavar="K")
+    sample.add_argument("--top-p", type=probability, metavar="P")
+    sample.add_argument("--beam", type=positive_int, metavar="B", help="beam search of width B instead of sampling")
+    sample.add_argument("--seed", type=int, metavar="S")
+    sample.set_defaults(func=run_sample)
+
+    inspect = actions.add_parser("inspect", help="heatmaps of hidden states and gates, and the readable units")
+    inspect.add_argument("run", metavar="DIR")
+    inspect.add_argument("--text", required=True, metavar="TEXT", help="the text to run the model over")
+    inspect.add_argument("--out", metavar="DIR", help="where to write the plots and report.md (default DIR/inspect)")
+    inspect.set_defaults(func=run_inspect)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    given = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
+    if args.resume is not None:
+        extra = sorted(given) + (["preset"] if args.preset else []) + (["out"] if args.out else [])
+        if extra:
+            flags = ", ".join("--" + name.replace("_", "-") for name in extra)
+            raise ValueError(f"--resume continues a run with its saved settings, so it takes no other flags, "
+                             f"but was given {flags}.")
+        config = None
+    else:
+        config = lm.config_from(args.preset, **given)
+    run, state, interrupted = lm.train(config, out=args.out or DEFAULT_OUT, resume_from=args.resume)
+    if interrupted:
+        print(f"interrupted at step {state.step}: checkpoint saved; continue with "
+              f"`unrolled lm train --resume {run}`.", file=sys.stderr)
+        return 130
+    best = "-" if state.best_val is None else f"{state.best_val:.4f}"
+    print(f"done: {state.step} steps, {state.elapsed_s / 60:.1f} min of training, best validation loss {best} "
+          f"nats/token; run in {run}")
+    return 0
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    lm.generate_from_run(args.run, prompt=args.prompt, length=args.length, temperature=args.temperature,
+                         top_k=args.top_k, top_p=args.top_p, beam=args.beam, seed=args.seed)
+    return 0
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    from .lm_inspect import inspect_run  # matplotlib is loaded only for this
+    print(inspect_run(args.run, args.text, out=args.out))
+    return 0

@@ -1,0 +1,126 @@
+"""Looking inside a trained language model, after Karpathy, Johnson & Fei-Fei (2015),
+"Visualizing and Understanding Recurrent Networks".
+
+    report = inspect_run("runs/shakespeare", text, out="runs/shakespeare/inspect")
+
+runs the model over a text and writes, for every layer, heatmaps of its hidden state (and, for
+an LSTM, its cell state and gates; for a GRU, its gates) over the text, the gates' saturation
+plot, and the units whose activation correlates best with readable properties of the text:
+inside quotes, inside brackets, position in the line, a speaker's name line (a line ending in
+':'), the first line of a speaker's turn. Each top unit is drawn over the text, and report.md
+lists the top units per property with their correlation.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .. import viz
+from .lm import encode_prompt, load_run
+
+FEATURES = {
+    "inside quotes": "between an opening and a closing double quote",
+    "inside brackets": "inside (...), [...] or {...}",
+    "position in line": "tokens since the last newline",
+    "speaker name": "on a line ending in ':' (a speaker's name)",
+    "start of turn": "on the first line after a speaker's name",
+}
+GATES = {"lstm": ("i", "f", "o"), "gru": ("r", "z"), "rnn": ()}
+TOP = 3
+
+
+def text_features(tokens: list[str]) -> dict[str, np.ndarray]:
+    """Per token, the value (T,) of every property in FEATURES."""
+    T = len(tokens)
+    quotes, brackets, position = np.zeros(T), np.zeros(T), np.zeros(T)
+    inside, depth, column = False, 0, 0
+    for t, token in enumerate(tokens):
+        if token == '"':
+            inside = not inside
+        depth = max(0, depth + sum(token.count(c) for c in "([{") - sum(token.count(c) for c in ")]}"))
+        quotes[t], brackets[t], position[t] = inside, depth > 0, column
+        column = 0 if token == "\n" else column + 1
+    speaker, start = np.zeros(T), np.zeros(T)
+    after_speaker, line_start = False, 0
+    for t in range(T + 1):
+        if t < T and tokens[t] != "\n":
+            continue
+        line = "".join(tokens[line_start:t]).strip()  # tokens[line_start : t + 1] is one line, newline included
+        is_speaker = line.endswith(":")
+        speaker[line_start:t + 1] = is_speaker
+        start[line_start:t + 1] = after_speaker and not is_speaker
+        if line:  # blank lines do not end a turn's start
+            after_speaker = is_speaker
+        line_start = t + 1
+    return {"inside quotes": quotes, "inside brackets": brackets, "position in line": position,
+            "speaker name": speaker, "start of turn": start}
+
+
+def correlations(units: np.ndarray, feature: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each column of units (T, U) with feature (T,); 0 for a constant unit."""
+    u = units - units.mean(0)                            # (T, U)
+    f = feature - feature.mean()                         # (T,)
+    den = np.sqrt((u * u).sum(0) * (f * f).sum())        # (U,)
+    num = f @ u                                          # (U,)
+    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+
+def unit_activations(internals: list[dict[str, np.ndarray]], cell: str) -> dict[str, np.ndarray]:
+    """Named (T, H) activations to search for readable units: h of every layer, and tanh(c) for an LSTM."""
+    found = {}
+    for k, layer in enumerate(internals, start=1):
+        found[f"layer {k} h"] = layer["h"][:, 0]
+        if cell == "lstm":
+            found[f"layer {k} tanh(c)"] = np.tanh(layer["c"][:, 0])
+    return found
+
+
+def inspect_run(run, text: str, out=None, max_tokens: int = 2000) -> str:
+    """Write the heatmaps, unit plots and report.md for `text` into `out` (default run/inspect); returns the report."""
+    config, vocab, model, meta = load_run(run)
+    out = Path(out) if out is not None else Path(run) / "inspect"
+    ids = encode_prompt(config.level, vocab, text)[:max_tokens]
+    if len(ids) < 2:
+        raise ValueError(f"--text must hold at least 2 tokens to inspect, but was given {len(ids)}.")
+    tokens = vocab.decode(ids)
+    internals = model.internals(ids[:, None])                            # per layer: dict of (T, 1, H)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = []
+    for k, layer in enumerate(internals, start=1):
+        shown_h = layer["h"][:, 0].T                                     # (H, T)
+        plots.append(viz.plot_heatmap(shown_h, out / f"hidden_l{k}.png", f"layer {k}: hidden state h", tokens,
+                                      vmin=-1, vmax=1))
+        if config.cell == "lstm":
+            plots.append(viz.plot_heatmap(np.tanh(layer["c"][:, 0].T), out / f"cell_l{k}.png",
+                                          f"layer {k}: tanh(cell state c)", tokens, vmin=-1, vmax=1))
+        for gate in GATES[config.cell]:
+            plots.append(viz.plot_heatmap(layer[gate][:, 0].T, out / f"gate_{gate}_l{k}.png", f"layer {k}: gate {gate}",
+                                          tokens, vmin=0, vmax=1, cmap="viridis"))
+        if GATES[config.cell]:
+            plots.append(viz.plot_saturation({g: layer[g][:, 0] for g in GATES[config.cell]}, out / f"saturation_l{k}.png",
+                                             f"layer {k}: gate saturation"))
+
+    activations = unit_activations(internals, config.cell)
+    lines = [f"# Units of {Path(run)} over {len(tokens)} tokens", "",
+             f"Model: {config.layers}-layer {config.cell.upper()}, {config.hidden} units, step {meta.get('step')}.", "",
+             "Pearson correlation r of each unit with a property of the text; the top units by |r|.", "",
+             "| property | meaning | top units (r) |", "|---|---|---|"]
+    traces = []
+    for name, feature in text_features(tokens).items():
+        if feature.std() == 0:
+            lines.append(f"| {name} | {FEATURES[name]} | not present in this text |")
+            continue
+        ranked = sorted(((source, u, r) for source, values in activations.items()
+                         for u, r in enumerate(correlations(values, feature))), key=lambda c: -abs(c[2]))[:TOP]
+        lines.append(f"| {name} | {FEATURES[name]} | "
+                     + ", ".join(f"{source}[{u}] ({r:+.2f})" for source, u, r in ranked) + " |")
+        source, u, r = ranked[0]
+        traces.append((f"{name}: {source}[{u}], r = {r:+.2f}", activations[source][:, u]))
+    if traces:
+        plots.append(viz.plot_text_activations(tokens, traces, out / "units.png", "the most readable units",
+                                               sep=" " if config.level == "word" else ""))
+    lines += ["", "Plots: " + ", ".join(p.name for p in plots), ""]
+    report = "\n".join(lines)
+    (out / "report.md").write_text(report, encoding="utf-8")
+    return report

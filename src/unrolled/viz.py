@@ -1,0 +1,153 @@
+"""Plots that make a sequence model readable: loss curves, activation heatmaps, text coloured by a unit.
+
+Matplotlib with the Agg backend (files only, no display), imported when a plot is drawn, so the
+engine itself never needs it. Every function writes one PNG and returns its path.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
+def shown(token: str) -> str:
+    """A token as it can be printed in a plot cell: whitespace made visible."""
+    return {"\n": "\u23ce", " ": "\u2423", "\t": "\u21e5"}.get(token, token)
+
+
+def plot_losses(metrics: list[dict], path, title: str = "loss", unit: str = "nats/token") -> Path:
+    """Training and validation loss against step (left), learning rate (right), from metrics records."""
+    plt = _pyplot()
+    fig, (ax, ax_lr) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [3, 1]})
+    steps = [m["step"] for m in metrics]
+    for key, style in (("train_loss", "-"), ("val_loss", "o-")):
+        pairs = [(s, m[key]) for s, m in zip(steps, metrics) if m.get(key) is not None]
+        if pairs:
+            ax.plot(*zip(*pairs), style, label=key.replace("_", " "), markersize=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"loss ({unit})")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    lrs = [(s, m["lr"]) for s, m in zip(steps, metrics) if m.get("lr") is not None]
+    if lrs:
+        ax_lr.plot(*zip(*lrs), color="tab:green")
+    ax_lr.set_xlabel("step")
+    ax_lr.set_title("learning rate")
+    ax_lr.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_heatmap(matrix: np.ndarray, path, title: str, tokens: list[str] | None = None, ylabel: str = "unit",
+                 vmin: float | None = None, vmax: float | None = None, cmap: str = "RdBu_r") -> Path:
+    """A (rows, T) matrix over time, one column per token (labelled when there are few enough)."""
+    plt = _pyplot()
+    rows, T = matrix.shape
+    fig, ax = plt.subplots(figsize=(min(24, 3 + 0.12 * T), min(12, 1.5 + 0.05 * rows)))
+    image = ax.imshow(matrix, aspect="auto", interpolation="nearest", cmap=cmap, vmin=vmin, vmax=vmax)
+    fig.colorbar(image, ax=ax, fraction=0.025, pad=0.01)
+    if tokens is not None and T <= 160:
+        ax.set_xticks(range(T))
+        ax.set_xticklabels([shown(t).replace("$", r"\$") for t in tokens], fontsize=6, family="monospace")
+    else:
+        ax.set_xlabel("position")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _rows(tokens: list[str], values: np.ndarray, width: int, sep: str) -> list[tuple[str, list[float]]]:
+    """The text in display rows of at most `width` characters, with each character's value.
+
+    A row ends after a newline token or when the next token would not fit; `sep` (a space for
+    words) separates tokens and has no value.
+    """
+    rows, text, row_values = [], "", []
+    for token, value in zip(tokens, values):
+        piece = "\u23ce" if token == "\n" else token.replace("\t", " ")
+        if text and len(text) + len(piece) > width:
+            rows.append((text, row_values))
+            text, row_values = "", []
+        text += piece
+        row_values += [float(value)] * len(piece)
+        if token == "\n":
+            rows.append((text, row_values))
+            text, row_values = "", []
+        elif sep:
+            text += sep
+            row_values.append(np.nan)
+    if text:
+        rows.append((text, row_values))
+    return rows
+
+
+def plot_text_activations(tokens: list[str], traces: list[tuple[str, np.ndarray]], path, title: str = "",
+                          width: int = 100, sep: str = "", vmin: float = -1.0, vmax: float = 1.0) -> Path:
+    """The text once per trace, each character's cell coloured by its token's value (blue low, red high).
+
+    `traces` holds (label, values (T,)) pairs, e.g. ("inside quotes: layer 2 tanh(c)[17], r = +0.91", v).
+    Each row of text is one monospace string laid exactly over its row of cells.
+    """
+    plt = _pyplot()
+    font = 8                                   # points
+    cell_w, cell_h = 0.6021 * font / 72, 1.6 * font / 72   # inches: DejaVu Sans Mono's advance width
+    layouts = [_rows(tokens, values, width, sep) for _, values in traces]
+    label_h, margin = 0.3, 0.2
+    heights = [label_h + len(rows) * cell_h for rows in layouts]
+    fig_w, fig_h = width * cell_w + 2 * margin, sum(heights) + (0.4 if title else 0.1)
+    fig = plt.figure(figsize=(fig_w, fig_h))
+    top = fig_h - (0.4 if title else 0.1)
+    for (label, _), rows, height in zip(traces, layouts, heights):
+        grid = np.full((len(rows), width), np.nan)
+        for r, (_, row_values) in enumerate(rows):
+            grid[r, :len(row_values)] = row_values
+        panel = height - label_h
+        ax = fig.add_axes([margin / fig_w, (top - height) / fig_h, width * cell_w / fig_w, panel / fig_h])
+        ax.imshow(grid, aspect="auto", interpolation="nearest", cmap="RdBu_r", vmin=vmin, vmax=vmax,
+                  extent=(-0.5, width - 0.5, len(rows) - 0.5, -0.5))
+        for r, (text, _) in enumerate(rows):
+            ax.text(-0.5, r, text, ha="left", va="center", fontsize=font, family="DejaVu Sans Mono", parse_math=False)
+        ax.set_axis_off()
+        ax.set_title(label, fontsize=9, loc="left")
+        top -= height
+    if title:
+        fig.suptitle(title, y=1 - 0.15 / fig_h, va="top")
+    return _save(fig, path)
+
+
+def plot_saturation(gates: dict[str, np.ndarray], path, title: str = "gate saturation",
+                    low: float = 0.1, high: float = 0.9) -> Path:
+    """Per unit, the fraction of time each gate is left- (< low) vs right-saturated (> high).
+
+    `gates` maps a gate name to its (T, H) activations in [0, 1]: Karpathy et al.'s figure 3.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(gates), figsize=(3.2 * len(gates), 3.2), squeeze=False)
+    for ax, (name, values) in zip(axes[0], gates.items()):
+        ax.scatter((values < low).mean(0), (values > high).mean(0), s=6, alpha=0.6)
+        ax.plot([0, 1], [1, 0], color="grey", linewidth=0.5)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel(f"fraction < {low}")
+        ax.set_ylabel(f"fraction > {high}")
+        ax.set_title(f"{name} gate")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
