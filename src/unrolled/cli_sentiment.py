@@ -136,8 +136,9 @@ def _stdin_texts() -> list[str]:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    loaded = sentiment.load_run(args.run)  # a bad run folder is reported before stdin is read
     texts = args.texts or _stdin_texts()
-    for text, (label, probability) in zip(texts, sentiment.predict_texts(args.run, texts)):
+    for text, (label, probability) in zip(texts, sentiment.classify(loaded, texts)):
         shown = text if len(text) <= 60 else text[:57] + "..."
         print(f"{label}\t{probability:.4f}\t{shown}")
     return 0

@@ -394,7 +394,12 @@ def _ids(text: str, vocab: Vocab, config: Config) -> tuple[list[str], np.ndarray
 
 def predict_texts(run, texts: list[str]) -> list[tuple[str, float]]:
     """(label, probability of that label) for each text, with the run's model."""
-    config, vocab, classes, model = load_run(run)
+    return classify(load_run(run), texts)
+
+
+def classify(loaded: tuple, texts: list[str]) -> list[tuple[str, float]]:
+    """predict_texts with a run already loaded by `load_run`."""
+    config, vocab, classes, model = loaded
     encoded = [truncate(_ids(t, vocab, config)[1], config.max_len, config.truncation) for t in texts]
     ids, lengths = pad_batch(encoded, pad_id=vocab.stoi[PAD])
     probs = model.predict_proba(ids, lengths)                          # (N, C)

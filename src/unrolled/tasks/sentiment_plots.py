@@ -106,5 +106,5 @@ def plot_explanation(tokens: list[str], probs: np.ndarray, path, positive: str =
     plot_text_activations(tokens, [(f"p({positive}) after the word (blue 0, red 1)", 2 * probs - 1),
                                    ("how much the word moved it (blue down, red up)",
                                     change / max(1e-9, np.abs(change).max()))],
-                          path.with_name(path.stem + "_text.png"), width=min(40, len(tokens)))
+                          path.with_name(path.stem + "_text.png"), sep=" ")
     return path

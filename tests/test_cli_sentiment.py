@@ -1,0 +1,119 @@
+"""`unrolled sentiment ...` end to end on the tiny fixtures: train, compare, predict, explain, and errors."""
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from unrolled.cli import main
+
+FIXTURES = Path(__file__).parent / "fixtures" / "sentiment"
+TARBALL = str(FIXTURES / "aclImdb_tiny.tar.gz")
+TINY = ["--embed", "6", "--hidden", "5", "--batch", "2", "--max-len", "40", "--eval-every", "2", "--min-freq", "1"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sentiment") / "run"
+    assert main(["sentiment", "train", "--data", TARBALL, "--cell", "lstm", "--epochs", "2", *TINY,
+                 "--out", str(out)]) == 0
+    return out
+
+
+def test_train_writes_the_run_folder_with_val_and_test_accuracy(run):
+    for name in ("config.json", "vocab.json", "checkpoint.npz", "best.npz", "metrics.jsonl", "results.json",
+                 "plots/loss.png", "plots/accuracy.png"):
+        assert (run / name).is_file(), name
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if "val_loss" in r]
+    assert len(evals) >= 2 and all(0 <= r["val_accuracy"] <= 1 for r in evals)
+    assert "test_accuracy" in records[-1] and 0 <= records[-1]["test_accuracy"] <= 1
+    results = json.loads((run / "results.json").read_text())
+    assert results["sizes"] == {"train": 5, "val": 1, "test": 4, "vocab": results["sizes"]["vocab"]}
+    assert sum(map(sum, results["test"]["confusion"])) == 4
+    assert json.loads((run / "config.json").read_text())["cell"] == "lstm"
+
+
+def test_predict_from_arguments(run, capsys):
+    assert main(["sentiment", "predict", str(run), "A delightful, creative film.", "Dull. Awful."]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    for line, text in zip(lines, ("A delightful, creative film.", "Dull. Awful.")):
+        label, probability, shown = line.split("\t")
+        assert label in ("neg", "pos") and 0.5 <= float(probability) <= 1 and shown == text
+
+
+def test_predict_from_stdin_one_text_per_line(run, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("A delightful film.\n\nDull and awful.\n"))
+    assert main(["sentiment", "predict", str(run)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[2] for line in lines] == ["A delightful film.", "Dull and awful."]
+
+
+def test_explain_draws_the_prediction_after_each_word(run, tmp_path, capsys):
+    png = tmp_path / "explain.png"
+    assert main(["sentiment", "explain", str(run), "A delightful film, but the ending is awful.", "--out", str(png)]) == 0
+    assert png.is_file() and (tmp_path / "explain_text.png").is_file()
+    assert "after 8 words" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["predict", "{run}", ""], "expected a text to classify, but was given an empty one."),
+    (["predict", "{run}", "..."], "expected a text with at least one word, but '...' has none."),
+    (["explain", "{run}", "   "], "expected a text to classify, but was given an empty one."),
+    (["predict", "{tmp}"], "expected a run folder"),
+])
+def test_bad_predictions_are_one_sentence_and_exit_2(run, tmp_path, capsys, argv, message):
+    argv = [a.format(run=run, tmp=tmp_path / "missing") for a in argv]
+    assert main(["sentiment", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_empty_stdin_is_one_sentence_and_exit_2(run, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n  \n"))
+    assert main(["sentiment", "predict", str(run)]) == 2
+    assert "but was given none" in capsys.readouterr().err
+
+
+def test_unknown_format_and_missing_label_column_exit_2(tmp_path, capsys):
+    unknown = tmp_path / "reviews.json"
+    unknown.write_text("[]", encoding="utf-8")
+    assert main(["sentiment", "train", "--data", str(unknown), "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "whose format is unknown" in err
+    csv = str(FIXTURES / "imdb_reviews.csv")
+    assert main(["sentiment", "train", "--data", csv, "--text-column", "review", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "expected a column named 'label'" in err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # nothing half-made
+
+
+def test_train_on_csv_and_vader_fixtures(tmp_path):
+    csv = str(FIXTURES / "imdb_reviews.csv")
+    assert main(["sentiment", "train", "--data", csv, "--text-column", "review", "--label-column", "sentiment",
+                 "--epochs", "1", *TINY, "--out", str(tmp_path / "csv")]) == 0
+    vader = str(FIXTURES / "movieReviewSnippets_GroundTruth.txt")
+    assert main(["sentiment", "train", "--data", vader, "--cell", "rnn", "--no-bidirectional", "--pooling", "last",
+                 "--epochs", "1", *TINY, "--out", str(tmp_path / "vader")]) == 0
+    assert json.loads((tmp_path / "vader" / "results.json").read_text())["classes"] == ["negative", "positive"]
+
+
+def test_compare_writes_report_and_results(tmp_path, capsys):
+    out = tmp_path / "compare"
+    assert main(["sentiment", "compare", "--cells", "rnn,gru", "--data", TARBALL, "--epochs", "1", *TINY,
+                 "--max-len", "20", "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    for text in ("| RNN |", "| GRU |", "test accuracy", "Long reviews", "Gradient norm through time",
+                 "What the comparison shows", "plots/learning_curves.png"):
+        assert text in report
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["models"]) == {"rnn", "gru"}
+    assert results["models"]["rnn"]["gradient_flow"]["k=0"] > 0
+    for name in ("learning_curves", "confusion", "accuracy_by_length", "gradient_flow"):
+        assert (out / "plots" / f"{name}.png").is_file()
+
+
+def test_compare_rejects_unknown_cells(capsys):
+    assert main(["sentiment", "compare", "--cells", "rnn,transformer", "--data", TARBALL]) == 2
+    assert "--cells must list distinct cells among rnn, lstm, gru" in capsys.readouterr().err
