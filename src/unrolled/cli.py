@@ -22,7 +22,7 @@ import sys
 from . import __version__
 
 COMMANDS = {
-    "lm": "unrolled.tasks.lm_cli",
+    "lm": "unrolled.cli_lm",
     "sentiment": "unrolled.cli_sentiment",
 }
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cli import dropout_rate, nonnegative_float, positive_float, positive_int, probability
-from . import lm
+from .cli import dropout_rate, nonnegative_float, positive_float, positive_int, probability
+from .tasks import lm
 
 # train flags that set a Config field of the same name (dashes become underscores)
 CONFIG_FLAGS = ("data", "level", "cell", "layers", "hidden", "embed", "dropout", "seq_len", "batch", "lr",
@@ -20,22 +20,26 @@ def register(tasks) -> None:
 
     train = actions.add_parser("train", help="train a language model (or continue one with --resume)",
                                description="Train a language model; explicit flags override the preset's values.")
+    d = lm.Config()
     train.add_argument("--data", metavar="PATH", help="a UTF-8 text file (default: the bundled tiny Shakespeare)")
-    train.add_argument("--level", choices=("char", "word"), help="tokens: characters or words (default char)")
-    train.add_argument("--cell", choices=("rnn", "lstm", "gru"), help="recurrent cell (default lstm)")
-    train.add_argument("--layers", type=positive_int, metavar="N")
-    train.add_argument("--hidden", type=positive_int, metavar="N", help="units per layer")
-    train.add_argument("--embed", type=positive_int, metavar="N", help="embedding size")
-    train.add_argument("--dropout", type=dropout_rate, metavar="P", help="between layers and before the head")
-    train.add_argument("--seq-len", type=positive_int, metavar="N", help="truncated-BPTT chunk length")
-    train.add_argument("--batch", type=positive_int, metavar="N", help="parallel streams")
-    train.add_argument("--lr", type=positive_float, metavar="X", help="peak learning rate of Adam")
+    train.add_argument("--level", choices=("char", "word"), help=f"tokens: characters or words (default {d.level})")
+    train.add_argument("--cell", choices=("rnn", "lstm", "gru"), help=f"recurrent cell (default {d.cell})")
+    train.add_argument("--layers", type=positive_int, metavar="N", help=f"stacked layers (default {d.layers})")
+    train.add_argument("--hidden", type=positive_int, metavar="N", help=f"units per layer (default {d.hidden})")
+    train.add_argument("--embed", type=positive_int, metavar="N", help=f"embedding size (default {d.embed})")
+    train.add_argument("--dropout", type=dropout_rate, metavar="P",
+                       help=f"between layers and before the head (default {d.dropout})")
+    train.add_argument("--seq-len", type=positive_int, metavar="N", help=f"truncated-BPTT chunk length (default {d.seq_len})")
+    train.add_argument("--batch", type=positive_int, metavar="N", help=f"parallel streams (default {d.batch})")
+    train.add_argument("--lr", type=positive_float, metavar="X", help=f"peak learning rate of Adam (default {d.lr})")
     budget = train.add_mutually_exclusive_group()
-    budget.add_argument("--epochs", type=positive_int, metavar="N")
-    budget.add_argument("--minutes", type=positive_float, metavar="M", help="minutes of training time")
-    train.add_argument("--seed", type=int, metavar="S")
-    train.add_argument("--eval-every", type=positive_int, metavar="N", help="steps between evaluations")
-    train.add_argument("--preset", choices=tuple(lm.PRESETS), help="a tested configuration (quick: 5 min, full: 30 min)")
+    budget.add_argument("--epochs", type=positive_int, metavar="N", help=f"passes over the training text (default {d.epochs})")
+    budget.add_argument("--minutes", type=positive_float, metavar="M", help="minutes of training time instead of epochs")
+    train.add_argument("--seed", type=int, metavar="S", help=f"weights, dropout and samples (default {d.seed})")
+    train.add_argument("--eval-every", type=positive_int, metavar="N",
+                       help=f"steps between evaluations and checkpoints (default {d.eval_every})")
+    train.add_argument("--preset", choices=tuple(lm.PRESETS),
+                       help="a measured configuration (quick: 5 minutes, full: 30 minutes); flags override it")
     train.add_argument("--out", metavar="DIR", help=f"a new run folder (default {DEFAULT_OUT})")
     train.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
     train.set_defaults(func=run_train)
@@ -87,6 +91,6 @@ def run_sample(args: argparse.Namespace) -> int:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    from .lm_inspect import inspect_run  # matplotlib is loaded only for this
+    from .tasks.lm_inspect import inspect_run  # matplotlib is loaded only for this
     print(inspect_run(args.run, args.text, out=args.out))
     return 0
