@@ -1,0 +1,297 @@
+"""Time-series forecasting: train a recurrent forecaster on a CSV file, compare it with the baselines.
+
+    config = Config(data="pollution.csv", target="TEMP", lookback=120, horizon=1, gap=23)
+    run, results = train(config, "runs/beijing")
+    predict("runs/beijing", out="forecast.csv")
+
+Training loads and cleans the series, splits it in time order, fits the normalisation on the
+training rows only and cuts sliding windows (forecast_data.prepare). The
+model (a direct multi-step Forecaster, or an encoder-decoder) trains with Adam on shuffled training
+windows, one `unrolled.train.fit` call per epoch; after each epoch the validation loss drives
+ReduceLROnPlateau and early stopping, and the best weights are restored at the end. The test
+period is then forecast, in original units, by the model and by every baseline on exactly the same
+windows; metrics.jsonl ends with that comparison, and report.md and the plots show it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..checkpoint import load_checkpoint, prefixed, save_checkpoint, section
+from ..core.module import Module, no_grad
+from ..data.windows import Normaliser, Windows
+from ..forecasting import baselines, metrics
+from ..forecasting.model import EncoderDecoderForecaster, Forecaster
+from ..layers import HuberLoss, L1Loss, MSELoss
+from ..optim import Adam, ReduceLROnPlateau
+from ..runs import append_metrics, atomic_write_text, create_run, read_config, read_metrics
+from ..train import Budget, TrainState, fit
+from .forecast_data import Framing, Prepared, aligned, future_times, load, model_values, prepare
+
+TASK = "forecast"
+DATA = "data"                      # data.npz + data.json: normalisation and columns, for predict
+MODELS = {"direct": Forecaster, "encdec": EncoderDecoderForecaster}
+LOSSES = {"mse": MSELoss, "mae": L1Loss, "huber": HuberLoss}
+
+
+@dataclass
+class Config:
+    """Everything a forecasting run depends on (saved as the run's config.json)."""
+
+    data: str = ""                           # a CSV file with a header row
+    target: str = ""                         # the column to forecast
+    features: list[str] | None = None        # input columns besides the target; None: every usable column
+    time_col: str | None = None              # None: year/month/day/hour columns, or a first column of dates
+    missing: str = "interpolate"             # or "drop" (rows with a missing value)
+    categorical: str = "onehot"              # or "drop" (columns of labels)
+    resample: str | None = None              # "hourly", "daily", "monthly", "yearly": means per period
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15)  # train, validation, test fractions in time order
+    test_last: int | None = None             # hold out the last N rows as test instead
+    val_last: int | None = None              # and the N rows before them as validation
+    lookback: int = 24                       # input steps per window
+    horizon: int = 1                         # steps forecast at once
+    gap: int = 0                             # steps skipped between the window and the first forecast step
+    stride: int = 1                          # between training windows
+    season: int | None = None                # None: from the sampling frequency (24 hourly, 12 monthly, ...)
+    ma_window: int | None = None             # moving-average baseline; None: the season (or the lookback)
+    ridge: float = 1e-3                      # of the linear autoregressive baseline
+    log: bool = False                        # model the log of a positive target (swings that grow with the level)
+    relative: bool = False                   # model the change from the window's last target value (trends)
+    model: str = "direct"                    # "direct" (dense head) or "encdec" (encoder-decoder)
+    cell: str = "gru"
+    hidden: int = 32
+    layers: int = 1
+    dropout: float = 0.0
+    loss: str = "mse"                        # "mse", "mae" or "huber" (on normalised values)
+    lr: float = 1e-3
+    lr_patience: int = 3                     # epochs without improvement before the lr halves
+    batch: int = 64
+    clip: float = 1.0
+    epochs: int = 100                        # at most
+    patience: int = 10                       # early stopping: epochs without a better validation loss
+    minutes: float | None = None             # stop after this much training time, whatever the epochs
+    seed: int = 0
+
+    def __post_init__(self):
+        self.split = tuple(float(f) for f in self.split)
+        for name in ("model", "cell", "loss"):
+            choices = {"model": MODELS, "cell": ("rnn", "lstm", "gru"), "loss": LOSSES}[name]
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, but was given {getattr(self, name)!r}.")
+        for name in ("lookback", "horizon", "stride", "hidden", "layers", "batch", "epochs", "patience"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, but was given {value!r}.")
+        if not isinstance(self.gap, int) or self.gap < 0:
+            raise ValueError(f"gap must be an integer >= 0, but was given {self.gap!r}.")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Config":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names - {"task"})
+        if unknown:
+            raise ValueError(f"a forecasting config takes the keys {sorted(names)}, but was given unknown {unknown}.")
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def to_dict(self) -> dict:
+        return {"task": TASK, **dataclasses.asdict(self), "split": list(self.split)}
+
+
+# ----- the model and its training ------------------------------------------------------------------
+
+def build(config: Config, n_features: int, dtype=np.float32) -> Module:
+    return MODELS[config.model](n_features, config.horizon, hidden_size=config.hidden, num_layers=config.layers,
+                                cell=config.cell, dropout=config.dropout, dtype=dtype, seed=config.seed)
+
+
+def forecast_windows(model: Module, framing: Framing, origins: np.ndarray, batch: int = 1024) -> np.ndarray:
+    """(B, H) normalised forecasts of the windows at `origins` (levels added back), without caches."""
+    out = np.empty((len(origins), framing.windows.horizon))
+    dtype = model.parameters()[0].dtype
+    with no_grad():
+        for i in range(0, len(origins), batch):
+            x, level = framing.inputs(origins[i:i + batch], dtype)
+            out[i:i + len(level)] = model(x) + level
+    return out
+
+
+class ForecastTask:
+    """The `unrolled.train.Task` of a forecaster: shuffled training windows, loss on validation windows."""
+
+    def __init__(self, model: Module, data: Prepared, config: Config):
+        self.model, self.data, self.config = model, data, config
+        self.loss = LOSSES[config.loss]()
+        self.dtype = model.parameters()[0].dtype
+        self.order = data.train
+
+    def batches_per_epoch(self) -> int:
+        return math.ceil(len(self.data.train) / self.config.batch)
+
+    def start_epoch(self, epoch: int) -> None:
+        self.order = np.random.default_rng([self.config.seed, epoch]).permutation(self.data.train)
+
+    def train_batch(self, epoch: int, index: int) -> tuple[float, int]:
+        origins = self.order[index * self.config.batch:(index + 1) * self.config.batch]
+        x, level = self.data.inputs(origins, self.dtype)                           # (L, B, F), (B, 1)
+        y = self.data.targets(origins, level, self.dtype)                          # (B, H)
+        loss = self.loss(self.model(x), y)
+        self.model.backward(self.loss.backward())
+        return float(loss), len(origins)
+
+    def evaluate(self) -> float:
+        p = forecast_windows(self.model, self.data, self.data.val)
+        y = self.data.windows.targets(self.data.val)
+        with no_grad():
+            return float(self.loss(p, y))
+
+    def after_eval(self, step: int, val_loss: float) -> None:
+        pass
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        pass
+
+
+def fit_with_early_stopping(task: ForecastTask, run: Path, config: Config, log=sys.stderr) -> TrainState:
+    """One `fit` per epoch; stop after `patience` epochs without a better validation loss, or `minutes`."""
+    optimizer = Adam(task.model.parameters(), lr=config.lr)
+    plateau = ReduceLROnPlateau(optimizer, factor=0.5, patience=config.lr_patience)
+    state, stale = TrainState(), 0
+    for epoch in range(config.epochs):
+        best_before = state.best_val
+        state, interrupted = fit(task, optimizer, None, run, Budget(epochs=epoch + 1),
+                                 eval_every=task.batches_per_epoch(), clip=config.clip, state=state,
+                                 progress=False)
+        if interrupted:
+            print("interrupted: stopping early with the best weights so far.", file=log)
+            break
+        record = read_metrics(run)[-1]
+        plateau.step(record["val_loss"])
+        improved = best_before is None or state.best_val < best_before
+        stale = 0 if improved else stale + 1
+        print(f"epoch {epoch + 1}: train {record['train_loss']:.4f}, val {record['val_loss']:.4f}"
+              f"{' (best)' if improved else ''}, lr {optimizer.param_groups[0]['lr']:.2g}, "
+              f"{state.elapsed_s:.0f} s", file=log)
+        if stale >= config.patience:
+            print(f"early stop: no better validation loss for {stale} epochs.", file=log)
+            break
+        if config.minutes is not None and state.elapsed_s >= 60 * config.minutes:
+            print(f"time budget of {config.minutes:g} min spent.", file=log)
+            break
+    arrays, _ = load_checkpoint(run, "best")
+    task.model.load_state_dict(section(arrays, "model"))
+    task.model.eval()
+    return state
+
+
+# ----- evaluation ----------------------------------------------------------------------------------
+
+def baseline_forecasts(data: Prepared, origins: np.ndarray, ridge: float) -> dict[str, np.ndarray]:
+    """Every baseline's (B, H) forecasts in original units; one without enough history is left out."""
+    y, w = data.series.target_values, data.windows
+    out = {"persistence": baselines.persistence(y, origins, w.horizon, w.gap)}
+    if data.season > 1:
+        out["seasonal_naive"] = baselines.seasonal_naive(y, origins, w.horizon, data.season, w.gap)
+    if origins.min() + 1 >= data.ma_window:
+        out["moving_average"] = baselines.moving_average(y, origins, w.horizon, data.ma_window, w.gap)
+    ar = baselines.LinearAR(ridge).fit(w, w.origins(0, data.split.train_end))
+    out["linear_ar"] = data.original_units(ar.predict(w, origins))
+    return out
+
+
+def evaluate(model: Module, data: Prepared, config: Config) -> dict:
+    """Test-period forecasts of the model and the baselines in original units, with their errors."""
+    truth = data.series.target_values[data.windows.target_rows(data.test)]                  # (B, H)
+    forecasts = {"model": data.original_units(forecast_windows(model, data, data.test))}
+    forecasts.update({f"baseline_{k}": v for k, v in baseline_forecasts(data, data.test, config.ridge).items()})
+    scale = metrics.naive_scale(data.series.target_values[:data.split.train_end], data.season)
+    scores = {name: metrics.summary(truth, p, scale) for name, p in forecasts.items()}
+    curves = {name: metrics.by_horizon(truth, p) for name, p in forecasts.items()}
+    return {"truth": truth, "forecasts": forecasts, "scores": scores, "curves": curves, "mase_scale": scale}
+
+
+def final_record(state: TrainState, results: dict) -> dict:
+    """The last line of metrics.jsonl: test_* for the model, baseline_<name>_* for each baseline."""
+    record = {"step": state.step, "epoch": state.epoch, "best_val_loss": state.best_val,
+              "elapsed_s": round(state.elapsed_s, 3)}
+    for name, score in results["scores"].items():
+        prefix = "test" if name == "model" else name
+        record.update({f"{prefix}_{k}": v for k, v in score.items()})
+    return record
+
+
+# ----- training a run ------------------------------------------------------------------------------
+
+def train(config: Config, out, progress: bool = True, log=sys.stderr) -> tuple[Path, dict]:
+    """Train into the new run folder `out`; returns (run, evaluation results). Data is checked first."""
+    data = prepare(config)
+    baseline_forecasts(data, data.test[:1], config.ridge)   # a baseline that cannot run fails before the run
+    run = create_run(out, config.to_dict())
+    save_checkpoint(run, prefixed("normaliser", data.normaliser.state_dict()),
+                    {"columns": data.series.columns, "report": data.series.report, "season": data.season,
+                     "split": list(data.split.sizes)}, DATA)
+    for line in data.series.report:
+        print(line, file=log)
+    print(f"{len(data.train)} training, {len(data.val)} validation and {len(data.test)} test windows of "
+          f"{config.lookback} x {len(data.series.columns)} values.", file=log)
+    model = build(config, len(data.series.columns))
+    task = ForecastTask(model, data, config)
+    started = time.perf_counter()
+    state = fit_with_early_stopping(task, run, config, log)
+    results = evaluate(model, data, config)
+    append_metrics(run, {**final_record(state, results), "wall_s": round(time.perf_counter() - started, 3)})
+    from .forecast_report import write_outputs  # matplotlib is loaded only here
+    write_outputs(run, config, data, results, read_metrics(run))
+    return run, results
+
+
+# ----- forecasting from a trained run ----------------------------------------------------------------
+
+def load_run(run) -> tuple[Config, Module, Normaliser, dict]:
+    """The config, the best model (eval mode), the normaliser and the data metadata of a run."""
+    run = Path(run)
+    config = Config.from_dict(read_config(run, TASK))
+    arrays, meta = load_checkpoint(run, DATA)
+    normaliser = Normaliser.from_state_dict(section(arrays, "normaliser"))
+    weights, _ = load_checkpoint(run, "best")
+    model = build(config, len(meta["columns"]))
+    model.load_state_dict(section(weights, "model"))
+    return config, model.eval(), normaliser, meta
+
+
+def predict(run, data=None, out=None) -> Path:
+    """Forecast the steps after the end of the data (the run's CSV, or `data` with the same columns).
+
+    Writes a CSV with one row per step ahead (`step`, `time` when the series has one, the target)
+    to `out` (default: forecast.csv in the run folder) and returns its path.
+    """
+    run = Path(run)
+    config, model, normaliser, meta = load_run(run)
+    if data is not None:
+        config = dataclasses.replace(config, data=str(data))
+    series = aligned(load(config), meta["columns"], config.data)
+    if len(series) < config.lookback:
+        raise ValueError(f"{Path(config.data).name} has {len(series)} rows after cleaning, fewer than the "
+                         f"lookback of {config.lookback} the model reads.")
+    windows = Windows(normaliser.transform(model_values(series, config.log)), config.lookback, config.horizon,
+                      config.gap)
+    framing = Framing(windows, normaliser, config.log, config.relative)
+    y = framing.original_units(forecast_windows(model, framing, np.array([len(series) - 1])))[0]  # (H,)
+    steps = config.gap + 1 + np.arange(config.horizon)
+    header = ["step"] + (["time"] if series.time is not None else []) + [series.target]
+    lines = [",".join(header)]
+    times = future_times(series.time, steps) if series.time is not None else None
+    for k, step in enumerate(steps):
+        cells = [str(step)] + ([str(times[k])] if times is not None else []) + [f"{y[k]:.6g}"]
+        lines.append(",".join(cells))
+    path = Path(out) if out is not None else run / "forecast.csv"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path

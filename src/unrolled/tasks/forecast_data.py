@@ -1,0 +1,130 @@
+"""The data side of a forecasting run: from a Config to split, normalised windows the model can read.
+
+    data = prepare(config)                      # load, clean, split, normalise (training rows), window
+    x, level = data.inputs(data.train[:64])     # (L, B, F) and (B, 1): what the model reads
+    y = data.targets(data.train[:64], level)    # (B, H): what it learns to output
+    data.original_units(model(x) + level)       # its forecasts in the units of the file
+
+How the model sees the target (a `Framing`): normalised with the training period's statistics,
+optionally as its log (`log`, for a positive series whose swings grow with its level), and
+optionally relative to the window's last value (`relative`, for a trending series: inputs and
+targets of the target column become changes from that level, so a level never seen in training
+still looks familiar). The other columns are only normalised.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data.series import Series, load_series
+from ..data.windows import Normaliser, Split, Windows, chronological_split
+
+
+@dataclass
+class Framing:
+    """Normalised windows over a series and the way back to original units."""
+
+    windows: Windows
+    normaliser: Normaliser
+    log: bool
+    relative: bool
+
+    def inputs(self, origins: np.ndarray, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
+        """Model inputs (L, B, F) and the level (B, 1) the target column is taken relative to."""
+        x = self.windows.inputs(origins)                                  # (L, B, F), a fresh copy
+        level = x[-1, :, :1].copy() if self.relative else np.zeros((len(origins), 1))  # (B, 1)
+        x[:, :, 0] -= level[:, 0]
+        return x.astype(dtype), level
+
+    def targets(self, origins: np.ndarray, level: np.ndarray, dtype=np.float64) -> np.ndarray:
+        """Model targets (B, H): the normalised values ahead, less the level."""
+        return (self.windows.targets(origins) - level).astype(dtype)
+
+    def original_units(self, y: np.ndarray) -> np.ndarray:
+        """Normalised target values (of the log, if any) back in the units of the file."""
+        y = self.normaliser.inverse_target(y)
+        return np.exp(y) if self.log else y
+
+
+@dataclass
+class Prepared(Framing):
+    """A series made ready for training: split in time, framed, windowed, with the baselines' settings."""
+
+    series: Series
+    split: Split
+    train: np.ndarray                        # window origins, every `stride`-th
+    val: np.ndarray
+    test: np.ndarray
+    season: int
+    ma_window: int
+
+
+def load(config) -> Series:
+    if not config.data:
+        raise ValueError("give the CSV file to learn from with --data.")
+    if not config.target:
+        raise ValueError("give the column to forecast with --target.")
+    return load_series(config.data, config.target, config.features, config.time_col, config.missing,
+                       config.categorical, config.resample)
+
+
+def model_values(series: Series, log: bool) -> np.ndarray:
+    """The series' values as the model sees them: with log=True the target column is log(target)."""
+    if not log:
+        return series.values
+    if series.target_values.min() <= 0:
+        raise ValueError(f"log needs a target above zero everywhere, but '{series.target}' goes down to "
+                         f"{series.target_values.min():g}.")
+    values = series.values.copy()
+    values[:, 0] = np.log(values[:, 0])
+    return values
+
+
+def prepare(config, series: Series | None = None) -> Prepared:
+    """Split, normalise (training rows only) and window the series; every size is checked here."""
+    series = series if series is not None else load(config)
+    n, ahead = len(series), config.gap + config.horizon
+    need = config.lookback + ahead
+    if n < need:
+        raise ValueError(f"the series has {n} rows, too short for a lookback of {config.lookback} plus "
+                         f"{ahead} steps ahead (at least {need} rows).")
+    split = chronological_split(n, config.split, config.test_last, config.val_last)
+    if split.train_end < need:
+        raise ValueError(f"the training period has {split.train_end} rows, too short for a lookback of "
+                         f"{config.lookback} plus {ahead} steps ahead (at least {need} rows).")
+    for name, rows in (("validation", split.sizes[1]), ("test", split.sizes[2])):
+        if rows < ahead:
+            raise ValueError(f"the {name} period has {rows} rows, fewer than the {ahead} steps ahead "
+                             f"that one forecast covers.")
+    values = model_values(series, config.log)
+    normaliser = Normaliser.fit(values[:split.train_end])
+    windows = Windows(normaliser.transform(values), config.lookback, config.horizon, config.gap)
+    season = config.season if config.season is not None else series.default_season()
+    ma_window = config.ma_window if config.ma_window is not None else (season if season > 1 else config.lookback)
+    return Prepared(windows, normaliser, config.log, config.relative, series, split,
+                    windows.origins(0, split.train_end, config.stride), windows.origins(split.train_end, split.val_end),
+                    windows.origins(split.val_end, n), season, ma_window)
+
+
+def aligned(series: Series, columns: list[str], source) -> Series:
+    """The series with the trained columns in the trained order: a label the new data lacks becomes
+    a column of zeros; a column never seen in training, or a missing numeric one, is an error."""
+    index = {name: j for j, name in enumerate(series.columns)}
+    extra = [name for name in series.columns if name not in columns]
+    if extra:
+        raise ValueError(f"{Path(source).name} has columns the model was not trained with: {', '.join(extra)}.")
+    values = np.zeros((len(series), len(columns)))
+    for j, name in enumerate(columns):
+        if name in index:
+            values[:, j] = series.values[:, index[name]]
+        elif "=" not in name:
+            raise ValueError(f"{Path(source).name} lacks the column '{name}' that the model was trained with.")
+    return Series(values, list(columns), series.time, series.report)
+
+
+def future_times(time: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Timestamps `steps` typical intervals after the last one (in the time's own unit: months stay months)."""
+    interval = np.int64(np.median(np.diff(time).astype(np.int64)))
+    return time[-1] + (steps * interval).astype(f"timedelta64[{np.datetime_data(time.dtype)[0]}]")

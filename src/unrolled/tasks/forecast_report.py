@@ -1,0 +1,62 @@
+"""The outputs of a finished forecasting run: report.md and the plots (forecast, error by horizon, loss)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..forecasting.plots import plot_error_by_horizon, plot_forecast
+from ..runs import atomic_write_text
+from ..viz import plot_losses
+
+
+def best_baseline(scores: dict[str, dict]) -> str:
+    """The name (without "baseline_") of the baseline with the lowest test MAE."""
+    name = min((k for k in scores if k.startswith("baseline_")), key=lambda k: scores[k]["mae"])
+    return name[len("baseline_"):]
+
+
+def write_outputs(run: Path, config, data, results: dict, records: list[dict]) -> None:
+    """report.md, plots/forecast.png, plots/error-by-horizon.png and plots/loss.png of a finished run."""
+    series, w = data.series, data.windows
+    x = series.time if series.time is not None else np.arange(len(series))
+    steps = w.gap + 1 + np.arange(w.horizon)
+    best = best_baseline(results["scores"])
+    title = f"{series.target}, {config.cell.upper()} {config.model}"
+    plot_forecast(x, series.target_values, w.target_rows(data.test), results["forecasts"]["model"],
+                  results["forecasts"][f"baseline_{best}"], best, int(data.test[-1]), config.lookback,
+                  run / "plots" / "forecast.png", title)
+    plot_error_by_horizon(steps, {k.replace("baseline_", ""): v["mae"] for k, v in results["curves"].items()},
+                          run / "plots" / "error-by-horizon.png", title=f"{title}: test MAE by horizon")
+    epochs = [r for r in records if "val_loss" in r]
+    if epochs:
+        plot_losses(epochs, run / "plots" / "loss.png", title=title, unit=f"{config.loss}, normalised")
+    atomic_write_text(run / "report.md", report(config, data, results, records[-1], best))
+
+
+def report(config, data, results: dict, final: dict, best: str) -> str:
+    series, split = data.series, data.split
+    lines = [f"# Forecasting {series.target} from {Path(config.data).name}", ""]
+    ahead = f"steps {config.gap + 1}..{config.gap + config.horizon}" if config.horizon > 1 else f"step {config.gap + 1}"
+    lines += [f"{config.cell.upper()} {config.model} model, {config.layers} x {config.hidden} units, "
+              f"{config.loss} loss; {config.lookback} steps of {len(series.columns)} columns in, {ahead} ahead out.",
+              f"Rows: {split.sizes[0]} train, {split.sizes[1]} validation, {split.sizes[2]} test "
+              f"({len(data.train)}, {len(data.val)} and {len(data.test)} windows); season {data.season}.",
+              f"Training: {final['epoch']} epochs ({final['step']} steps) in {final['elapsed_s']:.0f} s; "
+              f"best validation loss {final['best_val_loss']:.4f}.", ""]
+    lines += ["## Test errors (original units)", "", "| forecast | MAE | RMSE | sMAPE % | MASE |", "|---|---|---|---|---|"]
+    for name, s in sorted(results["scores"].items(), key=lambda kv: kv[1]["mae"]):
+        shown = "**model**" if name == "model" else name.replace("baseline_", "")
+        lines.append(f"| {shown} | {s['mae']:.4g} | {s['rmse']:.4g} | {s['smape']:.4g} | {s['mase']:.4g} |")
+    model_mae, best_mae = results["scores"]["model"]["mae"], results["scores"][f"baseline_{best}"]["mae"]
+    lines += ["", f"The model's MAE is {100 * (1 - model_mae / best_mae):+.1f}% below the best baseline ({best}). "
+              f"MASE is scaled by the seasonal naive MAE on the training period ({results['mase_scale']:.4g}).", ""]
+    if config.horizon > 1:
+        curves = results["curves"]
+        lines += ["## MAE by step ahead", "", "| step | " + " | ".join(k.replace("baseline_", "") for k in curves) + " |",
+                  "|---" * (len(curves) + 1) + "|"]
+        for i in range(config.horizon):
+            lines.append(f"| {config.gap + 1 + i} | " + " | ".join(f"{c['mae'][i]:.4g}" for c in curves.values()) + " |")
+        lines.append("")
+    lines += ["## Data", ""] + [f"- {line}" for line in series.report] + [f"- columns: {', '.join(series.columns)}", ""]
+    return "\n".join(lines)

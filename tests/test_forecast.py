@@ -1,0 +1,144 @@
+"""Forecasters (gradient checks) and the forecasting pipeline: data isolation, framing, training, predict."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from unrolled.forecasting.model import EncoderDecoderForecaster, Forecaster
+from unrolled.tasks import forecast
+from unrolled.tasks.forecast_data import prepare
+from unrolled.testing import gradcheck
+
+FIXTURES = Path(__file__).parent / "fixtures"
+BEIJING = FIXTURES / "beijing_pm25_head.csv"
+AIRLINE = FIXTURES / "airline-passengers.csv"
+
+
+# ----- the models' backward passes -----------------------------------------------------------------
+
+@pytest.mark.parametrize("model", [Forecaster, EncoderDecoderForecaster])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_forecasters_gradcheck(model, cell):
+    rng = np.random.default_rng(3)
+    m = model(input_size=2, horizon=3, hidden_size=3, num_layers=2, cell=cell, seed=1).double()
+    for p in m.parameters():
+        p.data[...] = rng.standard_normal(p.shape) * 0.5              # non-zero biases too
+    x = rng.standard_normal((4, 2, 2))                                # (L, B, F)
+    errors = gradcheck(m, (x,))
+    assert max(errors.values()) < 1e-6
+    assert m.head.weight.grad.any() and m.encoder.weight_ih_l0.grad.any()
+
+
+def test_forecaster_shapes_dropout_and_names():
+    m = Forecaster(input_size=5, horizon=4, hidden_size=6, num_layers=2, cell="lstm", dropout=0.5, seed=0)
+    x = np.random.default_rng(0).standard_normal((7, 3, 5)).astype(np.float32)
+    y1, y2 = m(x), m(x)
+    assert y1.shape == (3, 4) and y1.dtype == np.float32
+    assert not np.array_equal(y1, y2)                                 # dropout is on while training
+    m.clear_cache()
+    m.eval()
+    np.testing.assert_array_equal(m(x), m(x))
+    assert "encoder.weight_hh_l1" in dict(m.named_parameters())
+    e = EncoderDecoderForecaster(input_size=5, horizon=9, hidden_size=6, cell="gru", seed=0).eval()
+    assert e(x).shape == (3, 9) and e.head.weight.shape == (1, 6)     # one shared output layer for every step
+    with pytest.raises(ValueError, match="cell must be one of rnn, lstm, gru"):
+        Forecaster(5, 1, cell="tcn")
+
+
+# ----- data: the test period stays unseen ----------------------------------------------------------
+
+def test_normalisation_windows_and_baselines_never_see_the_test_period():
+    config = forecast.Config(data=str(BEIJING), target="TEMP", lookback=24, horizon=6, split=(0.5, 0.25, 0.25))
+    data = prepare(config)
+    series = forecast.load(config)
+    series.values[data.split.val_end:] = 1e4                          # every column of the test period
+    again = prepare(config, series)
+    np.testing.assert_array_equal(data.normaliser.mean, again.normaliser.mean)
+    np.testing.assert_array_equal(data.normaliser.std, again.normaliser.std)
+    for part in ("train", "val"):
+        origins = getattr(data, part)
+        np.testing.assert_array_equal(origins, getattr(again, part))
+        np.testing.assert_array_equal(data.windows.inputs(origins), again.windows.inputs(origins))
+        np.testing.assert_array_equal(data.windows.targets(origins), again.windows.targets(origins))
+    assert data.windows.target_rows(data.train).max() < data.split.train_end
+    assert data.train.max() < data.split.train_end                    # inputs end inside training too
+    assert data.windows.target_rows(data.test).min() == data.split.val_end
+    b1 = forecast.baseline_forecasts(data, data.val, 1e-3)
+    b2 = forecast.baseline_forecasts(again, again.val, 1e-3)
+    for name in b1:                                                   # the AR is fitted on training windows only
+        np.testing.assert_array_equal(b1[name], b2[name])
+
+
+def test_framing_log_relative_round_trip():
+    config = forecast.Config(data=str(AIRLINE), target="Passengers", lookback=12, horizon=3, test_last=24,
+                             log=True, relative=True)
+    data = prepare(config)
+    origins = data.test
+    x, level = data.inputs(origins)
+    y = data.targets(origins, level)
+    assert np.all(x[-1, :, 0] == 0)                                  # relative to the window's last value
+    truth = data.series.target_values[data.windows.target_rows(origins)]
+    np.testing.assert_allclose(data.original_units(y + level), truth, rtol=1e-12)
+    with pytest.raises(ValueError, match="log needs a target above zero"):
+        data.series.values[5, 0] = -1
+        prepare(config, data.series)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(lookback=200), "the series has 144 rows, too short for a lookback of 200 plus 1 steps ahead"),
+    (dict(lookback=100), "the training period has 99 rows, too short for a lookback of 100"),
+    (dict(horizon=22), "the validation period has 21 rows, fewer than the 22 steps ahead"),
+    (dict(horizon=20, gap=5, val_last=40), "the test period has 24 rows, fewer than the 25 steps ahead"),
+])
+def test_too_short_series(overrides, message):
+    config = forecast.Config(data=str(AIRLINE), target="Passengers", test_last=24, **overrides)
+    with pytest.raises(ValueError, match=message):
+        prepare(config)
+
+
+# ----- training, evaluation and predict ------------------------------------------------------------
+
+SMALL = dict(data=str(AIRLINE), target="Passengers", test_last=24, val_last=12, lookback=12, horizon=2,
+             hidden=8, batch=16, lr=5e-3, epochs=6, patience=3, log=True, relative=True, seed=5)
+
+
+def test_training_is_reproducible_restores_the_best_weights_and_compares_baselines(tmp_path):
+    log = open(tmp_path / "log.txt", "w")
+    run1, res1 = forecast.train(forecast.Config(**SMALL), tmp_path / "a", log=log)
+    run2, res2 = forecast.train(forecast.Config(**SMALL), tmp_path / "b", log=log)
+    assert res1["scores"] == res2["scores"]                          # same seed, same numbers
+    records = [json.loads(line) for line in (run1 / "metrics.jsonl").read_text().splitlines()]
+    epochs, final = records[:-1], records[-1]
+    config, model, normaliser, _ = forecast.load_run(run1)
+    data = prepare(config)
+    task = forecast.ForecastTask(model, data, config)
+    assert task.evaluate() == pytest.approx(min(r["val_loss"] for r in epochs), rel=1e-6)  # best weights back
+    assert final["test_mae"] == res1["scores"]["model"]["mae"]
+    names = {"persistence", "seasonal_naive", "moving_average", "linear_ar"}
+    assert {f"baseline_{n}_{m}" for n in names for m in ("mae", "rmse")} <= set(final)
+    truth = res1["truth"]                                             # every forecast on the same test windows
+    assert all(p.shape == truth.shape == (len(data.test), 2) for p in res1["forecasts"].values())
+    np.testing.assert_array_equal(res1["forecasts"]["baseline_persistence"][:, 0],
+                                  data.series.target_values[data.test])
+    assert truth[-1, -1] == 432.0                                     # the last month of the file, 1960-12
+    for name in ("forecast.png", "error-by-horizon.png", "loss.png"):
+        assert (run1 / "plots" / name).stat().st_size > 1000
+    assert "| **model** |" in (run1 / "report.md").read_text()
+
+
+def test_predict_writes_the_steps_after_the_data(tmp_path):
+    run, _ = forecast.train(forecast.Config(**{**SMALL, "epochs": 1}), tmp_path / "run", log=open(tmp_path / "log", "w"))
+    path = forecast.predict(run)
+    lines = path.read_text().splitlines()
+    assert path == run / "forecast.csv" and lines[0] == "step,time,Passengers"
+    assert [line.split(",")[:2] for line in lines[1:]] == [["1", "1961-01"], ["2", "1961-02"]]
+    assert 300 < float(lines[1].split(",")[2]) < 700
+    shorter = tmp_path / "short.csv"
+    shorter.write_text("\n".join(AIRLINE.read_text().splitlines()[:121]))  # up to 1958-12
+    lines = forecast.predict(run, data=shorter, out=tmp_path / "f.csv").read_text().splitlines()
+    assert lines[1].startswith("1,1959-01,")
+    with pytest.raises(ValueError, match="column 'Passengers' is not in"):
+        other = tmp_path / "other.csv"
+        other.write_text("Month,Cars\n1949-01,3\n")
+        forecast.predict(run, data=other)
