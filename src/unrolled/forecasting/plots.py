@@ -35,8 +35,9 @@ def plot_forecast(x: np.ndarray, y: np.ndarray, target_rows: np.ndarray, forecas
     ax.plot(x[rows], forecast[-SHOWN:, -1], color="tab:blue", linewidth=1.2, label="forecast")
     ax.plot(x[rows], baseline[-SHOWN:, -1], color="tab:orange", linewidth=1, linestyle="--",
             label=f"best baseline ({baseline_name})")
-    ahead = f"{horizon} steps" if horizon > 1 else "1 step"
-    ax.set_title(f"{title}: test period, forecasts of the last of {ahead} ahead" if title else "test period")
+    ahead = int(target_rows[-1, -1] - last_origin)                       # steps from a window's end to its last step
+    what = f"test period, each window's forecast {ahead} step{'s' if ahead > 1 else ''} ahead"
+    ax.set_title(f"{title}: {what}" if title else what)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     if horizon > 1:

@@ -1,0 +1,109 @@
+"""`unrolled forecast train | predict`: the time-series forecasting sub-commands (see unrolled.cli).
+
+    unrolled forecast train --data pollution.csv --target TEMP --lookback 120 --gap 23 --split 0.5,0.25,0.25
+    unrolled forecast predict runs/forecast --out forecast.csv
+"""
+from __future__ import annotations
+
+import argparse
+
+from .cli import dropout_rate, nonnegative_float, nonnegative_int, positive_float, positive_int
+from .tasks import forecast
+
+# train flags that set a Config field of the same name (dashes become underscores)
+CONFIG_FLAGS = ("data", "target", "features", "time_col", "missing", "categorical", "resample", "split",
+                "test_last", "val_last", "lookback", "horizon", "gap", "stride", "season", "ma_window", "ridge",
+                "log", "relative", "model", "cell", "hidden", "layers", "dropout", "loss", "lr", "lr_patience",
+                "batch", "clip", "epochs", "patience", "minutes", "seed")
+DEFAULT_OUT = "runs/forecast"
+
+
+def column_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"must be a comma-separated list of column names, but was given {text!r}")
+    return names
+
+
+def fractions(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) <= 0 or abs(sum(values) - 1) > 1e-6:
+        raise argparse.ArgumentTypeError(f"must be three positive fractions adding up to 1, such as 0.5,0.25,0.25, "
+                                         f"but was given {text!r}")
+    return values
+
+
+def register(tasks) -> None:
+    parser = tasks.add_parser("forecast", help="time-series forecasting: train on a CSV file, predict ahead",
+                              description="Recurrent forecasters for time series in CSV files, compared with baselines.")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    train = actions.add_parser("train", help="train a forecaster and compare it with the baselines on the test period",
+                               description="Train a forecaster; the last part of the series is the test period.")
+    data = train.add_argument_group("data")
+    data.add_argument("--data", required=True, metavar="CSV", help="a CSV file with a header row")
+    data.add_argument("--target", required=True, metavar="COL", help="the column to forecast")
+    data.add_argument("--features", type=column_list, metavar="COLS",
+                      help="comma-separated input columns besides the target (default: every usable column)")
+    data.add_argument("--time-col", metavar="COL",
+                      help="the column of timestamps (default: year/month/day/hour columns, or a first column of dates)")
+    data.add_argument("--missing", choices=("interpolate", "drop"), help="missing values (default interpolate)")
+    data.add_argument("--categorical", choices=("onehot", "drop"), help="columns of labels (default onehot)")
+    data.add_argument("--resample", choices=("hourly", "daily", "monthly", "yearly"), help="average each period")
+    data.add_argument("--split", type=fractions, metavar="F,F,F", help="train,validation,test fractions (default 0.7,0.15,0.15)")
+    data.add_argument("--test-last", type=positive_int, metavar="N", help="the last N rows are the test period")
+    data.add_argument("--val-last", type=positive_int, metavar="N", help="and the N rows before them validation")
+    windows = train.add_argument_group("windows and baselines")
+    windows.add_argument("--lookback", type=positive_int, metavar="N", help="input steps (default 24)")
+    windows.add_argument("--horizon", type=positive_int, metavar="H", help="steps forecast at once (default 1)")
+    windows.add_argument("--gap", type=nonnegative_int, metavar="G",
+                         help="steps skipped before the first forecast step: --horizon 1 --gap 23 is 24 steps ahead")
+    windows.add_argument("--stride", type=positive_int, metavar="S", help="between training windows (default 1)")
+    windows.add_argument("--season", type=positive_int, metavar="N",
+                         help="season length in steps (default from the frequency: 24 hourly, 7 daily, 12 monthly)")
+    windows.add_argument("--ma-window", type=positive_int, metavar="N", help="moving-average baseline (default the season)")
+    windows.add_argument("--ridge", type=nonnegative_float, metavar="X", help="ridge of the linear AR baseline (default 1e-3)")
+    windows.add_argument("--log", action="store_const", const=True, help="model the log of a positive target")
+    windows.add_argument("--relative", action="store_const", const=True,
+                         help="model changes from the last value of each window (for trending series)")
+    model = train.add_argument_group("model and training")
+    model.add_argument("--model", choices=tuple(forecast.MODELS), help="dense head or encoder-decoder (default direct)")
+    model.add_argument("--cell", choices=("rnn", "lstm", "gru"), help="recurrent cell (default gru)")
+    model.add_argument("--hidden", type=positive_int, metavar="N", help="units per layer (default 32)")
+    model.add_argument("--layers", type=positive_int, metavar="N")
+    model.add_argument("--dropout", type=dropout_rate, metavar="P", help="between layers and before the head")
+    model.add_argument("--loss", choices=tuple(forecast.LOSSES), help="training loss (default mse)")
+    model.add_argument("--lr", type=positive_float, metavar="X", help="Adam's learning rate (default 1e-3)")
+    model.add_argument("--lr-patience", type=nonnegative_int, metavar="N", help="epochs before the lr halves (default 3)")
+    model.add_argument("--batch", type=positive_int, metavar="N", help="windows per step (default 64)")
+    model.add_argument("--clip", type=positive_float, metavar="X", help="gradient-norm clipping (default 1)")
+    model.add_argument("--epochs", type=positive_int, metavar="N", help="at most (default 100)")
+    model.add_argument("--patience", type=positive_int, metavar="N", help="early stopping, in epochs (default 10)")
+    model.add_argument("--minutes", type=positive_float, metavar="M", help="stop after M minutes of training")
+    model.add_argument("--seed", type=int, metavar="S")
+    train.add_argument("--out", metavar="DIR", help=f"a new run folder (default {DEFAULT_OUT})")
+    train.set_defaults(func=run_train)
+
+    predict = actions.add_parser("predict", help="forecast the steps after the end of the data with a trained run")
+    predict.add_argument("run", metavar="DIR")
+    predict.add_argument("--data", metavar="CSV", help="newer data with the same columns (default: the run's CSV)")
+    predict.add_argument("--out", metavar="FILE", help="the CSV of forecasts to write (default DIR/forecast.csv)")
+    predict.set_defaults(func=run_predict)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    given = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
+    run, results = forecast.train(forecast.Config(**given), out=args.out or DEFAULT_OUT)
+    scores = results["scores"]
+    best = min((k for k in scores if k != "model"), key=lambda k: scores[k]["mae"])
+    print(f"test MAE {scores['model']['mae']:.4g}, RMSE {scores['model']['rmse']:.4g}; best baseline "
+          f"{best.replace('baseline_', '')} MAE {scores[best]['mae']:.4g}, RMSE {scores[best]['rmse']:.4g}; run in {run}")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    print(forecast.predict(args.run, data=args.data, out=args.out))
+    return 0
