@@ -160,8 +160,11 @@ class ForecastTask:
         pass
 
 
-def fit_with_early_stopping(task: ForecastTask, run: Path, config: Config, log=sys.stderr) -> TrainState:
-    """One `fit` per epoch; stop after `patience` epochs without a better validation loss, or `minutes`."""
+def fit_with_early_stopping(task: ForecastTask, run: Path, config: Config, log=None) -> TrainState:
+    """One `fit` per epoch; stop after `patience` epochs without a better validation loss, or `minutes`.
+
+    Prints one line per epoch to `log` (default stderr)."""
+    log = log or sys.stderr
     optimizer = Adam(task.model.parameters(), lr=config.lr)
     plateau = ReduceLROnPlateau(optimizer, factor=0.5, patience=config.lr_patience)
     state, stale = TrainState(), 0
@@ -230,8 +233,11 @@ def final_record(state: TrainState, results: dict) -> dict:
 
 # ----- training a run ------------------------------------------------------------------------------
 
-def train(config: Config, out, progress: bool = True, log=sys.stderr) -> tuple[Path, dict]:
-    """Train into the new run folder `out`; returns (run, evaluation results). Data is checked first."""
+def train(config: Config, out, log=None) -> tuple[Path, dict]:
+    """Train into the new run folder `out`; returns (run, evaluation results). Data is checked first.
+
+    What cleaning did and one line per epoch go to `log` (default stderr)."""
+    log = log or sys.stderr
     data = prepare(config)
     baseline_forecasts(data, data.test[:1], config.ridge)   # a baseline that cannot run fails before the run
     run = create_run(out, config.to_dict())
