@@ -123,6 +123,44 @@ def test_key_attention_backward_pairs_with_forward_calls(rng):
         attn.backward(g1)
 
 
+class ProjectedAsInput(BahdanauAttention):
+    """projected_keys as a positional input, so that gradcheck checks its gradient too."""
+
+    def forward(self, query, keys, projected_keys, mask=None):
+        return super().forward(query, keys, mask, projected_keys=projected_keys)
+
+
+def test_bahdanau_projected_keys_gradcheck(rng):
+    attn = ProjectedAsInput(HQ, HK, attention_size=7, seed=1).double()
+    randomize(attn, rng)
+    query, keys = rng.standard_normal((B, HQ)), rng.standard_normal((S, B, HK))
+    projected = rng.standard_normal((S, B, 7))
+    gradcheck(attn, (query, keys, projected), dict(mask=length_mask(LENGTHS, S)))
+
+
+def test_bahdanau_keys_projected_once_equal_keys_projected_at_every_step(rng):
+    attn = BahdanauAttention(HQ, HK, seed=0).double()
+    randomize(attn, rng)
+    keys, mask = rng.standard_normal((S, B, HK)), length_mask(LENGTHS, S)
+    queries, dcontexts = rng.standard_normal((3, B, HQ)), rng.standard_normal((3, B, HK))
+    outputs = [attn(q, keys, mask) for q in queries]
+    grads = [attn.backward(d) for d in reversed(dcontexts)][::-1]
+    expected = {n: p.grad.copy() for n, p in attn.named_parameters()}
+    attn.zero_grad()
+    projected = attn.project_keys(keys)
+    fast = [attn(q, keys, mask, projected_keys=projected) for q in queries]
+    fast_grads = [attn.backward(d) for d in reversed(dcontexts)][::-1]
+    dkeys = sum(g[1] for g in fast_grads) + attn.project_keys_backward(sum(g[2] for g in fast_grads))
+    for (c, w), (cf, wf) in zip(outputs, fast):
+        np.testing.assert_allclose(cf, c, rtol=1e-13)
+        np.testing.assert_allclose(wf, w, rtol=1e-13)
+    for g, gf in zip(grads, fast_grads):
+        np.testing.assert_allclose(gf[0], g[0], rtol=1e-12)
+    np.testing.assert_allclose(dkeys, sum(g[1] for g in grads), rtol=1e-12)
+    for n, p in attn.named_parameters():
+        np.testing.assert_allclose(p.grad, expected[n], rtol=1e-12, err_msg=n)
+
+
 def test_key_attention_errors(rng):
     attn = BahdanauAttention(HQ, HK)
     query = np.zeros((B, HQ), np.float32)
@@ -139,6 +177,10 @@ def test_key_attention_errors(rng):
         attn(query.astype(np.float64), keys)
     with pytest.raises(ValueError, match="dot attention needs query_size == key_size"):
         LuongAttention(HQ, HK, "dot")
+    with pytest.raises(ValueError, match="projected_keys is for BahdanauAttention"):
+        LuongAttention(HQ, HK)(query, keys, projected_keys=np.zeros((S, B, HK), np.float32))
+    with pytest.raises(ValueError, match=r"projected_keys must have shape \(5, 3, 6\)"):
+        attn(query, keys, projected_keys=np.zeros((S, B, HK + 1), np.float32))
     with pytest.raises(ValueError, match="score must be one of"):
         LuongAttention(HQ, HK, "concat")
     with pytest.raises(ValueError, match="lengths must be"):

@@ -128,7 +128,8 @@ class _KeyAttention(Module):
     """Shared part of Bahdanau and Luong attention: checks, the masked softmax and the context.
 
     Subclasses compute scores (B, N, S) from the query (N, B, Hq) and keys (S, B, Hk) in
-    `_scores`, returning (scores, their cache), and back-propagate them in `_scores_backward`.
+    `_scores`, returning (scores, their cache), and back-propagate them in `_scores_backward`,
+    returning (dquery, dkeys or None, dprojected_keys or None).
     """
 
     def __init__(self, query_size: int, key_size: int, dtype=np.float32):
@@ -139,10 +140,11 @@ class _KeyAttention(Module):
         self.query_size, self.key_size = int(query_size), int(key_size)
         self.dtype = np.dtype(dtype)
 
-    def forward(self, query, keys, mask=None):
+    def forward(self, query, keys, mask=None, projected_keys=None):
         """query (B, Hq) or (T, B, Hq), keys (S, B, Hk), mask (S, B) bool (True at real tokens) or None.
 
-        Returns (context (B, Hk) or (T, B, Hk), weights (B, S) or (T, B, S)).
+        Returns (context (B, Hk) or (T, B, Hk), weights (B, S) or (T, B, S)). `projected_keys`
+        is BahdanauAttention's (see there).
         """
         query = as_array(query, "query", (2, 3), self.dtype)
         keys = as_array(keys, "keys", 3, self.dtype)
@@ -158,7 +160,7 @@ class _KeyAttention(Module):
                 raise ValueError(f"mask must be a bool array of shape ({S}, {B}) (the keys' time and batch), "
                                  f"but was given {mask.dtype} of shape {mask.shape}.")
             allowed = mask.T[:, None, :]                             # (B, 1, S)
-        scores, score_cache = self._scores(q, keys)                 # (B, N, S)
+        scores, score_cache = self._scores(q, keys, projected_keys)  # (B, N, S)
         w = masked_softmax(scores, allowed)                          # (B, N, S)
         kb = keys.transpose(1, 0, 2)                                 # (B, S, Hk)
         context = (w @ kb).transpose(1, 0, 2)                        # (N, B, Hk)
@@ -167,7 +169,8 @@ class _KeyAttention(Module):
         return (context[0], weights[0]) if single else (context, weights)
 
     def backward(self, dcontext, dweights=None):
-        """dcontext like the context, dweights like the weights (or None) -> (dquery, dkeys)."""
+        """dcontext like the context, dweights like the weights (or None) -> (dquery, dkeys), and
+        dprojected_keys third when projected_keys were given."""
         w, kb, score_cache, single = self._restore()
         N, B, S = w.shape[1], w.shape[0], w.shape[2]
         dcontext = np.asarray(dcontext)
@@ -180,9 +183,10 @@ class _KeyAttention(Module):
             dw += (dweights[None] if single else dweights).transpose(1, 0, 2)
         dkeys = w.transpose(0, 2, 1) @ dc                                      # (B, S, Hk)
         dscores = softmax_backward(dw, w)                                      # (B, N, S), 0 where masked
-        dq, dk = self._scores_backward(dscores, score_cache)                   # (N, B, Hq), (S, B, Hk)
-        dk += dkeys.transpose(1, 0, 2)
-        return (dq[0] if single else dq), dk
+        dq, dk, dprojected = self._scores_backward(dscores, score_cache)       # (N, B, Hq), (S, B, Hk)
+        dkeys = dkeys.transpose(1, 0, 2) if dk is None else dk + dkeys.transpose(1, 0, 2)
+        dq = dq[0] if single else dq
+        return (dq, dkeys) if dprojected is None else (dq, dkeys, dprojected)
 
     def extra_repr(self) -> str:
         return f"query_size={self.query_size}, key_size={self.key_size}"
@@ -193,6 +197,15 @@ class BahdanauAttention(_KeyAttention):
 
     `query_proj` (W, no bias) and `key_proj` (U, b) are Linear layers into `attention_size`
     (default: key_size); `v` is (attention_size,). Call and backward as in the module docstring.
+
+    A decoder attends over the same keys at every step: project them once instead,
+
+        projected = attn.project_keys(keys)                                  # (S, B, A)
+        context, weights = attn(query, keys, mask, projected_keys=projected)  # at each step
+        dquery, dkeys, dprojected = attn.backward(dcontext)                  # at each step
+        dkeys_total += attn.project_keys_backward(dprojected_total)          # once, after every step
+
+    The per-step dkeys then hold only the context's part of the keys' gradient.
     """
 
     def __init__(self, query_size: int, key_size: int, attention_size: int | None = None,
@@ -207,18 +220,36 @@ class BahdanauAttention(_KeyAttention):
         self.key_proj = Linear(key_size, A, dtype=dtype, seed=rng)
         self.v = Parameter(init.uniform((A,), 1.0 / np.sqrt(A), rng, self.dtype))
 
-    def _scores(self, q, keys):
-        qp = self.query_proj(q).transpose(1, 0, 2)                  # (B, N, A)
-        kp = self.key_proj(keys).transpose(1, 0, 2)                 # (B, S, A)
-        e = np.tanh(qp[:, :, None, :] + kp[:, None, :, :])          # (B, N, S, A)
-        return e @ self.v.data, e                                   # (B, N, S)
+    def project_keys(self, keys) -> np.ndarray:
+        """keys (S, B, Hk) -> U keys + b (S, B, attention_size); pairs with project_keys_backward."""
+        keys = as_array(keys, "keys", 3, self.dtype)
+        check_shape(keys, (None, None, self.key_size), "keys")
+        return self.key_proj(keys)
 
-    def _scores_backward(self, dscores, e):
+    def project_keys_backward(self, dprojected) -> np.ndarray:
+        """dprojected (S, B, attention_size) -> dkeys (S, B, Hk), accumulating key_proj's gradients."""
+        return self.key_proj.backward(dprojected)
+
+    def _scores(self, q, keys, projected_keys):
+        qp = self.query_proj(q).transpose(1, 0, 2)                  # (B, N, A)
+        if projected_keys is None:
+            kp = self.key_proj(keys)                                # (S, B, A)
+        else:
+            kp = as_array(projected_keys, "projected_keys", 3, self.dtype)
+            check_shape(kp, keys.shape[:2] + (self.attention_size,), "projected_keys")
+        kp = kp.transpose(1, 0, 2)                                  # (B, S, A)
+        e = np.tanh(qp[:, :, None, :] + kp[:, None, :, :])          # (B, N, S, A)
+        return e @ self.v.data, (e, projected_keys is not None)     # (B, N, S)
+
+    def _scores_backward(self, dscores, cache):
+        e, given = cache
         self.v.grad += np.einsum("bns,bnsa->a", dscores, e)
         dpre = dscores[..., None] * self.v.data * (1 - e * e)       # (B, N, S, A)
-        dk = self.key_proj.backward(dpre.sum(axis=1).transpose(1, 0, 2))   # (S, B, Hk)
         dq = self.query_proj.backward(dpre.sum(axis=2).transpose(1, 0, 2))  # (N, B, Hq)
-        return dq, dk
+        dkp = dpre.sum(axis=1).transpose(1, 0, 2)                   # (S, B, A)
+        if given:
+            return dq, None, dkp
+        return dq, self.key_proj.backward(dkp), None                # (S, B, Hk)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, attention_size={self.attention_size}"
@@ -246,7 +277,10 @@ class LuongAttention(_KeyAttention):
         self.query_proj = (Linear(query_size, key_size, bias=False, dtype=dtype, seed=init.as_generator(seed))
                            if score == "general" else None)
 
-    def _scores(self, q, keys):
+    def _scores(self, q, keys, projected_keys):
+        if projected_keys is not None:
+            raise ValueError("projected_keys is for BahdanauAttention; LuongAttention projects the query, "
+                             "not the keys.")
         qk = q if self.query_proj is None else self.query_proj(q)  # (N, B, Hk)
         qb = qk.transpose(1, 0, 2)                                  # (B, N, Hk)
         kb = keys.transpose(1, 2, 0)                                # (B, Hk, S)
@@ -258,7 +292,7 @@ class LuongAttention(_KeyAttention):
         dk = (dscores.transpose(0, 2, 1) @ qb).transpose(1, 0, 2)  # (S, B, Hk)
         if self.query_proj is not None:
             dq = self.query_proj.backward(dq)                       # (N, B, Hq)
-        return dq, dk
+        return dq, dk, None
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, score={self.score!r}"

@@ -189,7 +189,8 @@ class MultiheadAttention(Module):
         dheads = self._heads(self.out_proj.backward(self._layout(doutput)))  # (B, H, L, D)
         if dweights is not None:
             if weights_shape is None:
-                raise ValueError("dweights must be None when the forward pass returned no weights (need_weights=False).")
+                raise ValueError("dweights must be None when the forward pass returned no weights "
+                                 "(need_weights=False).")
             dweights = np.asarray(dweights)
             check_shape(dweights, weights_shape, "dweights")
             if len(weights_shape) == 3:                                       # averaged over heads
