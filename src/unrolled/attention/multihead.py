@@ -93,10 +93,10 @@ class MultiheadAttention(Module):
     def _project(self, x: np.ndarray, part: int) -> np.ndarray:
         """x (T, B, E) @ W_part^T + b_part for part 0, 1, 2 = query, key, value."""
         E = self.embed_dim
-        y = x @ self.in_proj_weight.data[part * E:(part + 1) * E].T          # (T, B, E)
+        y = x.reshape(-1, E) @ self.in_proj_weight.data[part * E:(part + 1) * E].T   # (T*B, E): one GEMM
         if self.in_proj_bias is not None:
             y += self.in_proj_bias.data[part * E:(part + 1) * E]
-        return y
+        return y.reshape(x.shape)
 
     def _project_backward(self, dy: np.ndarray, x: np.ndarray, part: int) -> np.ndarray:
         E = self.embed_dim
@@ -105,7 +105,7 @@ class MultiheadAttention(Module):
         self.in_proj_weight.grad[rows] += dy2.T @ x.reshape(-1, E)            # (E, E)
         if self.in_proj_bias is not None:
             self.in_proj_bias.grad[rows] += dy2.sum(axis=0)
-        return dy @ self.in_proj_weight.data[rows]                            # (T, B, E)
+        return (dy2 @ self.in_proj_weight.data[rows]).reshape(dy.shape)      # (T, B, E)
 
     def _heads(self, x: np.ndarray) -> np.ndarray:
         """(T, B, E) -> (B, num_heads, T, head_dim)."""

@@ -44,7 +44,7 @@ class TransformerLM(Module):
     """Next-token Transformer over a vocabulary of `vocab_size` ids (see the module docstring)."""
 
     def __init__(self, vocab_size: int, d_model: int = 128, nhead: int = 4, num_layers: int = 2,
-                 dim_feedforward: int | None = None, dropout: float = 0.1, activation: str = "gelu",
+                 dim_feedforward: int | None = None, dropout: float = 0.1, activation: str = "relu",
                  max_len: int = 256, positions: str = "learned", dtype=np.float32, seed=None):
         super().__init__()
         rng = init.as_generator(seed)
