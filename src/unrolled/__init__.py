@@ -8,6 +8,9 @@ from .layers import (BCEWithLogitsLoss, CrossEntropyLoss, Dropout, Embedding, GE
 # recurrent layers and cells
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
+# attention and transformer
+from .attention import (BahdanauAttention, LuongAttention, MultiheadAttention, Seq2SeqTransformer, TransformerDecoderLayer, TransformerEncoderLayer, TransformerLM)
+
 # optimisers, clipping and schedules live in unrolled.optim
 
 __version__ = "0.1.0"
