@@ -158,10 +158,12 @@ def beam_search(step, prompt_ids, length: int, beam_width: int = 5, length_penal
     Returns [(ids int64 (n,), logprob), ...] with `logprob` the total log-probability of the ids.
     All live hypotheses advance together: one `step` call per time step with batch = the number
     of live beams, the state reordered to follow the surviving hypotheses. A hypothesis that
-    emits `eos_id` ends there (its ids include the eos) and gives its place to the next best
-    candidate, so the beam stays full. Ranking uses GNMT's length normalisation
+    emits `eos_id` among the step's `beam_width` best candidates ends there (its ids include the
+    eos) and gives its place to the next best candidate, so the beam stays full; with width 1 this
+    is greedy decoding. Ranking uses GNMT's length normalisation
     logprob / ((5 + n) / 6) ** length_penalty, n counting the new tokens; the default 0 ranks by
-    the plain total, which favours shorter endings.
+    the plain total, which favours shorter endings, and then the search stops early once
+    `beam_width` ended hypotheses score at least as well as every live one (none can catch up).
     """
     length = _check_int(length, "length", 0)
     beam_width = _check_int(beam_width, "beam_width", 1)
@@ -190,7 +192,8 @@ def beam_search(step, prompt_ids, length: int, beam_width: int = 5, length_penal
         live = []
         for rank in range(n):
             if token[rank] == eos_id:
-                finished.append((np.append(seqs[parent[rank]], eos_id), float(total[best[rank]])))
+                if rank < beam_width:  # an ending counts only among the beam's best: width 1 is greedy
+                    finished.append((np.append(seqs[parent[rank]], eos_id), float(total[best[rank]])))
             elif len(live) < beam_width:
                 live.append(rank)
         if not live:  # every hypothesis has ended
@@ -200,6 +203,9 @@ def beam_search(step, prompt_ids, length: int, beam_width: int = 5, length_penal
         seqs = np.concatenate([seqs[parent], token[:, None]], axis=1)  # (K', t + 1)
         scores = total[best[live]]
         state = _take(state, parent)
+        if length_penalty == 0 and len(finished) >= beam_width and \
+                sorted(s for _, s in finished)[-beam_width] >= scores.max():
+            break  # totals only fall as hypotheses grow, so no live one can enter the best beam_width
     hyps = finished + [(ids, float(s)) for ids, s in zip(seqs, scores)]
     hyps.sort(key=lambda h: -_normalised(h[1], len(h[0]), length_penalty))  # stable: earlier wins ties
     return hyps[:beam_width]
