@@ -114,6 +114,8 @@ class ScaledDotProductAttention(Module):
         dvalue = np.swapaxes(dropped, -1, -2) @ dout               # (..., S, Dv)
         dw = self.dropout.backward(dout @ np.swapaxes(v, -1, -2))  # (..., L, S)
         if dweights is not None:
+            dweights = np.asarray(dweights)
+            check_shape(dweights, weights.shape, "dweights")
             dw = dw + dweights
         dscores = softmax_backward(dw, weights) * scale            # 0 wherever a weight is 0
         dquery = dscores @ k                                       # (..., L, D)

@@ -11,8 +11,9 @@ h attends with its own slice of E/num_heads features:
     head_h = softmax(q_h k_h^T / sqrt(E / num_heads) + mask) v_h,   out = concat(heads) W_o^T + b_o
 
 Masks follow torch: `key_padding_mask` (B, S) and `attn_mask` (L, S) or (B * num_heads, L, S)
-are True where attention is NOT allowed (or float, added to the scores); `is_causal=True` blocks
-every key after the query's own position. Blocked keys get a weight of exactly 0 and no gradient.
+are True where attention is NOT allowed (or float, added to the scores), the opposite of
+BahdanauAttention's `mask`; `is_causal=True` blocks every key after the query's own position (it
+needs no attn_mask, unlike torch's). Blocked keys get a weight of exactly 0 and no gradient.
 `weights` is (B, L, S) averaged over heads, or (B, num_heads, L, S) with
 `average_attn_weights=False`, batch first whatever the layout, as torch; None when
 `need_weights=False`. Dropout acts on the attention weights; the returned weights are those

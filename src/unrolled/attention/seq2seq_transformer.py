@@ -4,6 +4,7 @@
     logits = model(src, tgt_in, src_lengths)   # src (S, B), tgt_in (T, B) int64 -> logits (T, B, V_tgt)
     model.backward(dlogits)                    # gradients of every weight, through decoder and encoder
 
+    model.eval()                               # decode without dropout
     state = model.start(src, src_lengths)      # encode once; keeps no backward cache
     logits, state = model.step(tokens, state)  # tokens (B,) -> (B, V_tgt), one target token at a time
 

@@ -3,6 +3,7 @@
     model = TransformerLM(vocab_size=65, d_model=128, nhead=4, num_layers=2, max_len=256)
     logits, state = model(ids)            # ids (T, B) int64 -> logits (T, B, V)
     model.backward(dlogits)               # gradients of every weight
+    model.eval()                          # decode without dropout
     logits, state = model.step(tokens, state)   # (B,) -> (B, V), one token at a time; keeps no cache
 
 Embedding + positions -> dropout -> a causal pre-norm TransformerEncoder (final LayerNorm) ->
