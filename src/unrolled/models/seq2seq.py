@@ -55,6 +55,7 @@ class DecoderState(NamedTuple):
     feed: np.ndarray | None       # (1, B, H) Luong's attentional vector of the previous step
     memory: np.ndarray            # (S, B, D*H) encoder outputs
     mask: np.ndarray              # (S, B) bool, True at real source tokens
+    keys: np.ndarray | None       # (S, B, H) Bahdanau's projected memory, computed once per source
 
 
 def _split(x: np.ndarray, sizes) -> list[np.ndarray]:
@@ -150,7 +151,8 @@ class Seq2Seq(Module):
             starts = list(finals)
         h, c = starts[0], (starts[1] if self.n_states == 2 else None)
         feed = np.zeros((1, B, self.hidden), self.dtype) if self.attention_kind == "luong" else None
-        return DecoderState(h, c, feed, memory, length_mask(lengths, S))
+        keys = self.attention.project_keys(memory) if self.attention_kind == "bahdanau" else None
+        return DecoderState(h, c, feed, memory, length_mask(lengths, S), keys)
 
     def _encode_backward(self, d_memory: np.ndarray, d_starts: list) -> None:
         if self.bidirectional:
@@ -168,11 +170,11 @@ class Seq2Seq(Module):
 
     def _step(self, tokens: np.ndarray, state: DecoderState):
         """tokens (B,) -> (logits (B, V), next state, attention weights (B, S) or None)."""
-        h, c, feed, memory, mask = state
+        h, c, feed, memory, mask, keys = state
         x = self.dropout(self.tgt_embed(tokens))                    # (B, E)
         weights = None
         if self.attention_kind == "bahdanau":
-            context, weights = self.attention(h[-1], memory, mask)  # (B, D*H), (B, S)
+            context, weights = self.attention(h[-1], memory, mask, projected_keys=keys)  # (B, D*H), (B, S)
             x = np.concatenate([x, context], axis=1)
         elif self.attention_kind == "luong":
             x = np.concatenate([x, feed[0]], axis=1)                # (B, E + H)
@@ -191,10 +193,11 @@ class Seq2Seq(Module):
             new_feed = x[None]
             self._save(x)
         logits = self.out(self.dropout(x))                           # (B, V)
-        return logits, DecoderState(new_h, new_c, new_feed, memory, mask), weights
+        return logits, DecoderState(new_h, new_c, new_feed, memory, mask, keys), weights
 
-    def _step_backward(self, d_logits, d_h, d_c, d_feed, d_memory):
-        """Back through one step: returns the gradients of its input state (h, c, feed); adds into d_memory."""
+    def _step_backward(self, d_logits, d_h, d_c, d_feed, d_memory, d_keys):
+        """Back through one step: returns the gradients of its input state (h, c, feed); adds into
+        d_memory and d_keys."""
         H = self.hidden
         dx = self.dropout.backward(self.out.backward(d_logits))      # (B, H)
         if self.attention_kind == "luong":
@@ -219,9 +222,10 @@ class Seq2Seq(Module):
         d_feed_prev = None
         if self.attention_kind == "bahdanau":
             de, d_context = _split(dx, [self.embed, self.memory_size])
-            d_query, dm = self.attention.backward(d_context)
+            d_query, dm, dk = self.attention.backward(d_context)
             d_h_prev[-1] += d_query
             d_memory += dm
+            d_keys += dk
         elif self.attention_kind == "luong":
             de, d_feed_prev = _split(dx, [self.embed, H])
             d_feed_prev = d_feed_prev[None]
@@ -276,8 +280,11 @@ class Seq2Seq(Module):
         d_c = None if last.c is None else np.zeros_like(last.c)
         d_feed = None if last.feed is None else np.zeros_like(last.feed)
         d_memory = np.zeros_like(last.memory)
+        d_keys = None if last.keys is None else np.zeros_like(last.keys)
         for t in reversed(range(T)):
-            d_h, d_c, d_feed = self._step_backward(d_logits[t], d_h, d_c, d_feed, d_memory)
+            d_h, d_c, d_feed = self._step_backward(d_logits[t], d_h, d_c, d_feed, d_memory, d_keys)
+        if d_keys is not None:
+            d_memory += self.attention.project_keys_backward(d_keys)
         self._encode_backward(d_memory, [d_h] if d_c is None else [d_h, d_c])
         return None, None, None
 
