@@ -383,6 +383,17 @@ def test_lm_samples_and_learns(rng):
     np.testing.assert_array_equal(decoding.greedy(model.step, [0, 1], 10), [2, 3, 4, 0, 1, 2, 3, 4, 0, 1])
 
 
+def test_lm_dropout_follows_its_seed_and_stops_in_eval(rng):
+    ids = rng.integers(0, 7, (5, 2))
+    a, b = tiny_lm(dropout=0.3), tiny_lm(dropout=0.3)
+    train_a, train_b = a(ids)[0], b(ids)[0]
+    np.testing.assert_array_equal(train_a, train_b)                    # same seed, same masks
+    assert not np.allclose(a(ids)[0], train_a)                         # fresh masks at the next call
+    a.eval()
+    np.testing.assert_array_equal(a(ids)[0], a(ids)[0])                # no dropout in eval
+    assert not np.allclose(a(ids)[0], train_a)
+
+
 def test_lm_errors():
     model = tiny_lm()
     with pytest.raises(ValueError, match=r"ids must lie in 0..6 \(the vocabulary\)"):
