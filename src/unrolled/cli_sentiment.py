@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from .cli import dropout_rate, positive_float, positive_int
+from .runs import read_json
 from .tasks import sentiment
 
 DEFAULT_OUT = "runs/sentiment"
@@ -105,7 +106,7 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"interrupted at step {state.step}: checkpoint saved; continue with "
               f"`unrolled sentiment train --resume {run}`.", file=sys.stderr)
         return 130
-    results = sentiment.read_json(run / sentiment.RESULTS, "the run's results")
+    results = read_json(run / sentiment.RESULTS, "the run's results")
     print(f"done: {state.step} steps, {state.elapsed_s / 60:.1f} min of training, "
           f"test accuracy {100 * results['test']['accuracy']:.2f}%; run in {run}")
     return 0

@@ -31,7 +31,7 @@ from ..data.sentiment_sources import Examples, LabelledData, load_labelled
 from ..data.vocab import Vocab
 from ..models.classifier import POOLINGS, TextClassifier, load_word_vectors
 from ..optim import Adam, CosineWarmup
-from ..runs import append_metrics, create_run, read_config, read_json, read_metrics, write_json
+from ..runs import append_metrics, create_run, read_config, read_metrics, write_json
 from ..train import Budget, TrainState, fit, resume, save_training_state
 
 TASK = "sentiment"
@@ -139,8 +139,7 @@ def _split(examples: Examples, fraction: float, rng: np.random.Generator) -> tup
     if len(examples) - n_held < 1:
         raise ValueError(f"expected at least 2 labelled texts to split, but was given {len(examples)}.")
     held, kept = np.sort(order[:n_held]), np.sort(order[n_held:])
-    pick = lambda rows: Examples([examples.texts[i] for i in rows], examples.labels[rows])  # noqa: E731
-    return pick(kept), pick(held)
+    return tuple(Examples([examples.texts[i] for i in rows], examples.labels[rows]) for rows in (kept, held))
 
 
 def prepare(config: Config, vocab: Vocab | None = None, data: LabelledData | None = None) -> Prepared:
@@ -186,7 +185,7 @@ def evaluate(model: TextClassifier, data: Encoded, batch: int = 256) -> dict:
     total = 0.0
     with no_grad():
         for rows in bucket_batches([len(s) for s in data.ids], batch):
-            ids, lengths = pad_batch([data.ids[i] for i in rows], pad_id=1)
+            ids, lengths = pad_batch([data.ids[i] for i in rows], pad_id=model.embedding.padding_idx)
             logits = model(ids, lengths)
             total += model.loss(logits.astype(np.float64), data.labels[rows])[0] * len(rows)
             probs[rows] = model.probabilities(logits)
@@ -201,6 +200,7 @@ class SentimentTask:
     def __init__(self, model: TextClassifier, prepared: Prepared, config: Config):
         self.model, self.prepared, self.config = model, prepared, config
         self.lengths = np.array([len(s) for s in prepared.train.ids])
+        self.pad_id = prepared.vocab.stoi[PAD]
         self.batches: list[np.ndarray] = []
         self.last_eval: dict = {}
 
@@ -212,7 +212,7 @@ class SentimentTask:
 
     def train_batch(self, epoch: int, index: int) -> tuple[float, int]:
         rows = self.batches[index]
-        ids, lengths = pad_batch([self.prepared.train.ids[i] for i in rows], pad_id=1)   # (B, T)
+        ids, lengths = pad_batch([self.prepared.train.ids[i] for i in rows], self.pad_id)   # (B, T)
         logits = self.model(ids, lengths)
         loss, dlogits = self.model.loss(logits, self.prepared.train.labels[rows])
         self.model.backward(dlogits)
@@ -330,11 +330,12 @@ def train(config: Config, out=None, resume_from=None, progress: bool = True,
     state, interrupted = fit(task, optimizer, schedule, run, config.budget, eval_every=config.eval_every,
                              clip=config.clip, state=state, meta=meta, progress=progress, set_progress=set_progress)
     if not interrupted:
-        finish(run, config, prepared, model, state)
+        finish(run, config, prepared, model, state, task.batches_per_epoch())
     return run, state, interrupted
 
 
-def finish(run: Path, config: Config, prepared: Prepared, model: TextClassifier, state: TrainState) -> dict:
+def finish(run: Path, config: Config, prepared: Prepared, model: TextClassifier, state: TrainState,
+           steps_per_epoch: int) -> dict:
     """Score the best weights on the test set: a test record in metrics.jsonl, results.json, plots."""
     from .sentiment_plots import plot_accuracy
 
@@ -352,7 +353,7 @@ def finish(run: Path, config: Config, prepared: Prepared, model: TextClassifier,
                "sizes": {"train": len(prepared.train), "val": len(prepared.val), "test": len(prepared.test),
                          "vocab": len(prepared.vocab)},
                "parameters": model.num_parameters(), "steps": state.step,
-               "epochs": round(state.step / SentimentTask(model, prepared, config).batches_per_epoch(), 3),
+               "epochs": round(state.step / steps_per_epoch, 3),
                "train_s": round(state.elapsed_s, 1), "tokens": state.tokens,
                "tokens_per_s": round(state.tokens / state.elapsed_s, 1) if state.elapsed_s else None,
                "test_s": round(test_s, 1), "val_accuracy": val["accuracy"], "test": test}
