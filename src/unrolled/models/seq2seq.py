@@ -20,8 +20,9 @@ One decoder step reads the previous target token y (its embedding e) and the sta
     none      h = cells(e, h_prev);  logits = out(h_top)
 
 Training feeds the reference token at each step with probability `teacher_forcing` (per token),
-else the model's own previous argmax (no gradient through the choice). Dropout acts on the
-embeddings, between decoder layers and before the output layer.
+else the model's own previous argmax (no gradient through the choice); when the reference is fed
+throughout, the output layer runs once over every step. Dropout acts on the embeddings, between
+decoder layers and before the output layer.
 
 For decoding, `start(src, src_lengths)` encodes once and `step(tokens, state)` advances one token,
 as Seq2SeqTransformer does, so `translate_greedy` and `translate_beam` serve both. The state is a
@@ -169,7 +170,10 @@ class Seq2Seq(Module):
     # ----- one decoder step -----------------------------------------------------------------
 
     def _step(self, tokens: np.ndarray, state: DecoderState):
-        """tokens (B,) -> (logits (B, V), next state, attention weights (B, S) or None)."""
+        """tokens (B,) -> (output (B, H), next state, attention weights (B, S) or None).
+
+        The output is what the output layer reads (after dropout): `_logits` turns it into logits.
+        """
         h, c, feed, memory, mask, keys = state
         x = self.dropout(self.tgt_embed(tokens))                    # (B, E)
         weights = None
@@ -192,14 +196,16 @@ class Seq2Seq(Module):
             x = np.tanh(self.combine(np.concatenate([context, top], axis=1)))  # (B, H)
             new_feed = x[None]
             self._save(x)
-        logits = self.out(self.dropout(x))                           # (B, V)
-        return logits, DecoderState(new_h, new_c, new_feed, memory, mask, keys), weights
+        return x, DecoderState(new_h, new_c, new_feed, memory, mask, keys), weights
 
-    def _step_backward(self, d_logits, d_h, d_c, d_feed, d_memory, d_keys):
-        """Back through one step: returns the gradients of its input state (h, c, feed); adds into
-        d_memory and d_keys."""
+    def _logits(self, outputs: np.ndarray) -> np.ndarray:
+        """(..., H) decoder outputs -> (..., V) logits, through dropout and the output layer."""
+        return self.out(self.dropout(outputs))
+
+    def _step_backward(self, dx, d_h, d_c, d_feed, d_memory, d_keys):
+        """Back through one step from its output's gradient dx (B, H): returns the gradients of its
+        input state (h, c, feed); adds into d_memory and d_keys."""
         H = self.hidden
-        dx = self.dropout.backward(self.out.backward(d_logits))      # (B, H)
         if self.attention_kind == "luong":
             a = self._restore()
             d_pre = (dx + d_feed[0]) * (1 - a * a)                   # a feeds the output and the next step
@@ -254,7 +260,8 @@ class Seq2Seq(Module):
         forced = teacher_forcing == 1.0 or T < 2
         if not forced and teacher_forcing > 0:
             coins = init.as_generator(rng).random((T, B)) < teacher_forcing   # (T, B): True feeds the reference
-        logits = np.empty((T, B, self.tgt_vocab_size), self.dtype)
+        outputs = np.empty((T, B, self.hidden), self.dtype)
+        logits = None if forced else np.empty((T, B, self.tgt_vocab_size), self.dtype)
         weights = np.zeros((T, B, state.memory.shape[0]), self.dtype)
         tokens = tgt[0]
         for t in range(T):
@@ -263,15 +270,19 @@ class Seq2Seq(Module):
                 tokens = guess if teacher_forcing == 0 else np.where(coins[t], tgt[t], guess)
             elif t > 0:
                 tokens = tgt[t]
-            logits[t], state, w = self._step(tokens, state)
+            outputs[t], state, w = self._step(tokens, state)
+            if not forced:
+                logits[t] = self._logits(outputs[t])                 # the next step reads its argmax
             if w is not None:
                 weights[t] = w
-        self._save((T, B, state))
+        if forced:
+            logits = self._logits(outputs)                           # (T, B, V): one GEMM for every step
+        self._save((T, B, state, forced))
         return (logits, weights) if return_attention else logits
 
     def backward(self, d_logits):
         """d_logits (T, B, V) -> (None, None, None): token ids and lengths have no gradient."""
-        T, B, last = self._restore()
+        T, B, last, forced = self._restore()
         d_logits = as_array(d_logits, "d_logits", 3, self.dtype)
         if d_logits.shape != (T, B, self.tgt_vocab_size):
             raise ValueError(f"d_logits must have shape {(T, B, self.tgt_vocab_size)}, "
@@ -281,8 +292,11 @@ class Seq2Seq(Module):
         d_feed = None if last.feed is None else np.zeros_like(last.feed)
         d_memory = np.zeros_like(last.memory)
         d_keys = None if last.keys is None else np.zeros_like(last.keys)
+        if forced:
+            d_outputs = self.dropout.backward(self.out.backward(d_logits))     # (T, B, H)
         for t in reversed(range(T)):
-            d_h, d_c, d_feed = self._step_backward(d_logits[t], d_h, d_c, d_feed, d_memory, d_keys)
+            dx = d_outputs[t] if forced else self.dropout.backward(self.out.backward(d_logits[t]))
+            d_h, d_c, d_feed = self._step_backward(dx, d_h, d_c, d_feed, d_memory, d_keys)
         if d_keys is not None:
             d_memory += self.attention.project_keys_backward(d_keys)
         self._encode_backward(d_memory, [d_h] if d_c is None else [d_h, d_c])
@@ -299,7 +313,8 @@ class Seq2Seq(Module):
         """tokens (B,) -> (logits (B, V), next state): one target token; keeps no cache."""
         tokens = self._ids(tokens, "tokens", 1, self.tgt_vocab_size)
         with no_grad():
-            logits, state, _ = self._step(tokens, state)
+            outputs, state, _ = self._step(tokens, state)
+            logits = self._logits(outputs)
         return logits, state
 
     def attention_maps(self, src, tgt, src_lengths) -> list[np.ndarray]:

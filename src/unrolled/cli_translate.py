@@ -1,0 +1,119 @@
+"""`unrolled translate train | run | eval`: the translation sub-commands (see unrolled.cli)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .cli import _number, dropout_rate, positive_float, positive_int
+from .runs import read_json
+from .tasks import translate
+
+DEFAULT_OUT = "runs/translate"
+# train flags that set a Config field of the same name (dashes become underscores)
+CONFIG_FLAGS = ("data", "arch", "cell", "attention", "bidirectional", "layers", "embed", "hidden", "heads", "ff",
+                "dropout", "teacher_forcing", "label_smoothing", "min_freq", "batch", "lr", "epochs", "minutes",
+                "max_len", "beam", "seed", "eval_every")
+
+
+def _fraction(text: str) -> float:
+    return _number(float, text, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+
+
+def register(tasks) -> None:
+    parser = tasks.add_parser("translate", help="translation: train on sentence pairs, translate, score with BLEU",
+                              description="Sequence-to-sequence translation: attention RNN or Transformer.")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    d = translate.Config()
+    t = translate.ARCH_DEFAULTS["transformer"]
+    train = actions.add_parser("train", help="train a translation model (or continue one with --resume)",
+                               description="Train on tab-separated sentence pairs; the best weights are scored "
+                                           "with BLEU on the held-out 10% when training ends.")
+    train.add_argument("--data", metavar="PATH",
+                       help="source<TAB>target pairs (default: the bundled English-French tutorial subset)")
+    train.add_argument("--preset", choices=translate.PRESETS,
+                       help="tutorial (default): short 'i am / he is ...' pairs as the PyTorch tutorial; full: every pair")
+    train.add_argument("--arch", choices=translate.ARCHS, help=f"model (default {d.arch})")
+    train.add_argument("--attention", choices=translate.ATTENTIONS, help=f"rnn decoder attention (default {d.attention})")
+    train.add_argument("--cell", choices=tuple(translate.CELLS), help=f"rnn cell (default {d.cell})")
+    train.add_argument("--bidirectional", action=argparse.BooleanOptionalAction,
+                       help=f"rnn encoder reads both ways (default {d.bidirectional})")
+    train.add_argument("--layers", type=positive_int, metavar="N",
+                       help=f"rnn layers (default {d.layers}); transformer encoder and decoder layers (default {t['layers']})")
+    train.add_argument("--embed", type=positive_int, metavar="N", help=f"rnn embedding size (default {d.embed})")
+    train.add_argument("--hidden", type=positive_int, metavar="N",
+                       help=f"rnn units (default {d.hidden}); transformer d_model (default {t['hidden']})")
+    train.add_argument("--heads", type=positive_int, metavar="N", help=f"transformer heads (default {d.heads})")
+    train.add_argument("--ff", type=positive_int, metavar="N", help=f"transformer feed-forward width (default {d.ff})")
+    train.add_argument("--dropout", type=dropout_rate, metavar="P", help=f"(default {d.dropout})")
+    train.add_argument("--teacher-forcing", type=_fraction, metavar="R",
+                       help=f"rnn: probability of feeding each reference token (default {d.teacher_forcing})")
+    train.add_argument("--label-smoothing", type=dropout_rate, metavar="E", help=f"(default {d.label_smoothing})")
+    train.add_argument("--min-freq", type=positive_int, metavar="N", help="rarer words are <unk> (default 1; full: 3)")
+    train.add_argument("--batch", type=positive_int, metavar="N", help=f"pairs per step (default {d.batch})")
+    train.add_argument("--lr", type=positive_float, metavar="X",
+                       help=f"peak learning rate of Adam (default {d.lr}; transformer {t['lr']})")
+    budget = train.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=positive_int, metavar="N")
+    budget.add_argument("--minutes", type=positive_float, metavar="M",
+                        help=f"minutes of training time (default {d.minutes:g})")
+    train.add_argument("--max-len", type=positive_int, metavar="N", help="tokens at most per translation (default 30; full: 60)")
+    train.add_argument("--beam", type=positive_int, metavar="K", help=f"beam width of the test score (default {d.beam})")
+    train.add_argument("--seed", type=int, metavar="S")
+    train.add_argument("--eval-every", type=positive_int, metavar="N", help=f"steps between evaluations (default {d.eval_every})")
+    train.add_argument("--out", metavar="DIR", help=f"a new run folder (default {DEFAULT_OUT})")
+    train.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
+    train.set_defaults(func=run_train)
+
+    run = actions.add_parser("run", help="translate a sentence with a trained run")
+    run.add_argument("run", metavar="DIR")
+    run.add_argument("sentence", metavar="SENTENCE")
+    run.add_argument("--beam", type=positive_int, metavar="K", help="beam search of width K (default: greedy)")
+    run.add_argument("--plot", metavar="PNG", help="write the attention heatmap to this file")
+    run.set_defaults(func=run_run)
+
+    evaluate = actions.add_parser("eval", help="BLEU of greedy decoding and beam search on the held-out test split")
+    evaluate.add_argument("run", metavar="DIR")
+    evaluate.add_argument("--beam", type=positive_int, metavar="K", help="beam width (default: the run's)")
+    evaluate.set_defaults(func=run_eval)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    given = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
+    if args.resume is not None:
+        extra = sorted(given) + (["preset"] if args.preset else []) + (["out"] if args.out else [])
+        if extra:
+            flags = ", ".join("--" + name.replace("_", "-") for name in extra)
+            raise ValueError(f"--resume continues a run with its saved settings, so it takes no other flags, "
+                             f"but was given {flags}.")
+        config = None
+    else:
+        config = translate.config_from(args.preset or "tutorial", **given)
+    run, state, interrupted = translate.train(config, out=args.out or DEFAULT_OUT, resume_from=args.resume)
+    if interrupted:
+        print(f"interrupted at step {state.step}: checkpoint saved; continue with "
+              f"`unrolled translate train --resume {run}`.", file=sys.stderr)
+        return 130
+    results = read_json(run / translate.RESULTS, "the run's results")
+    print(f"done: {state.step} steps, {state.elapsed_s / 60:.1f} min of training; test BLEU greedy "
+          f"{results['test_bleu_greedy']:.1f}, beam {results['beam']} {results['test_bleu_beam']:.1f}; run in {run}")
+    return 0
+
+
+def run_run(args: argparse.Namespace) -> int:
+    target, source, tokens, weights = translate.translate_text(args.run, args.sentence, beam=args.beam)
+    print(target)
+    if args.plot is not None:
+        if weights is None:
+            raise ValueError(f"the model in {args.run} has no attention to plot (it was trained with --attention none).")
+        from .tasks.translate_plots import plot_attention
+        print(f"attention heatmap: {plot_attention(weights, source, tokens, args.plot)}", file=sys.stderr)
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    scores = translate.evaluate_run(args.run, beam=args.beam)
+    print(f"test BLEU on {scores['sentences']} held-out sentences ({scores['references']} references): "
+          f"greedy {scores['test_bleu_greedy']:.2f}, beam {scores['beam']} {scores['test_bleu_beam']:.2f}")
+    print(scores["signature"])
+    return 0
