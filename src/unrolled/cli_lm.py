@@ -8,7 +8,7 @@ from .cli import dropout_rate, nonnegative_float, positive_float, positive_int, 
 from .tasks import lm
 
 # train flags that set a Config field of the same name (dashes become underscores)
-CONFIG_FLAGS = ("data", "level", "cell", "layers", "hidden", "embed", "dropout", "seq_len", "batch", "lr",
+CONFIG_FLAGS = ("data", "level", "max_vocab", "cell", "layers", "hidden", "embed", "dropout", "seq_len", "batch", "lr",
                 "epochs", "minutes", "seed", "eval_every")
 DEFAULT_OUT = "runs/lm"
 
@@ -23,6 +23,8 @@ def register(tasks) -> None:
     d = lm.Config()
     train.add_argument("--data", metavar="PATH", help="a UTF-8 text file (default: the bundled tiny Shakespeare)")
     train.add_argument("--level", choices=("char", "word"), help=f"tokens: characters or words (default {d.level})")
+    train.add_argument("--max-vocab", type=positive_int, metavar="N",
+                       help=f"word level: keep the N most frequent tokens, the rest are <unk> (default {d.max_vocab})")
     train.add_argument("--cell", choices=("rnn", "lstm", "gru"), help=f"recurrent cell (default {d.cell})")
     train.add_argument("--layers", type=positive_int, metavar="N", help=f"stacked layers (default {d.layers})")
     train.add_argument("--hidden", type=positive_int, metavar="N", help=f"units per layer (default {d.hidden})")

@@ -44,7 +44,7 @@ class Config:
 
     data: str | None = None          # a UTF-8 text file; None: the bundled tiny Shakespeare
     level: str = "char"              # "char" or "word"
-    max_vocab: int | None = 20_000   # word level: the most frequent tokens kept, the rest are <unk>
+    max_vocab: int | None = 5_000    # word level: the most frequent tokens kept, the rest are <unk>
     val_fraction: float = 0.1        # the last part of the text, held out
     cell: str = "lstm"
     layers: int = 2
@@ -82,8 +82,8 @@ class Config:
 
 PRESETS = {
     # measured on the 2-core machine: see README "Language models"
-    "quick": dict(cell="lstm", layers=1, hidden=384, embed=64, dropout=0.0, seq_len=100, batch=32, lr=3e-3,
-                  epochs=None, minutes=5.0, eval_every=100),
+    "quick": dict(cell="lstm", layers=1, hidden=256, embed=64, dropout=0.0, seq_len=100, batch=16, lr=3e-3,
+                  epochs=None, minutes=5.0, eval_every=200),
     "full": dict(cell="lstm", layers=2, hidden=512, embed=64, dropout=0.2, seq_len=128, batch=64, lr=2e-3,
                  epochs=None, minutes=30.0, eval_every=200),
 }
@@ -248,8 +248,10 @@ def train(config: Config, out=None, resume_from=None, progress: bool = True) -> 
             raise ValueError(f"the text file {config.data or 'tiny Shakespeare'} has changed since the run in {run} "
                              "started, so it cannot continue exactly; start a new run.")
     else:
-        config.budget  # a contradictory budget fails here, before any work
+        if config.data is not None:  # an absolute path, so the run resumes from any folder
+            config = dataclasses.replace(config, data=str(Path(config.data).resolve()))
         corpus = load_corpus(config)
+    budget = config.budget  # a contradictory budget fails here, before the folder is touched
     model = build(config, len(corpus.vocab))
     task = LanguageModelTask(model, corpus, config)
     optimizer, schedule, set_progress = make_optimizer(model, config, task.batches_per_epoch())
@@ -267,7 +269,7 @@ def train(config: Config, out=None, resume_from=None, progress: bool = True) -> 
         state, task_arrays = TrainState(), None
         save_training_state(run, task, optimizer, schedule, state, meta)  # resumable from the first step
     task.run = run
-    state, interrupted = fit(task, optimizer, schedule, run, config.budget, eval_every=config.eval_every,
+    state, interrupted = fit(task, optimizer, schedule, run, budget, eval_every=config.eval_every,
                              clip=config.clip, state=state, task_arrays=task_arrays, meta=meta,
                              progress=progress, set_progress=set_progress)
     metrics = read_metrics(run)

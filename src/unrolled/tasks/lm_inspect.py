@@ -4,7 +4,7 @@
     report = inspect_run("runs/shakespeare", text, out="runs/shakespeare/inspect")
 
 runs the model over a text and writes, for every layer, heatmaps of its hidden state (and, for
-an LSTM, its cell state and gates; for a GRU, its gates) over the text, the gates' saturation
+an LSTM, its cell state and gates; for a GRU, its gates) over the first 160 tokens, the gates' saturation
 plot, and the units whose activation correlates best with readable properties of the text:
 inside quotes, inside brackets, position in the line, a speaker's name line (a line ending in
 ':'), the first line of a speaker's turn. Each top unit is drawn over the text, and report.md
@@ -28,6 +28,7 @@ FEATURES = {
 }
 GATES = {"lstm": ("i", "f", "o"), "gru": ("r", "z"), "rnn": ()}
 TOP = 3
+HEATMAP_TOKENS = 160
 
 
 def text_features(tokens: list[str]) -> dict[str, np.ndarray]:
@@ -87,16 +88,16 @@ def inspect_run(run, text: str, out=None, max_tokens: int = 2000) -> str:
     internals = model.internals(ids[:, None])                            # per layer: dict of (T, 1, H)
     out.mkdir(parents=True, exist_ok=True)
     plots = []
+    n = min(len(tokens), HEATMAP_TOKENS)  # few enough to label every column
     for k, layer in enumerate(internals, start=1):
-        shown_h = layer["h"][:, 0].T                                     # (H, T)
-        plots.append(viz.plot_heatmap(shown_h, out / f"hidden_l{k}.png", f"layer {k}: hidden state h", tokens,
-                                      vmin=-1, vmax=1))
+        plots.append(viz.plot_heatmap(layer["h"][:n, 0].T, out / f"hidden_l{k}.png",           # (H, n)
+                                      f"layer {k}: hidden state h", tokens[:n], vmin=-1, vmax=1))
         if config.cell == "lstm":
-            plots.append(viz.plot_heatmap(np.tanh(layer["c"][:, 0].T), out / f"cell_l{k}.png",
-                                          f"layer {k}: tanh(cell state c)", tokens, vmin=-1, vmax=1))
+            plots.append(viz.plot_heatmap(np.tanh(layer["c"][:n, 0].T), out / f"cell_l{k}.png",
+                                          f"layer {k}: tanh(cell state c)", tokens[:n], vmin=-1, vmax=1))
         for gate in GATES[config.cell]:
-            plots.append(viz.plot_heatmap(layer[gate][:, 0].T, out / f"gate_{gate}_l{k}.png", f"layer {k}: gate {gate}",
-                                          tokens, vmin=0, vmax=1, cmap="viridis"))
+            plots.append(viz.plot_heatmap(layer[gate][:n, 0].T, out / f"gate_{gate}_l{k}.png", f"layer {k}: gate {gate}",
+                                          tokens[:n], vmin=0, vmax=1, cmap="viridis"))
         if GATES[config.cell]:
             plots.append(viz.plot_saturation({g: layer[g][:, 0] for g in GATES[config.cell]}, out / f"saturation_l{k}.png",
                                              f"layer {k}: gate saturation"))
