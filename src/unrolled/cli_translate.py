@@ -49,7 +49,7 @@ def register(tasks) -> None:
     train.add_argument("--teacher-forcing", type=_fraction, metavar="R",
                        help=f"rnn: probability of feeding each reference token (default {d.teacher_forcing})")
     train.add_argument("--label-smoothing", type=dropout_rate, metavar="E", help=f"(default {d.label_smoothing})")
-    train.add_argument("--min-freq", type=positive_int, metavar="N", help="rarer words are <unk> (default 1; full: 3)")
+    train.add_argument("--min-freq", type=positive_int, metavar="N", help="rarer training words are <unk> (default 2; full: 3)")
     train.add_argument("--batch", type=positive_int, metavar="N", help=f"pairs per step (default {d.batch})")
     train.add_argument("--lr", type=positive_float, metavar="X",
                        help=f"peak learning rate of Adam (default {d.lr}; transformer {t['lr']})")

@@ -17,7 +17,7 @@ depth of encoder and decoder each). Training minimises cross-entropy with label 
 the real target tokens (padding ignored) with Adam, warm-up and a cosine schedule; the validation
 loss is the plain cross-entropy in nats per target token. When training ends within its budget,
 the best weights translate the test sources by greedy decoding and by beam search, and corpus
-BLEU (sacrebleu, all of a sentence's translations as references, on normalised text) closes
+BLEU (sacrebleu, all of a sentence's translations as references, on normalised tokens) closes
 metrics.jsonl as `test_bleu_greedy` and `test_bleu_beam`.
 """
 from __future__ import annotations
@@ -62,7 +62,7 @@ class Config:
     test_fraction: float = 0.1         # of the distinct source sentences, held out
     split_seed: int = 0                # fixes the test split (and the validation split) for every run
     val_fraction: float = 0.05         # of the remaining source sentences, for checkpoint selection
-    min_freq: int = 1                  # rarer training words are <unk>
+    min_freq: int = 2                  # rarer training words are <unk>
     arch: str = "rnn"                  # "rnn" or "transformer"
     cell: str = "gru"                  # rnn: "gru" or "lstm"
     attention: str = "bahdanau"        # rnn: "bahdanau", "luong" or "none"
@@ -269,15 +269,16 @@ def translate(model, sources: list[str], src_vocab: Vocab, tgt_vocab: Vocab, max
 
 
 def bleu(hypotheses: list[str], refs: list[list[str]]) -> tuple[float, str]:
-    """Corpus BLEU (sacrebleu, 13a tokenisation) with a varying number of references per sentence.
+    """Corpus BLEU (sacrebleu) with a varying number of references per sentence.
 
-    Returns (score, sacrebleu's signature).
+    The sentences are normalised text whose tokens are already space-separated, so sacrebleu
+    splits on spaces only (`tokenize="none"`). Returns (score, sacrebleu's signature).
     """
     import sacrebleu
 
     n = max(len(r) for r in refs)
     streams = [[r[k] if k < len(r) else None for r in refs] for k in range(n)]  # None: no k-th reference
-    metric = sacrebleu.metrics.BLEU()
+    metric = sacrebleu.metrics.BLEU(tokenize="none", force=True)
     return float(metric.corpus_score(hypotheses, streams).score), str(metric.get_signature())
 
 
