@@ -18,9 +18,11 @@ def _pyplot():
 
 
 def _save(fig, path) -> Path:
+    import matplotlib
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with matplotlib.rc_context({"text.hinting": "no_hinting"}):  # exact advances: text lines up with cells
+        fig.savefig(path, dpi=110)
     _pyplot().close(fig)
     return path
 
@@ -54,22 +56,43 @@ def plot_losses(metrics: list[dict], path, title: str = "loss", unit: str = "nat
     return _save(fig, path)
 
 
+MONO = "DejaVu Sans Mono"   # ships with matplotlib; its advance width is 0.6021 em
+MONO_ADVANCE = 0.6021
+
+
 def plot_heatmap(matrix: np.ndarray, path, title: str, tokens: list[str] | None = None, ylabel: str = "unit",
                  vmin: float | None = None, vmax: float | None = None, cmap: str = "RdBu_r") -> Path:
-    """A (rows, T) matrix over time, one column per token (labelled when there are few enough)."""
+    """A (rows, T) matrix over time, one column per token.
+
+    Single-character tokens are written under their columns as one monospace line (cheap to draw
+    and exactly aligned); longer tokens become tick labels when there are at most 160 of them.
+    """
     plt = _pyplot()
+    from matplotlib.transforms import blended_transform_factory
     rows, T = matrix.shape
-    fig, ax = plt.subplots(figsize=(min(24, 3 + 0.12 * T), min(12, 1.5 + 0.05 * rows)))
+    font = 7
+    chars = tokens is not None and all(len(t) == 1 for t in tokens)
+    width = T * MONO_ADVANCE * font / 72 if chars else min(20.0, max(4.0, 0.1 * T))   # inches
+    height = min(8.0, max(1.5, 0.03 * rows))
+    left, right, bottom, top = 0.6, 0.9, 0.5 if tokens is not None else 0.4, 0.35
+    fig = plt.figure(figsize=(left + width + right, bottom + height + top))
+    fig_w, fig_h = fig.get_size_inches()
+    ax = fig.add_axes([left / fig_w, bottom / fig_h, width / fig_w, height / fig_h])
+    bar = fig.add_axes([(left + width + 0.15) / fig_w, bottom / fig_h, 0.12 / fig_w, height / fig_h])
     image = ax.imshow(matrix, aspect="auto", interpolation="nearest", cmap=cmap, vmin=vmin, vmax=vmax)
-    fig.colorbar(image, ax=ax, fraction=0.025, pad=0.01)
-    if tokens is not None and T <= 160:
+    fig.colorbar(image, cax=bar)
+    if chars:
+        ax.set_xticks([])
+        under = blended_transform_factory(ax.transData, ax.transAxes)
+        ax.text(-0.5, -0.02, "".join(shown(t) for t in tokens), transform=under, ha="left", va="top",
+                fontsize=font, family=MONO, parse_math=False)
+    elif tokens is not None and T <= 160:
         ax.set_xticks(range(T))
-        ax.set_xticklabels([shown(t).replace("$", r"\$") for t in tokens], fontsize=6, family="monospace")
+        ax.set_xticklabels([shown(t) for t in tokens], fontsize=6, rotation=90, parse_math=False)
     else:
         ax.set_xlabel("position")
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    fig.tight_layout()
+    ax.set_title(title, fontsize=9)
     return _save(fig, path)
 
 
@@ -107,7 +130,7 @@ def plot_text_activations(tokens: list[str], traces: list[tuple[str, np.ndarray]
     """
     plt = _pyplot()
     font = 8                                   # points
-    cell_w, cell_h = 0.6021 * font / 72, 1.6 * font / 72   # inches: DejaVu Sans Mono's advance width
+    cell_w, cell_h = MONO_ADVANCE * font / 72, 1.6 * font / 72   # inches
     layouts = [_rows(tokens, values, width, sep) for _, values in traces]
     label_h, margin = 0.3, 0.2
     heights = [label_h + len(rows) * cell_h for rows in layouts]
@@ -123,7 +146,7 @@ def plot_text_activations(tokens: list[str], traces: list[tuple[str, np.ndarray]
         ax.imshow(grid, aspect="auto", interpolation="nearest", cmap="RdBu_r", vmin=vmin, vmax=vmax,
                   extent=(-0.5, width - 0.5, len(rows) - 0.5, -0.5))
         for r, (text, _) in enumerate(rows):
-            ax.text(-0.5, r, text, ha="left", va="center", fontsize=font, family="DejaVu Sans Mono", parse_math=False)
+            ax.text(-0.5, r, text, ha="left", va="center", fontsize=font, family=MONO, parse_math=False)
         ax.set_axis_off()
         ax.set_title(label, fontsize=9, loc="left")
         top -= height

@@ -28,7 +28,8 @@ FEATURES = {
 }
 GATES = {"lstm": ("i", "f", "o"), "gru": ("r", "z"), "rnn": ()}
 TOP = 3
-HEATMAP_TOKENS = 160
+HEATMAP_TOKENS = 160   # columns of the heatmaps
+TEXT_TOKENS = 600      # text drawn under each readable unit
 
 
 def text_features(tokens: list[str]) -> dict[str, np.ndarray]:
@@ -117,9 +118,10 @@ def inspect_run(run, text: str, out=None, max_tokens: int = 2000) -> str:
         lines.append(f"| {name} | {FEATURES[name]} | "
                      + ", ".join(f"{source}[{u}] ({r:+.2f})" for source, u, r in ranked) + " |")
         source, u, r = ranked[0]
-        traces.append((f"{name}: {source}[{u}], r = {r:+.2f}", activations[source][:, u]))
+        traces.append((f"{name}: {source}[{u}], r = {r:+.2f}", activations[source][:TEXT_TOKENS, u]))
     if traces:
-        plots.append(viz.plot_text_activations(tokens, traces, out / "units.png", "the most readable units",
+        plots.append(viz.plot_text_activations(tokens[:TEXT_TOKENS], traces, out / "units.png",
+                                               "the most readable units", width=80,
                                                sep=" " if config.level == "word" else ""))
     lines += ["", "Plots: " + ", ".join(p.name for p in plots), ""]
     report = "\n".join(lines)
