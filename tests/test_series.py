@@ -175,3 +175,17 @@ def test_windows_are_views_and_gather_the_right_rows():
     assert w.origins(0, 10).tolist() == [3, 4, 5, 6]
     with pytest.raises(ValueError, match="fewer than the lookback"):
         Windows(values, lookback=11, horizon=1)
+
+
+def test_calendar_features_follow_the_clock():
+    from unrolled.data.series import with_calendar
+    s = with_calendar(load_series(BEIJING, "TEMP"))
+    assert s.columns[-4:] == ["day_sin", "day_cos", "year_sin", "year_cos"]
+    hour6 = s.values[6, -4:]                                              # 2010-01-01 06:00: a quarter of the day
+    np.testing.assert_allclose(hour6[:2], [1, 0], atol=1e-12)
+    np.testing.assert_allclose(hour6[2:], [np.sin(2 * np.pi * 0.25 / 365.2425), np.cos(2 * np.pi * 0.25 / 365.2425)])
+    monthly = with_calendar(load_series(AIRLINE, "Passengers"))
+    assert monthly.columns == ["Passengers", "year_sin", "year_cos"]      # no time of day for monthly rows
+    with pytest.raises(ValueError, match="calendar features need a time column"):
+        from unrolled.data.series import Series
+        with_calendar(Series(np.zeros((3, 1)), ["y"]))

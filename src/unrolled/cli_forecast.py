@@ -11,10 +11,10 @@ from .cli import dropout_rate, nonnegative_float, nonnegative_int, positive_floa
 from .tasks import forecast
 
 # train flags that set a Config field of the same name (dashes become underscores)
-CONFIG_FLAGS = ("data", "target", "features", "time_col", "missing", "categorical", "resample", "split",
-                "test_last", "val_last", "lookback", "horizon", "gap", "stride", "season", "ma_window", "ridge",
-                "log", "relative", "model", "cell", "hidden", "layers", "dropout", "loss", "lr", "lr_patience",
-                "batch", "clip", "epochs", "patience", "minutes", "seed")
+CONFIG_FLAGS = ("data", "target", "features", "time_col", "missing", "categorical", "resample", "calendar",
+                "split", "test_last", "val_last", "lookback", "horizon", "gap", "stride", "season", "ma_window",
+                "ridge", "log", "relative", "model", "cell", "hidden", "layers", "dropout", "loss", "lr",
+                "schedule", "lr_patience", "batch", "clip", "epochs", "patience", "minutes", "seed")
 DEFAULT_OUT = "runs/forecast"
 
 
@@ -53,6 +53,8 @@ def register(tasks) -> None:
     data.add_argument("--missing", choices=("interpolate", "drop"), help="missing values (default interpolate)")
     data.add_argument("--categorical", choices=("onehot", "drop"), help="columns of labels (default onehot)")
     data.add_argument("--resample", choices=("hourly", "daily", "monthly", "yearly"), help="average each period")
+    data.add_argument("--calendar", action="store_const", const=True,
+                      help="add sin/cos of the time of day and of the year as inputs")
     data.add_argument("--split", type=fractions, metavar="F,F,F", help="train,validation,test fractions (default 0.7,0.15,0.15)")
     data.add_argument("--test-last", type=positive_int, metavar="N", help="the last N rows are the test period")
     data.add_argument("--val-last", type=positive_int, metavar="N", help="and the N rows before them validation")
@@ -77,6 +79,8 @@ def register(tasks) -> None:
     model.add_argument("--dropout", type=dropout_rate, metavar="P", help="between layers and before the head")
     model.add_argument("--loss", choices=tuple(forecast.LOSSES), help="training loss (default mse)")
     model.add_argument("--lr", type=positive_float, metavar="X", help="Adam's learning rate (default 1e-3)")
+    model.add_argument("--schedule", choices=("plateau", "cosine"),
+                       help="halve the lr when validation stalls (default), or a cosine over the epochs")
     model.add_argument("--lr-patience", type=nonnegative_int, metavar="N", help="epochs before the lr halves (default 3)")
     model.add_argument("--batch", type=positive_int, metavar="N", help="windows per step (default 64)")
     model.add_argument("--clip", type=positive_float, metavar="X", help="gradient-norm clipping (default 1)")

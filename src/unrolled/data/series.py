@@ -243,3 +243,22 @@ def _resample(series: Series, resample: str) -> Series:
     values /= counts[:, None]                                             # (P, F) mean of each period
     report = series.report + [f"resampled to {resample} means: {len(series)} rows became {len(starts)}."]
     return Series(values, series.columns, starts, report)
+
+
+def with_calendar(series: Series) -> Series:
+    """The series plus sin/cos of the time of day (when rows are less than a day apart) and of the
+    time of year (when they are less than a year apart): smooth, periodic inputs a model can read."""
+    if series.time is None:
+        raise ValueError("calendar features need a time column, but the file has none; name it with time_col.")
+    minutes = series.time.astype("datetime64[m]")
+    step = float(np.median(np.diff(minutes).astype(np.float64))) if len(minutes) > 1 else 0.0
+    day = (minutes - minutes.astype("datetime64[D]")).astype(np.float64) / (24 * 60)           # (N,) in [0, 1)
+    year = (minutes - minutes.astype("datetime64[Y]")).astype(np.float64) / (365.2425 * 24 * 60)
+    columns, blocks = [], []
+    for name, phase, period in (("day", day, 24 * 60), ("year", year, 365 * 24 * 60)):
+        if step < period:
+            columns += [f"{name}_sin", f"{name}_cos"]
+            blocks += [np.sin(2 * np.pi * phase), np.cos(2 * np.pi * phase)]
+    values = np.concatenate([series.values, np.stack(blocks, axis=1)], axis=1)              # (N, F + 2k)
+    report = series.report + [f"calendar features added: {', '.join(columns)}."]
+    return Series(values, series.columns + columns, series.time, report)

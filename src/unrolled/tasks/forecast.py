@@ -5,12 +5,13 @@
     predict("runs/beijing", out="forecast.csv")
 
 Training loads and cleans the series, splits it in time order, fits the normalisation on the
-training rows only and cuts sliding windows (forecast_data.prepare). The
-model (a direct multi-step Forecaster, or an encoder-decoder) trains with Adam on shuffled training
-windows, one `unrolled.train.fit` call per epoch; after each epoch the validation loss drives
-ReduceLROnPlateau and early stopping, and the best weights are restored at the end. The test
-period is then forecast, in original units, by the model and by every baseline on exactly the same
-windows; metrics.jsonl ends with that comparison, and report.md and the plots show it.
+training rows only and cuts sliding windows (forecast_data.prepare). The model (a direct
+multi-step Forecaster, or an encoder-decoder) trains with Adam on shuffled training windows, one
+`unrolled.train.fit` call per epoch; the learning rate halves when validation stalls
+(ReduceLROnPlateau) or follows a cosine over the planned epochs, training stops early after
+`patience` epochs without a better validation loss, and the best weights are restored. The test
+period is then forecast, in original units, by the model and by every baseline on exactly the
+same windows; metrics.jsonl ends with that comparison, and report.md and the plots show it.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from ..data.windows import Normaliser, Windows
 from ..forecasting import baselines, metrics
 from ..forecasting.model import EncoderDecoderForecaster, Forecaster
 from ..layers import HuberLoss, L1Loss, MSELoss
-from ..optim import Adam, ReduceLROnPlateau
+from ..optim import Adam, CosineWarmup, ReduceLROnPlateau
 from ..runs import append_metrics, atomic_write_text, create_run, read_config, read_metrics
 from ..train import Budget, TrainState, fit
 from .forecast_data import Framing, Prepared, aligned, future_times, load, model_values, prepare
@@ -51,6 +52,7 @@ class Config:
     missing: str = "interpolate"             # or "drop" (rows with a missing value)
     categorical: str = "onehot"              # or "drop" (columns of labels)
     resample: str | None = None              # "hourly", "daily", "monthly", "yearly": means per period
+    calendar: bool = False                   # add sin/cos of the time of day and of year as inputs
     split: tuple[float, float, float] = (0.7, 0.15, 0.15)  # train, validation, test fractions in time order
     test_last: int | None = None             # hold out the last N rows as test instead
     val_last: int | None = None              # and the N rows before them as validation
@@ -70,7 +72,8 @@ class Config:
     dropout: float = 0.0
     loss: str = "mse"                        # "mse", "mae" or "huber" (on normalised values)
     lr: float = 1e-3
-    lr_patience: int = 3                     # epochs without improvement before the lr halves
+    schedule: str = "plateau"                # "plateau": halve the lr when validation stalls; "cosine": over the epochs
+    lr_patience: int = 3                     # plateau: epochs without improvement before the lr halves
     batch: int = 64
     clip: float = 1.0
     epochs: int = 100                        # at most
@@ -80,8 +83,9 @@ class Config:
 
     def __post_init__(self):
         self.split = tuple(float(f) for f in self.split)
-        for name in ("model", "cell", "loss"):
-            choices = {"model": MODELS, "cell": ("rnn", "lstm", "gru"), "loss": LOSSES}[name]
+        for name in ("model", "cell", "loss", "schedule"):
+            choices = {"model": MODELS, "cell": ("rnn", "lstm", "gru"), "loss": LOSSES,
+                       "schedule": ("plateau", "cosine")}[name]
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, but was given {getattr(self, name)!r}.")
         for name in ("lookback", "horizon", "stride", "hidden", "layers", "batch", "epochs", "patience"):
@@ -166,18 +170,24 @@ def fit_with_early_stopping(task: ForecastTask, run: Path, config: Config, log=N
     Prints one line per epoch to `log` (default stderr)."""
     log = log or sys.stderr
     optimizer = Adam(task.model.parameters(), lr=config.lr)
-    plateau = ReduceLROnPlateau(optimizer, factor=0.5, patience=config.lr_patience)
+    plateau, cosine = None, None
+    if config.schedule == "plateau":
+        plateau = ReduceLROnPlateau(optimizer, factor=0.5, patience=config.lr_patience)
+    else:  # one batch of warm-up per 100 planned steps, then down to 1% of the lr at the last epoch's end
+        total = config.epochs * task.batches_per_epoch()
+        cosine = CosineWarmup(optimizer, warmup_steps=total // 100, total_steps=total, min_lr=config.lr / 100)
     state, stale = TrainState(), 0
     for epoch in range(config.epochs):
         best_before = state.best_val
-        state, interrupted = fit(task, optimizer, None, run, Budget(epochs=epoch + 1),
+        state, interrupted = fit(task, optimizer, cosine, run, Budget(epochs=epoch + 1),
                                  eval_every=task.batches_per_epoch(), clip=config.clip, state=state,
                                  progress=False)
         if interrupted:
             print("interrupted: stopping early with the best weights so far.", file=log)
             break
         record = read_metrics(run)[-1]
-        plateau.step(record["val_loss"])
+        if plateau is not None:
+            plateau.step(record["val_loss"])
         improved = best_before is None or state.best_val < best_before
         stale = 0 if improved else stale + 1
         print(f"epoch {epoch + 1}: train {record['train_loss']:.4f}, val {record['val_loss']:.4f}"

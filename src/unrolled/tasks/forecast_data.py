@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.series import Series, load_series
+from ..data.series import Series, load_series, with_calendar
 from ..data.windows import Normaliser, Split, Windows, chronological_split
 
 
@@ -66,8 +66,9 @@ def load(config) -> Series:
         raise ValueError("give the CSV file to learn from with --data.")
     if not config.target:
         raise ValueError("give the column to forecast with --target.")
-    return load_series(config.data, config.target, config.features, config.time_col, config.missing,
-                       config.categorical, config.resample)
+    series = load_series(config.data, config.target, config.features, config.time_col, config.missing,
+                         config.categorical, config.resample)
+    return with_calendar(series) if config.calendar else series
 
 
 def model_values(series: Series, log: bool) -> np.ndarray:

@@ -49,8 +49,9 @@ def report(config, data, results: dict, final: dict, best: str) -> str:
         shown = "**model**" if name == "model" else name.replace("baseline_", "")
         lines.append(f"| {shown} | {s['mae']:.4g} | {s['rmse']:.4g} | {s['smape']:.4g} | {s['mase']:.4g} |")
     model_mae, best_mae = results["scores"]["model"]["mae"], results["scores"][f"baseline_{best}"]["mae"]
-    lines += ["", f"The model's MAE is {100 * (1 - model_mae / best_mae):+.1f}% below the best baseline ({best}). "
-              f"MASE is scaled by the seasonal naive MAE on the training period ({results['mase_scale']:.4g}).", ""]
+    change = 100 * (1 - model_mae / best_mae)
+    lines += ["", f"The model's MAE is {abs(change):.1f}% {'below' if change >= 0 else 'above'} the best baseline's "
+              f"({best}). MASE is scaled by the seasonal naive MAE on the training period ({results['mase_scale']:.4g}).", ""]
     if config.horizon > 1:
         curves = results["curves"]
         lines += ["## MAE by step ahead", "", "| step | " + " | ".join(k.replace("baseline_", "") for k in curves) + " |",
