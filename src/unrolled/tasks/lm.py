@@ -176,7 +176,7 @@ class LanguageModelTask:
             return
         rng = np.random.default_rng([self.config.seed, step])  # its own stream: training RNGs untouched
         prompt = default_prompt(self.corpus.vocab)
-        ids = decoding.sample(self.model.step, prompt, self.config.sample_length, temperature=0.8, rng=rng)
+        ids = decoding.sample(known_tokens_only(self.model.step), prompt, self.config.sample_length, temperature=0.8, rng=rng)
         text = detokenize(self.config.level, self.corpus.vocab, list(prompt) + list(ids))
         path = self.run / SAMPLES
         before = path.read_text(encoding="utf-8") if path.exists() else ""
@@ -218,6 +218,16 @@ def make_optimizer(model: LanguageModel, config: Config, steps_per_epoch: int):
 
 def detokenize(level: str, vocab: Vocab, ids) -> str:
     return get_tokenizer(level).detokenize(vocab.decode(np.asarray(ids, dtype=np.int64)))
+
+
+def known_tokens_only(step):
+    """A decoding step function that never proposes `<unk>` (id 0): generated text has real words."""
+    def wrapped(tokens, state):
+        logits, state = step(tokens, state)
+        logits = logits.copy()
+        logits[:, 0] = -np.inf
+        return logits, state
+    return wrapped
 
 
 def default_prompt(vocab: Vocab) -> np.ndarray:
@@ -314,11 +324,11 @@ def generate_from_run(run, prompt: str | None = None, length: int = 400, tempera
         shown = text
 
     if beam is not None:
-        best, _ = decoding.beam_search(model.step, prompt_ids, length, beam_width=beam)[0]
+        best, _ = decoding.beam_search(known_tokens_only(model.step), prompt_ids, length, beam_width=beam)[0]
         for token in best:
             on_token(token)
     else:
-        decoding.sample(model.step, prompt_ids, length, temperature=temperature, top_k=top_k, top_p=top_p,
+        decoding.sample(known_tokens_only(model.step), prompt_ids, length, temperature=temperature, top_k=top_k, top_p=top_p,
                         rng=np.random.default_rng(seed), on_token=on_token)
     out.write("\n")
     return shown
