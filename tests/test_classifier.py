@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from unrolled.core.module import Module
 from unrolled.data.classification import build_vocab
 from unrolled.models.classifier import TextClassifier, load_word_vectors
 from unrolled.testing import gradcheck
@@ -32,6 +33,42 @@ def test_gradcheck_stacked_multiclass_with_dropout(pooling):
                            pooling=pooling, dropout=0.0, seed=3).double()
     ids, lengths = _batch(rng, vocab=9)
     gradcheck(model, (ids,), dict(lengths=lengths), rtol=1e-6)
+
+
+class _SameMasks(Module):
+    """The classifier with its word-dropout generator rewound before every forward: the same masks each time."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self._state = model.rng.bit_generator.state
+
+    def forward(self, ids, lengths=None):
+        self.model.rng.bit_generator.state = self._state
+        return self.model(ids, lengths)
+
+    def backward(self, dlogits):
+        return self.model.backward(dlogits)
+
+
+@pytest.mark.parametrize("pooling", ["last", "max"])
+def test_gradcheck_through_word_dropout(pooling):
+    rng = np.random.default_rng(11)
+    model = TextClassifier(9, embed=3, hidden=3, cell="gru", pooling=pooling, embed_dropout=0.4, seed=12).double()
+    ids, lengths = _batch(rng, vocab=9)
+    gradcheck(_SameMasks(model), (ids,), dict(lengths=lengths), rtol=1e-6)
+
+
+def test_word_dropout_drops_whole_words_while_training_only():
+    model = TextClassifier(50, embed=8, hidden=3, embed_dropout=0.5, seed=0)
+    ids = np.arange(2, 42).reshape(2, 20)
+    model(ids)
+    model.backward(np.ones(2, dtype=np.float32))
+    rows = np.abs(model.embedding.weight.grad[2:42]).sum(1)        # one row per word read once
+    dropped = rows == 0
+    assert 5 < dropped.sum() < 35                                  # about half the words, each entirely
+    eval_probs = model.predict_proba(ids)
+    np.testing.assert_array_equal(eval_probs, model.predict_proba(ids))  # eval: no masks
 
 
 def test_gradcheck_unidirectional_gru_without_lengths():
@@ -98,6 +135,7 @@ def test_predict_proba_keeps_no_cache_and_keeps_the_mode():
     (dict(pooling="attention"), "pooling must be one of"),
     (dict(num_classes=1), "num_classes must be an integer >= 2"),
     (dict(dropout=1.0), "dropout must lie in"),
+    (dict(embed_dropout=-0.1), "embed_dropout must lie in"),
 ])
 def test_bad_arguments_are_one_sentence(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli import dropout_rate, positive_float, positive_int
+from .cli import dropout_rate, nonnegative_float, positive_float, positive_int
 from .runs import read_json
 from .tasks import sentiment
 
@@ -13,8 +13,8 @@ DEFAULT_COMPARE_OUT = "runs/sentiment-compare"
 COMPARE_MINUTES = 16.0
 # train flags that set a Config field of the same name (dashes become underscores)
 CONFIG_FLAGS = ("data", "text_column", "label_column", "cell", "bidirectional", "layers", "embed", "hidden", "pooling",
-                "dropout", "vectors", "max_len", "truncation", "min_freq", "max_vocab", "batch", "lr", "epochs",
-                "minutes", "seed", "eval_every")
+                "dropout", "embed_dropout", "vectors", "max_len", "truncation", "min_freq", "max_vocab", "batch", "lr",
+                "weight_decay", "epochs", "minutes", "seed", "eval_every")
 
 
 def _model_flags(parser, cell: bool = True) -> None:
@@ -33,6 +33,8 @@ def _model_flags(parser, cell: bool = True) -> None:
     parser.add_argument("--hidden", type=positive_int, metavar="N", help=f"units per direction (default {d.hidden})")
     parser.add_argument("--pooling", choices=("last", "mean", "max"), help=f"over the valid steps (default {d.pooling})")
     parser.add_argument("--dropout", type=dropout_rate, metavar="P", help=f"before the head (default {d.dropout})")
+    parser.add_argument("--embed-dropout", type=dropout_rate, metavar="P",
+                        help=f"whole words dropped while training (default {d.embed_dropout})")
     parser.add_argument("--vectors", metavar="PATH", help="pretrained word vectors, word2vec/GloVe text format")
     parser.add_argument("--max-len", type=positive_int, metavar="N", help=f"tokens kept per review (default {d.max_len})")
     parser.add_argument("--truncation", choices=("head", "tail", "both"),
@@ -41,6 +43,8 @@ def _model_flags(parser, cell: bool = True) -> None:
     parser.add_argument("--max-vocab", type=positive_int, metavar="N", help=f"vocabulary size cap (default {d.max_vocab})")
     parser.add_argument("--batch", type=positive_int, metavar="N", help=f"reviews per step (default {d.batch})")
     parser.add_argument("--lr", type=positive_float, metavar="X", help=f"peak learning rate of Adam (default {d.lr})")
+    parser.add_argument("--weight-decay", type=nonnegative_float, metavar="X",
+                        help=f"AdamW's decoupled weight decay, 0 for Adam (default {d.weight_decay})")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=positive_int, metavar="N")
     budget.add_argument("--minutes", type=positive_float, metavar="M", help="minutes of training time per model")

@@ -1,6 +1,7 @@
 """A recurrent text classifier: Embedding -> (bi)directional RNN/LSTM/GRU -> pooling -> Dropout -> Linear.
 
-    model = TextClassifier(vocab_size=30_000, num_classes=2, cell="gru", bidirectional=True, pooling="max")
+    model = TextClassifier(vocab_size=30_000, num_classes=2, cell="gru", bidirectional=True, pooling="max",
+                           embed_dropout=0.25, dropout=0.5)
     logits = model(ids, lengths)         # ids (B, T) int64 padded, lengths (B,) -> (B,) binary, (B, C) else
     loss, dlogits = model.loss(logits, labels)
     model.backward(dlogits)              # gradients of every weight, through the whole model
@@ -11,6 +12,10 @@ Pooling reads only each review's valid steps, so padding never changes a predict
   reverse one after its first), taken from the layer's h_n;
 - "mean": the average of the top layer's outputs over the valid steps;
 - "max": the largest value of each feature over the valid steps (its gradient goes to that step).
+
+While training, `embed_dropout` drops whole words (every component of a word's vector at once,
+the rest scaled by 1/(1-p)), so the model cannot lean on a few telltale words; `dropout` acts on
+the pooled features.
 
 Two classes use one logit and the binary cross-entropy (probability of class 1 = sigmoid); more
 use one logit per class and the softmax cross-entropy. Layer names: `embedding`, `rnn` (PyTorch's
@@ -38,7 +43,7 @@ class TextClassifier(Module):
 
     def __init__(self, vocab_size: int, num_classes: int = 2, embed: int = 128, hidden: int = 64, layers: int = 1,
                  cell: str = "gru", bidirectional: bool = True, pooling: str = "max", dropout: float = 0.0,
-                 padding_idx: int | None = None, dtype=np.float32, seed=None):
+                 embed_dropout: float = 0.0, padding_idx: int | None = None, dtype=np.float32, seed=None):
         super().__init__()
         for name, value in (("vocab_size", vocab_size), ("embed", embed), ("hidden", hidden), ("layers", layers)):
             if not isinstance(value, (int, np.integer)) or value < 1:
@@ -49,13 +54,16 @@ class TextClassifier(Module):
             raise ValueError(f"cell must be one of {', '.join(CELLS)}, but was given {cell!r}.")
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, but was given {pooling!r}.")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), but was given {dropout}.")
+        for name, p in (("dropout", dropout), ("embed_dropout", embed_dropout)):
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"{name} must lie in [0, 1), but was given {p}.")
         rng = init.as_generator(seed)
+        self.rng = rng                                              # word dropout's masks
         self.vocab_size, self.num_classes = int(vocab_size), int(num_classes)
         self.embed, self.hidden, self.layers = int(embed), int(hidden), int(layers)
         self.cell, self.bidirectional, self.pooling = cell, bool(bidirectional), pooling
         self.directions = 2 if bidirectional else 1
+        self.embed_dropout = float(embed_dropout)
         self.dtype = np.dtype(dtype)
         self.embedding = Embedding(vocab_size, embed, padding_idx=padding_idx, dtype=dtype, seed=rng)
         self.rnn = CELLS[cell](embed, hidden, num_layers=layers, bidirectional=bidirectional,
@@ -84,22 +92,27 @@ class TextClassifier(Module):
         """ids (B, T), lengths (B,) -> pooled features (B, D*H), before dropout and the head."""
         ids, lengths = self._check(ids, lengths)
         x = self.embedding(ids.T)                                   # (T, B, E)
+        words = None
+        if self.training and self.embed_dropout > 0:
+            keep = 1.0 - self.embed_dropout
+            words = (self.rng.random(x.shape[:2] + (1,)) < keep).astype(self.dtype) / self.dtype.type(keep)  # (T, B, 1)
+            x = x * words
         out, state = self.rnn(x, lengths=lengths)                   # (T, B, D*H)
         h_n = state[0] if self.cell == "lstm" else state            # (L*D, B, H)
         T, B, F = out.shape
         if self.pooling == "last":
             top = h_n[-self.directions:]                            # (D, B, H)
             pooled = np.concatenate(list(top), axis=1)              # (B, D*H)
-            self._save(("last", None, (T, B, F)))
+            self._save(("last", None, words, (T, B, F)))
         elif self.pooling == "mean":
             pooled = out.sum(axis=0) / lengths[:, None].astype(self.dtype)   # (B, D*H); padding is zero
-            self._save(("mean", lengths, (T, B, F)))
+            self._save(("mean", lengths, words, (T, B, F)))
         else:
             valid = np.arange(T)[:, None] < lengths                 # (T, B)
             masked = np.where(valid[..., None], out, -np.inf)       # (T, B, D*H)
             where = masked.argmax(axis=0)                           # (B, D*H)
             pooled = np.take_along_axis(out, where[None], axis=0)[0]   # (B, D*H)
-            self._save(("max", where, (T, B, F)))
+            self._save(("max", where, words, (T, B, F)))
         return pooled
 
     def forward(self, ids, lengths=None) -> np.ndarray:
@@ -111,7 +124,7 @@ class TextClassifier(Module):
         """Back-propagate dlogits (shaped like the logits) into every weight; ids have no gradient."""
         dlogits = np.asarray(dlogits, dtype=self.dtype)
         d_pooled = self.drop.backward(self.fc.backward(dlogits[:, None] if self.num_classes == 2 else dlogits))
-        kind, saved, (T, B, F) = self._restore()
+        kind, saved, words, (T, B, F) = self._restore()
         H, D = self.hidden, self.directions
         if kind == "last":
             d_h_n = np.zeros((self.layers * D, B, H), self.dtype)  # (L*D, B, H)
@@ -127,7 +140,7 @@ class TextClassifier(Module):
             else:
                 np.put_along_axis(d_out, saved[None], d_pooled[None], axis=0)
             dx, _ = self.rnn.backward(d_out)
-        self.embedding.backward(dx)                                 # (T, B, E)
+        self.embedding.backward(dx if words is None else dx * words)   # (T, B, E)
 
     # ----- loss and prediction --------------------------------------------------------------
 

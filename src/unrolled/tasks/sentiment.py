@@ -30,7 +30,7 @@ from ..data.classification import PAD, TRUNCATIONS, ReviewTokenizer, bucket_batc
 from ..data.sentiment_sources import Examples, LabelledData, load_labelled
 from ..data.vocab import Vocab
 from ..models.classifier import POOLINGS, TextClassifier, load_word_vectors
-from ..optim import Adam, CosineWarmup
+from ..optim import Adam, AdamW, CosineWarmup
 from ..runs import append_metrics, create_run, read_config, read_metrics, write_json
 from ..train import Budget, TrainState, fit, resume, save_training_state
 
@@ -55,7 +55,8 @@ class Config:
     embed: int = 128
     hidden: int = 64
     pooling: str = "max"
-    dropout: float = 0.5
+    dropout: float = 0.5             # on the pooled features
+    embed_dropout: float = 0.0       # whole words dropped while training
     vectors: str | None = None       # word2vec/GloVe text file of `embed`-dimensional vectors
     max_len: int = 400               # tokens kept per review
     truncation: str = "both"         # keep the "head", the "tail" or "both" ends of a long review
@@ -65,6 +66,7 @@ class Config:
     test_fraction: float = 0.2       # of all texts, for sources without a test split
     batch: int = 64
     lr: float = 2e-3
+    weight_decay: float = 0.0        # AdamW's decoupled decay when > 0
     warmup: float = 0.02
     min_lr_ratio: float = 0.05
     clip: float = 5.0
@@ -171,7 +173,8 @@ def data_digest(prepared: Prepared) -> str:
 def build(config: Config, vocab: Vocab, num_classes: int) -> TextClassifier:
     model = TextClassifier(len(vocab), num_classes, embed=config.embed, hidden=config.hidden, layers=config.layers,
                            cell=config.cell, bidirectional=config.bidirectional, pooling=config.pooling,
-                           dropout=config.dropout, padding_idx=vocab.stoi[PAD], seed=config.seed)
+                           dropout=config.dropout, embed_dropout=config.embed_dropout, padding_idx=vocab.stoi[PAD],
+                           seed=config.seed)
     if config.vectors is not None:
         found, _ = load_word_vectors(config.vectors, vocab, config.embed)
         for row, vector in found.items():
@@ -238,8 +241,10 @@ class SentimentTask:
 
 
 def make_optimizer(model: TextClassifier, config: Config, steps_per_epoch: int):
-    """Adam, its schedule for an epoch budget (None for a time budget) and the time budget's lr setter."""
-    optimizer = Adam(model.parameters(), lr=config.lr)
+    """Adam (AdamW with weight decay), its schedule for an epoch budget (None for a time budget) and the
+    time budget's lr setter."""
+    optimizer = (AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay) if config.weight_decay
+                 else Adam(model.parameters(), lr=config.lr))
     total = config.epochs * steps_per_epoch if config.epochs is not None else _VIRTUAL_STEPS
     warmup = min(int(round(config.warmup * total)), total - 1)
     schedule = CosineWarmup(optimizer, warmup_steps=warmup, total_steps=total, min_lr=config.lr * config.min_lr_ratio)
