@@ -138,3 +138,27 @@ def test_sentence_without_words_and_missing_data_are_errors(run, tmp_path, capsy
         (moved / name).write_bytes((run / name).read_bytes())
     assert main(["translate", "eval", str(moved)]) == 2
     assert "gone.txt does not exist" in capsys.readouterr().err
+
+
+def test_training_loss_is_torchs_label_smoothed_cross_entropy_over_real_tokens():
+    import torch
+
+    from unrolled.core.module import no_grad
+    from unrolled.tasks import translate
+
+    config = translate.config_from("tutorial", data=str(FIXTURE), hidden=8, embed=8, batch=8, dropout=0.0,
+                                   label_smoothing=0.2, epochs=1)
+    corpus = translate.load_corpus(config)
+    model = translate.build(config, len(corpus.src_vocab), len(corpus.tgt_vocab))
+    task = translate.TranslationTask(model, corpus, config)
+    task.start_epoch(0)
+    batch = task.batcher.batch(task.order[0])
+    assert (batch.tgt_out == translate.PAD_ID).any()              # the batch has padding to ignore
+    with no_grad():
+        logits = translate.forward(model, batch)                  # (T, B, V)
+    loss, tokens = task.train_batch(0, 0)
+    assert tokens == batch.n_tokens
+    expected = torch.nn.functional.cross_entropy(
+        torch.tensor(logits.reshape(-1, logits.shape[-1]), dtype=torch.float64),
+        torch.tensor(batch.tgt_out.reshape(-1)), ignore_index=translate.PAD_ID, label_smoothing=0.2)
+    assert loss == pytest.approx(expected.item(), rel=1e-5)

@@ -369,7 +369,7 @@ def finish(run: Path, config: Config, corpus: Corpus, model, state: TrainState) 
     results = {k: v for k, v in scores.items() if k != "translations"}
     results.update(arch=config.arch, attention=config.attention if config.arch == "rnn" else "multi-head",
                    parameters=model.num_parameters(), steps=state.step, train_s=round(state.elapsed_s, 1),
-                   epochs=round(state.step / len(TranslationTask(model, corpus, config).batcher), 2),
+                   epochs=round(state.step / -(-len(corpus.train) // config.batch), 2),
                    test_loss=test_loss, sizes={"train": len(corpus.train), "val": len(corpus.val),
                                                "test": len(corpus.test), "src_vocab": len(corpus.src_vocab),
                                                "tgt_vocab": len(corpus.tgt_vocab)})
@@ -377,8 +377,8 @@ def finish(run: Path, config: Config, corpus: Corpus, model, state: TrainState) 
     metrics = [m for m in read_metrics(run) if "val_loss" in m]
     if metrics:
         plot_losses(metrics, run / "plots" / "loss.png", title=f"{describe(config)} translation", unit="nats/token")
-    first = scores["translations"][0]
-    source, target, weights = attention_of(model, first["source"], first["beam"], corpus.src_vocab, corpus.tgt_vocab)
+    longest = max(scores["translations"], key=lambda t: len(tokenize(t["source"])))  # the most to look at
+    source, target, weights = attention_of(model, longest["source"], longest["beam"], corpus.src_vocab, corpus.tgt_vocab)
     if weights is not None:
         plot_attention(weights, source, target, run / "plots" / "attention.png", title=describe(config))
     return results
