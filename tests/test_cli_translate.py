@@ -162,3 +162,10 @@ def test_training_loss_is_torchs_label_smoothed_cross_entropy_over_real_tokens()
         torch.tensor(logits.reshape(-1, logits.shape[-1]), dtype=torch.float64),
         torch.tensor(batch.tgt_out.reshape(-1)), ignore_index=translate.PAD_ID, label_smoothing=0.2)
     assert loss == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_resume_of_a_finished_run_is_refused_and_leaves_it_alone(run, capsys):
+    before = (run / "metrics.jsonl").read_bytes()
+    assert main(["translate", "train", "--resume", str(run)]) == 2
+    assert "has already spent its budget" in capsys.readouterr().err
+    assert (run / "metrics.jsonl").read_bytes() == before
