@@ -84,7 +84,7 @@ PRESETS = {
     # measured on the 2-core machine: see README "Language models"
     "quick": dict(cell="lstm", layers=1, hidden=256, embed=64, dropout=0.0, seq_len=100, batch=16, lr=3e-3,
                   epochs=None, minutes=5.0, eval_every=200),
-    "full": dict(cell="lstm", layers=2, hidden=512, embed=64, dropout=0.2, seq_len=128, batch=64, lr=2e-3,
+    "full": dict(cell="lstm", layers=2, hidden=256, embed=64, dropout=0.1, seq_len=100, batch=16, lr=3e-3,
                  epochs=None, minutes=30.0, eval_every=200),
 }
 
@@ -244,7 +244,7 @@ def encode_prompt(level: str, vocab: Vocab, prompt: str) -> np.ndarray:
 
 # ----- training ----------------------------------------------------------------------------------
 
-def train(config: Config, out=None, resume_from=None, progress: bool = True) -> tuple[Path, object, bool]:
+def train(config: Config | None, out=None, resume_from=None, progress: bool = True) -> tuple[Path, TrainState, bool]:
     """Train a new run into `out`, or continue the run in `resume_from`; returns (run, state, interrupted).
 
     Everything is checked (data, vocabulary, sizes, budget) before the run folder is touched.
