@@ -38,7 +38,11 @@ LATEST = "checkpoint"
 
 
 class Task(Protocol):
-    """What `fit` needs from a task (language model, classifier, forecaster, ...)."""
+    """What `fit` needs from a task (language model, classifier, forecaster, ...).
+
+    Optionally `eval_metrics() -> dict`, called after `evaluate()`: more numbers for the metrics
+    record (a classifier's accuracy, ...).
+    """
 
     model: Module
 
