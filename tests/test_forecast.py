@@ -64,22 +64,28 @@ def test_normalisation_windows_and_baselines_never_see_the_test_period():
     assert data.windows.target_rows(data.train).max() < data.split.train_end
     assert data.train.max() < data.split.train_end                    # inputs end inside training too
     assert data.windows.target_rows(data.test).min() == data.split.val_end
-    b1 = forecast.baseline_forecasts(data, data.val, 1e-3)
-    b2 = forecast.baseline_forecasts(again, again.val, 1e-3)
+    b1 = forecast.baseline_forecasts(data, data.val)
+    b2 = forecast.baseline_forecasts(again, again.val)
     for name in b1:                                                   # the AR is fitted on training windows only
         np.testing.assert_array_equal(b1[name], b2[name])
 
 
-def test_framing_log_relative_round_trip():
+@pytest.mark.parametrize("base", ["none", "last", "ar"])
+def test_framing_round_trip(base):
     config = forecast.Config(data=str(AIRLINE), target="Passengers", lookback=12, horizon=3, test_last=24,
-                             log=True, relative=True)
+                             log=True, base=base)
     data = prepare(config)
     origins = data.test
     x, level = data.inputs(origins)
     y = data.targets(origins, level)
-    assert np.all(x[-1, :, 0] == 0)                                  # relative to the window's last value
     truth = data.series.target_values[data.windows.target_rows(origins)]
     np.testing.assert_allclose(data.original_units(y + level), truth, rtol=1e-12)
+    if base == "last":
+        assert np.all(x[-1, :, 0] == 0)                              # relative to the window's last value
+        np.testing.assert_array_equal(level, np.repeat(data.windows.inputs(origins)[-1, :, :1], 3, axis=1))
+    if base == "ar":
+        np.testing.assert_array_equal(level, data.ar.predict(data.windows, origins))
+        np.testing.assert_array_equal(x, data.windows.inputs(origins))
     with pytest.raises(ValueError, match="log needs a target above zero"):
         data.series.values[5, 0] = -1
         prepare(config, data.series)
@@ -100,7 +106,7 @@ def test_too_short_series(overrides, message):
 # ----- training, evaluation and predict ------------------------------------------------------------
 
 SMALL = dict(data=str(AIRLINE), target="Passengers", test_last=24, val_last=12, lookback=12, horizon=2,
-             hidden=8, batch=16, lr=5e-3, epochs=6, patience=3, log=True, relative=True, seed=5)
+             hidden=8, batch=16, lr=5e-3, epochs=6, patience=3, log=True, base="last", seed=5)
 
 
 def test_training_is_reproducible_restores_the_best_weights_and_compares_baselines(tmp_path):
@@ -110,7 +116,7 @@ def test_training_is_reproducible_restores_the_best_weights_and_compares_baselin
     assert res1["scores"] == res2["scores"]                          # same seed, same numbers
     records = [json.loads(line) for line in (run1 / "metrics.jsonl").read_text().splitlines()]
     epochs, final = records[:-1], records[-1]
-    config, model, normaliser, _ = forecast.load_run(run1)
+    config, model, _, _, _ = forecast.load_run(run1)
     data = prepare(config)
     task = forecast.ForecastTask(model, data, config)
     assert task.evaluate() == pytest.approx(min(r["val_loss"] for r in epochs), rel=1e-6)  # best weights back
@@ -128,10 +134,12 @@ def test_training_is_reproducible_restores_the_best_weights_and_compares_baselin
 
 
 def test_predict_writes_the_steps_after_the_data(tmp_path):
-    config = forecast.Config(**{**SMALL, "epochs": 3, "schedule": "cosine", "calendar": True})
+    config = forecast.Config(**{**SMALL, "epochs": 3, "schedule": "cosine", "calendar": True, "base": "ar"})
     run, _ = forecast.train(config, tmp_path / "run", log=open(tmp_path / "log", "w"))
     lrs = [json.loads(line).get("lr") for line in (run / "metrics.jsonl").read_text().splitlines()[:-1]]
     assert lrs[0] > lrs[1] > lrs[2] == pytest.approx(SMALL["lr"] / 100)    # the cosine ends at 1% of the lr
+    _, _, _, ar, _ = forecast.load_run(run)
+    np.testing.assert_array_equal(ar.coef, prepare(config).ar.coef)      # the base forecast predict adds
     path = forecast.predict(run)
     lines = path.read_text().splitlines()
     assert path == run / "forecast.csv" and lines[0] == "step,time,Passengers"

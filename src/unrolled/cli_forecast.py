@@ -8,12 +8,12 @@ from __future__ import annotations
 import argparse
 
 from .cli import dropout_rate, nonnegative_float, nonnegative_int, positive_float, positive_int
-from .tasks import forecast
+from .tasks import forecast, forecast_data
 
 # train flags that set a Config field of the same name (dashes become underscores)
 CONFIG_FLAGS = ("data", "target", "features", "time_col", "missing", "categorical", "resample", "calendar",
                 "split", "test_last", "val_last", "lookback", "horizon", "gap", "stride", "season", "ma_window",
-                "ridge", "log", "relative", "model", "cell", "hidden", "layers", "dropout", "loss", "lr",
+                "ridge", "log", "base", "model", "cell", "hidden", "layers", "dropout", "loss", "lr",
                 "schedule", "lr_patience", "batch", "clip", "epochs", "patience", "minutes", "seed")
 DEFAULT_OUT = "runs/forecast"
 
@@ -69,8 +69,9 @@ def register(tasks) -> None:
     windows.add_argument("--ma-window", type=positive_int, metavar="N", help="moving-average baseline (default the season)")
     windows.add_argument("--ridge", type=nonnegative_float, metavar="X", help="ridge of the linear AR baseline (default 1e-3)")
     windows.add_argument("--log", action="store_const", const=True, help="model the log of a positive target")
-    windows.add_argument("--relative", action="store_const", const=True,
-                         help="model changes from the last value of each window (for trending series)")
+    windows.add_argument("--base", choices=forecast_data.BASES,
+                         help="what the model corrects: nothing (default), the last value (for trending series) "
+                              "or the linear AR baseline's forecast")
     model = train.add_argument_group("model and training")
     model.add_argument("--model", choices=tuple(forecast.MODELS), help="dense head or encoder-decoder (default direct)")
     model.add_argument("--cell", choices=("rnn", "lstm", "gru"), help="recurrent cell (default gru)")

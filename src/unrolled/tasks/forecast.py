@@ -28,12 +28,13 @@ from ..checkpoint import load_checkpoint, prefixed, save_checkpoint, section
 from ..core.module import Module, no_grad
 from ..data.windows import Normaliser, Windows
 from ..forecasting import baselines, metrics
+from ..forecasting.baselines import LinearAR
 from ..forecasting.model import EncoderDecoderForecaster, Forecaster
 from ..layers import HuberLoss, L1Loss, MSELoss
 from ..optim import Adam, CosineWarmup, ReduceLROnPlateau
 from ..runs import append_metrics, atomic_write_text, create_run, read_config, read_metrics
 from ..train import Budget, TrainState, fit
-from .forecast_data import Framing, Prepared, aligned, future_times, load, model_values, prepare
+from .forecast_data import BASES, Framing, Prepared, aligned, future_times, load, model_values, prepare
 
 TASK = "forecast"
 DATA = "data"                      # data.npz + data.json: normalisation and columns, for predict
@@ -64,7 +65,7 @@ class Config:
     ma_window: int | None = None             # moving-average baseline; None: the season (or the lookback)
     ridge: float = 1e-3                      # of the linear autoregressive baseline
     log: bool = False                        # model the log of a positive target (swings that grow with the level)
-    relative: bool = False                   # model the change from the window's last target value (trends)
+    base: str = "none"                       # the model corrects: "none", "last" value, or the linear "ar"
     model: str = "direct"                    # "direct" (dense head) or "encdec" (encoder-decoder)
     cell: str = "gru"
     hidden: int = 32
@@ -83,9 +84,9 @@ class Config:
 
     def __post_init__(self):
         self.split = tuple(float(f) for f in self.split)
-        for name in ("model", "cell", "loss", "schedule"):
+        for name in ("model", "cell", "loss", "schedule", "base"):
             choices = {"model": MODELS, "cell": ("rnn", "lstm", "gru"), "loss": LOSSES,
-                       "schedule": ("plateau", "cosine")}[name]
+                       "schedule": ("plateau", "cosine"), "base": BASES}[name]
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, but was given {getattr(self, name)!r}.")
         for name in ("lookback", "horizon", "stride", "hidden", "layers", "batch", "epochs", "patience"):
@@ -115,13 +116,13 @@ def build(config: Config, n_features: int, dtype=np.float32) -> Module:
 
 
 def forecast_windows(model: Module, framing: Framing, origins: np.ndarray, batch: int = 1024) -> np.ndarray:
-    """(B, H) normalised forecasts of the windows at `origins` (levels added back), without caches."""
+    """(B, H) normalised forecasts of the windows at `origins` (base forecasts added), without caches."""
     out = np.empty((len(origins), framing.windows.horizon))
     dtype = model.parameters()[0].dtype
     with no_grad():
         for i in range(0, len(origins), batch):
-            x, level = framing.inputs(origins[i:i + batch], dtype)
-            out[i:i + len(level)] = model(x) + level
+            x, base = framing.inputs(origins[i:i + batch], dtype)
+            out[i:i + len(base)] = model(x) + base
     return out
 
 
@@ -142,8 +143,8 @@ class ForecastTask:
 
     def train_batch(self, epoch: int, index: int) -> tuple[float, int]:
         origins = self.order[index * self.config.batch:(index + 1) * self.config.batch]
-        x, level = self.data.inputs(origins, self.dtype)                           # (L, B, F), (B, 1)
-        y = self.data.targets(origins, level, self.dtype)                          # (B, H)
+        x, base = self.data.inputs(origins, self.dtype)                            # (L, B, F), (B, H)
+        y = self.data.targets(origins, base, self.dtype)                           # (B, H)
         loss = self.loss(self.model(x), y)
         self.model.backward(self.loss.backward())
         return float(loss), len(origins)
@@ -207,7 +208,7 @@ def fit_with_early_stopping(task: ForecastTask, run: Path, config: Config, log=N
 
 # ----- evaluation ----------------------------------------------------------------------------------
 
-def baseline_forecasts(data: Prepared, origins: np.ndarray, ridge: float) -> dict[str, np.ndarray]:
+def baseline_forecasts(data: Prepared, origins: np.ndarray) -> dict[str, np.ndarray]:
     """Every baseline's (B, H) forecasts in original units; one without enough history is left out."""
     y, w = data.series.target_values, data.windows
     out = {"persistence": baselines.persistence(y, origins, w.horizon, w.gap)}
@@ -215,8 +216,7 @@ def baseline_forecasts(data: Prepared, origins: np.ndarray, ridge: float) -> dic
         out["seasonal_naive"] = baselines.seasonal_naive(y, origins, w.horizon, data.season, w.gap)
     if origins.min() + 1 >= data.ma_window:
         out["moving_average"] = baselines.moving_average(y, origins, w.horizon, data.ma_window, w.gap)
-    ar = baselines.LinearAR(ridge).fit(w, w.origins(0, data.split.train_end))
-    out["linear_ar"] = data.original_units(ar.predict(w, origins))
+    out["linear_ar"] = data.original_units(data.ar.predict(w, origins))
     return out
 
 
@@ -224,7 +224,7 @@ def evaluate(model: Module, data: Prepared, config: Config) -> dict:
     """Test-period forecasts of the model and the baselines in original units, with their errors."""
     truth = data.series.target_values[data.windows.target_rows(data.test)]                  # (B, H)
     forecasts = {"model": data.original_units(forecast_windows(model, data, data.test))}
-    forecasts.update({f"baseline_{k}": v for k, v in baseline_forecasts(data, data.test, config.ridge).items()})
+    forecasts.update({f"baseline_{k}": v for k, v in baseline_forecasts(data, data.test).items()})
     scale = metrics.naive_scale(data.series.target_values[:data.split.train_end], data.season)
     scores = {name: metrics.summary(truth, p, scale) for name, p in forecasts.items()}
     curves = {name: metrics.by_horizon(truth, p) for name, p in forecasts.items()}
@@ -249,9 +249,9 @@ def train(config: Config, out, log=None) -> tuple[Path, dict]:
     What cleaning did and one line per epoch go to `log` (default stderr)."""
     log = log or sys.stderr
     data = prepare(config)
-    baseline_forecasts(data, data.test[:1], config.ridge)   # a baseline that cannot run fails before the run
+    baseline_forecasts(data, data.test[:1])   # a baseline that cannot run fails before the run folder exists
     run = create_run(out, config.to_dict())
-    save_checkpoint(run, prefixed("normaliser", data.normaliser.state_dict()),
+    save_checkpoint(run, {**prefixed("normaliser", data.normaliser.state_dict()), "ar/coef": data.ar.coef},
                     {"columns": data.series.columns, "report": data.series.report, "season": data.season,
                      "split": list(data.split.sizes)}, DATA)
     for line in data.series.report:
@@ -271,16 +271,19 @@ def train(config: Config, out, log=None) -> tuple[Path, dict]:
 
 # ----- forecasting from a trained run ----------------------------------------------------------------
 
-def load_run(run) -> tuple[Config, Module, Normaliser, dict]:
-    """The config, the best model (eval mode), the normaliser and the data metadata of a run."""
+def load_run(run) -> tuple[Config, Module, Normaliser, LinearAR, dict]:
+    """The config, the best model (eval mode), the normaliser, the fitted linear AR and the data
+    metadata (columns, cleaning report, season, split sizes) of a run."""
     run = Path(run)
     config = Config.from_dict(read_config(run, TASK))
     arrays, meta = load_checkpoint(run, DATA)
     normaliser = Normaliser.from_state_dict(section(arrays, "normaliser"))
+    ar = LinearAR(config.ridge)
+    ar.coef = arrays["ar/coef"]
     weights, _ = load_checkpoint(run, "best")
     model = build(config, len(meta["columns"]))
     model.load_state_dict(section(weights, "model"))
-    return config, model.eval(), normaliser, meta
+    return config, model.eval(), normaliser, ar, meta
 
 
 def predict(run, data=None, out=None) -> Path:
@@ -290,7 +293,7 @@ def predict(run, data=None, out=None) -> Path:
     to `out` (default: forecast.csv in the run folder) and returns its path.
     """
     run = Path(run)
-    config, model, normaliser, meta = load_run(run)
+    config, model, normaliser, ar, meta = load_run(run)
     if data is not None:
         config = dataclasses.replace(config, data=str(data))
     series = aligned(load(config), meta["columns"], config.data)
@@ -299,7 +302,7 @@ def predict(run, data=None, out=None) -> Path:
                          f"lookback of {config.lookback} the model reads.")
     windows = Windows(normaliser.transform(model_values(series, config.log)), config.lookback, config.horizon,
                       config.gap)
-    framing = Framing(windows, normaliser, config.log, config.relative)
+    framing = Framing(windows, normaliser, config.log, config.base, ar)
     y = framing.original_units(forecast_windows(model, framing, np.array([len(series) - 1])))[0]  # (H,)
     steps = config.gap + 1 + np.arange(config.horizon)
     header = ["step"] + (["time"] if series.time is not None else []) + [series.target]

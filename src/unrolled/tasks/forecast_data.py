@@ -1,15 +1,19 @@
 """The data side of a forecasting run: from a Config to split, normalised windows the model can read.
 
     data = prepare(config)                      # load, clean, split, normalise (training rows), window
-    x, level = data.inputs(data.train[:64])     # (L, B, F) and (B, 1): what the model reads
-    y = data.targets(data.train[:64], level)    # (B, H): what it learns to output
-    data.original_units(model(x) + level)       # its forecasts in the units of the file
+    x, base = data.inputs(data.train[:64])      # (L, B, F) and (B, H): what the model reads, and builds on
+    y = data.targets(data.train[:64], base)     # (B, H): what it learns to output
+    data.original_units(model(x) + base)        # its forecasts in the units of the file
 
 How the model sees the target (a `Framing`): normalised with the training period's statistics,
-optionally as its log (`log`, for a positive series whose swings grow with its level), and
-optionally relative to the window's last value (`relative`, for a trending series: inputs and
-targets of the target column become changes from that level, so a level never seen in training
-still looks familiar). The other columns are only normalised.
+optionally as its log (`log`, for a positive series whose swings grow with its level), and as a
+correction to a base forecast (`base`):
+- "none": the model forecasts the values themselves;
+- "last": the change from the window's last value; the target column of the inputs becomes the
+  change from that value too, so a trending series' new levels still look familiar;
+- "ar": what the linear autoregressive baseline (fitted on the training windows) misses, as in
+  the hybrid linear + neural models of Zhang (2003) or LSTNet's autoregressive highway.
+The other columns are only normalised.
 """
 from __future__ import annotations
 
@@ -20,27 +24,35 @@ import numpy as np
 
 from ..data.series import Series, load_series, with_calendar
 from ..data.windows import Normaliser, Split, Windows, chronological_split
+from ..forecasting.baselines import LinearAR
+
+BASES = ("none", "last", "ar")
 
 
 @dataclass
 class Framing:
-    """Normalised windows over a series and the way back to original units."""
+    """Normalised windows over a series, the base forecast the model corrects, and the way back."""
 
     windows: Windows
     normaliser: Normaliser
     log: bool
-    relative: bool
+    base: str
+    ar: LinearAR                             # fitted on the training windows
 
     def inputs(self, origins: np.ndarray, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
-        """Model inputs (L, B, F) and the level (B, 1) the target column is taken relative to."""
+        """Model inputs (L, B, F) and the base forecast (B, H) its output is added to."""
         x = self.windows.inputs(origins)                                  # (L, B, F), a fresh copy
-        level = x[-1, :, :1].copy() if self.relative else np.zeros((len(origins), 1))  # (B, 1)
-        x[:, :, 0] -= level[:, 0]
-        return x.astype(dtype), level
+        if self.base == "ar":
+            return x.astype(dtype), self.ar.predict(self.windows, origins)
+        base = np.zeros((len(origins), self.windows.horizon))             # (B, H)
+        if self.base == "last":
+            base += x[-1, :, :1]
+            x[:, :, 0] -= base[:, 0]
+        return x.astype(dtype), base
 
-    def targets(self, origins: np.ndarray, level: np.ndarray, dtype=np.float64) -> np.ndarray:
-        """Model targets (B, H): the normalised values ahead, less the level."""
-        return (self.windows.targets(origins) - level).astype(dtype)
+    def targets(self, origins: np.ndarray, base: np.ndarray, dtype=np.float64) -> np.ndarray:
+        """Model targets (B, H): the normalised values ahead, less the base forecast."""
+        return (self.windows.targets(origins) - base).astype(dtype)
 
     def original_units(self, y: np.ndarray) -> np.ndarray:
         """Normalised target values (of the log, if any) back in the units of the file."""
@@ -102,9 +114,10 @@ def prepare(config, series: Series | None = None) -> Prepared:
     values = model_values(series, config.log)
     normaliser = Normaliser.fit(values[:split.train_end])
     windows = Windows(normaliser.transform(values), config.lookback, config.horizon, config.gap)
+    ar = LinearAR(config.ridge).fit(windows, windows.origins(0, split.train_end))
     season = config.season if config.season is not None else series.default_season()
     ma_window = config.ma_window if config.ma_window is not None else (season if season > 1 else config.lookback)
-    return Prepared(windows, normaliser, config.log, config.relative, series, split,
+    return Prepared(windows, normaliser, config.log, config.base, ar, series, split,
                     windows.origins(0, split.train_end, config.stride), windows.origins(split.train_end, split.val_end),
                     windows.origins(split.val_end, n), season, ma_window)
 

@@ -38,8 +38,11 @@ def report(config, data, results: dict, final: dict, best: str) -> str:
     series, split = data.series, data.split
     lines = [f"# Forecasting {series.target} from {Path(config.data).name}", ""]
     ahead = f"steps {config.gap + 1}..{config.gap + config.horizon}" if config.horizon > 1 else f"step {config.gap + 1}"
+    corrects = {"none": "", "last": ", forecasting changes from the last value",
+                "ar": ", forecasting corrections to the linear AR"}[config.base]
     lines += [f"{config.cell.upper()} {config.model} model, {config.layers} x {config.hidden} units, "
-              f"{config.loss} loss; {config.lookback} steps of {len(series.columns)} columns in, {ahead} ahead out.",
+              f"{config.loss} loss{corrects}; {config.lookback} steps of {len(series.columns)} columns in, "
+              f"{ahead} ahead out.",
               f"Rows: {split.sizes[0]} train, {split.sizes[1]} validation, {split.sizes[2]} test "
               f"({len(data.train)}, {len(data.val)} and {len(data.test)} windows); season {data.season}.",
               f"Training: {final['epoch']} epochs ({final['step']} steps) in {final['elapsed_s']:.0f} s; "
