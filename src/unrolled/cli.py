@@ -24,6 +24,7 @@ from . import __version__
 COMMANDS = {
     "lm": "unrolled.cli_lm",
     "sentiment": "unrolled.cli_sentiment",
+    "forecast": "unrolled.cli_forecast",
     "translate": "unrolled.cli_translate",
 }
 
