@@ -25,6 +25,7 @@ def test_train_and_predict_smoke(tmp_path, capsys):
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     losses = [r["train_loss"] for r in records[:-1]]
     assert len(losses) == 8 and losses[-1] < 0.7 * losses[0]              # the loss falls
+    assert all(r["val_mae"] > 0 for r in records[:-1])                    # validation MAE in degrees
     final = records[-1]
     assert {"test_mae", "test_rmse"} <= set(final)
     for name in ("persistence", "seasonal_naive", "moving_average", "linear_ar"):

@@ -134,6 +134,7 @@ class ForecastTask:
         self.loss = LOSSES[config.loss]()
         self.dtype = model.parameters()[0].dtype
         self.order = data.train
+        self.val_forecast = None
 
     def batches_per_epoch(self) -> int:
         return math.ceil(len(self.data.train) / self.config.batch)
@@ -150,10 +151,15 @@ class ForecastTask:
         return float(loss), len(origins)
 
     def evaluate(self) -> float:
-        p = forecast_windows(self.model, self.data, self.data.val)
+        self.val_forecast = forecast_windows(self.model, self.data, self.data.val)            # (B, H)
         y = self.data.windows.targets(self.data.val)
         with no_grad():
-            return float(self.loss(p, y))
+            return float(self.loss(self.val_forecast, y))
+
+    def eval_metrics(self) -> dict[str, float]:
+        """The validation MAE in the units of the file, beside the loss."""
+        truth = self.data.series.target_values[self.data.windows.target_rows(self.data.val)]
+        return {"val_mae": float(metrics.mae(truth, self.data.original_units(self.val_forecast)))}
 
     def after_eval(self, step: int, val_loss: float) -> None:
         pass
@@ -191,7 +197,8 @@ def fit_with_early_stopping(task: ForecastTask, run: Path, config: Config, log=N
             plateau.step(record["val_loss"])
         improved = best_before is None or state.best_val < best_before
         stale = 0 if improved else stale + 1
-        print(f"epoch {epoch + 1}: train {record['train_loss']:.4f}, val {record['val_loss']:.4f}"
+        print(f"epoch {epoch + 1}: train {record['train_loss']:.4f}, val {record['val_loss']:.4f} "
+              f"(MAE {record['val_mae']:.4g})"
               f"{' (best)' if improved else ''}, lr {optimizer.param_groups[0]['lr']:.2g}, "
               f"{state.elapsed_s:.0f} s", file=log)
         if stale >= config.patience:
