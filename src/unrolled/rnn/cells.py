@@ -95,16 +95,15 @@ def accumulate_grads(kernel, params, w: Weights, d_x, d_hh, x, h_prev) -> np.nda
     """Add one weight set's gradients (one GEMM each) and return dL/dx.
 
     d_x (N, G*H): gradient w.r.t. the input projection, rows paired with x (N, I). d_hh (N, G*H):
-    w.r.t. the recurrent product, rows paired with h_prev (N, H). Kernel gate order in, PyTorch's
-    layout out.
+    w.r.t. the recurrent product, rows paired with h_prev (N, H).
     """
     w_ih, w_hh, b_ih, b_hh = params
-    w_ih.grad += kernel.to_torch(d_x.T @ x)                 # (G*H, I)
-    w_hh.grad += kernel.to_torch(d_hh.T @ h_prev)           # (G*H, H)
+    w_ih.grad += d_x.T @ x                                  # (G*H, I)
+    w_hh.grad += d_hh.T @ h_prev                            # (G*H, H)
     if b_ih is not None:
         db_x = d_x.sum(0)
-        b_ih.grad += kernel.to_torch(db_x)
-        b_hh.grad += kernel.to_torch(db_x if kernel.shared_grads else d_hh.sum(0))
+        b_ih.grad += db_x
+        b_hh.grad += db_x if kernel.shared_grads else d_hh.sum(0)
     return d_x @ w.W_ih                                     # (N, I)
 
 

@@ -14,9 +14,10 @@ outputs are padding, their gradients vanish) and the caller reads each final sta
 sequence's own last step. With `batch_sizes=None` every row runs every step.
 
 Layouts: `hs` (T+1, B, H) holds h0 in hs[0] and step t's output in hs[t+1], so `hs[:-1]` is the
-previous state of every step (what dW_hh needs). The LSTM kernels use the gate order i, f, o, g
-so that the three sigmoid gates are contiguous; the adapters at the bottom convert from and to
-PyTorch's i, f, g, o. GRU keeps PyTorch's r, z, n.
+previous state of every step (what dW_hh needs). Weights are PyTorch's own arrays, gate order
+included (LSTM i, f, g, o; GRU r, z, n), used through transposed views: nothing is copied or
+reordered per call. The LSTM activates its four gates with one tanh, since
+sigmoid(x) = tanh(x / 2) / 2 + 1 / 2.
 """
 from __future__ import annotations
 
@@ -45,13 +46,21 @@ def _alloc(sizes: list[int], B: int):
 
 # ----- LSTM ------------------------------------------------------------------------------------
 
-def lstm_forward(x_proj, W_hh_T, h0, c0, batch_sizes=None, keep=True):
+def _lstm_gate_affine(H: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(4H,) scale and shift so that tanh(a * scale) * scale + shift activates i, f, g, o at once:
+    sigmoid(x) = tanh(x / 2) / 2 + 1 / 2 on i, f, o and tanh(x) on g (scale 1, shift 0)."""
+    scale, shift = np.full((4, H), 0.5, dtype), np.full((4, H), 0.5, dtype)
+    scale[2], shift[2] = 1, 0
+    return scale.reshape(-1), shift.reshape(-1)
+
+
+def lstm_forward(x_proj, W_hh, h0, c0, batch_sizes=None, keep=True):
     """LSTM over one direction.
 
-    x_proj (T, B, 4H): x W_ih^T + b_ih + b_hh per step, gates i, f, o, g. W_hh_T (H, 4H) same
-    order. h0, c0 (B, H). keep: store what backward (or inspection) needs; otherwise the gates
-    live in one step's scratch. Returns hs, cs (T+1, B, H) and the cache (gates (T, B, 4H)
-    activated, tanh(c) (T, B, H), cs) or None.
+    x_proj (T, B, 4H): x W_ih^T + b_ih + b_hh per step, gates i, f, g, o. W_hh (4H, H). h0, c0
+    (B, H). keep: store what backward (or inspection) needs; otherwise the gates live in one
+    step's scratch. Returns hs, cs (T+1, B, H) and the cache (gates (T, B, 4H) activated,
+    tanh(c) (T, B, H), cs) or None.
     """
     T, B, G = x_proj.shape
     H = G // 4
@@ -62,14 +71,18 @@ def lstm_forward(x_proj, W_hh_T, h0, c0, batch_sizes=None, keep=True):
     gates = alloc((T if keep else 1, B, G), dtype)
     tanh_c = alloc((T if keep else 1, B, H), dtype)
     ig = np.empty((B, H), dtype)
+    scale, shift = _lstm_gate_affine(H, dtype)
+    W_hh_T = W_hh.T                                         # (H, 4H) view
     for t in range(T):
         n, s = sizes[t], (t if keep else 0)
         a = gates[s, :n]                                    # (n, 4H)
         np.matmul(hs[t, :n], W_hh_T, out=a)
         a += x_proj[t, :n]
-        sigmoid_(a[:, :3 * H])                              # i, f, o
-        np.tanh(a[:, 3 * H:], out=a[:, 3 * H:])             # g
-        i, f, o, g = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+        a *= scale                                          # i, f, o: sigmoid; g: tanh
+        np.tanh(a, out=a)
+        a *= scale
+        a += shift
+        i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
         c, tc = cs[t + 1, :n], tanh_c[s, :n]                # (n, H)
         np.multiply(f, cs[t, :n], out=c)
         c += np.multiply(i, g, out=ig[:n])
@@ -82,9 +95,9 @@ def lstm_backward(d_out, dh_n, dc_n, W_hh, cache, batch_sizes=None):
     """Backward of `lstm_forward`.
 
     d_out (T, B, H) or None: gradient on each step's output. dh_n, dc_n (B, H): gradient on the
-    final states (given to each row at its own last step). W_hh (4H, H) kernel order. Returns
-    d_gates (T, B, 4H), the gradient w.r.t. the gate pre-activations (so w.r.t. x_proj and the
-    recurrent product alike), and dh0, dc0 (B, H).
+    final states (given to each row at its own last step). W_hh (4H, H). Returns d_gates
+    (T, B, 4H), the gradient w.r.t. the gate pre-activations (so w.r.t. x_proj and the recurrent
+    product alike), and dh0, dc0 (B, H).
     """
     gates, tanh_c, cs = cache
     T, B, G = gates.shape
@@ -93,7 +106,10 @@ def lstm_backward(d_out, dh_n, dc_n, W_hh, cache, batch_sizes=None):
     dtype = gates.dtype
     d_gates = _alloc(sizes, B)((T, B, G), dtype)
     dh, dc = np.empty((B, H), dtype), np.empty((B, H), dtype)
-    tmp = np.empty((B, 3 * H), dtype)
+    tmp = np.empty((B, H), dtype)
+    slope, one_minus = np.empty((B, G), dtype), np.empty((B, G), dtype)
+    g_offset = np.zeros(G, dtype)
+    g_offset[2 * H:3 * H] = 1                               # act' = (offset + a)(1 - a)
     for t in reversed(range(T)):
         n, n_next = sizes[t], (sizes[t + 1] if t + 1 < T else 0)
         dh[n_next:n], dc[n_next:n] = dh_n[n_next:n], dc_n[n_next:n]  # rows whose last step is t
@@ -101,9 +117,9 @@ def lstm_backward(d_out, dh_n, dc_n, W_hh, cache, batch_sizes=None):
         if d_out is not None:
             dh_t += d_out[t, :n]
         a, da, tc = gates[t, :n], d_gates[t, :n], tanh_c[t, :n]
-        i, f, o, g = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
-        di, df, do, dg = da[:, :H], da[:, H:2 * H], da[:, 2 * H:3 * H], da[:, 3 * H:]
-        u = tmp[:n, :H]
+        i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+        di, df, dg, do = da[:, :H], da[:, H:2 * H], da[:, 2 * H:3 * H], da[:, 3 * H:]
+        u = tmp[:n]
         np.multiply(tc, tc, out=u)                          # dc += dh * o * (1 - tanh(c)^2)
         np.subtract(1, u, out=u)
         u *= o
@@ -114,23 +130,21 @@ def lstm_backward(d_out, dh_n, dc_n, W_hh, cache, batch_sizes=None):
         np.multiply(dc_t, cs[t, :n], out=df)
         np.multiply(dc_t, i, out=dg)
         dc_t *= f                                           # dc_prev
-        s = tmp[:n]                                         # (n, 3H) sigmoid' = s (1 - s)
-        np.subtract(1, a[:, :3 * H], out=s)
-        s *= a[:, :3 * H]
-        da[:, :3 * H] *= s
-        np.multiply(g, g, out=u)                            # tanh' = 1 - g^2
-        np.subtract(1, u, out=u)
-        dg *= u
+        p, q = slope[:n], one_minus[:n]                     # (n, 4H) sigmoid' = s (1 - s), tanh' = (1 + g)(1 - g)
+        np.add(a, g_offset, out=p)
+        np.subtract(1, a, out=q)
+        p *= q
+        da *= p
         np.matmul(da, W_hh, out=dh_t)                       # dh_prev
     return d_gates, dh, dc
 
 
 # ----- GRU -------------------------------------------------------------------------------------
 
-def gru_forward(x_proj, W_hh_T, b_hn, h0, batch_sizes=None, keep=True):
+def gru_forward(x_proj, W_hh, b_hn, h0, batch_sizes=None, keep=True):
     """GRU over one direction: n = tanh(x_n + r * (W_hn h + b_hn)), h' = (1 - z) n + z h.
 
-    x_proj (T, B, 3H): x W_ih^T + b_ih + [b_hr, b_hz, 0], gates r, z, n. W_hh_T (H, 3H). b_hn
+    x_proj (T, B, 3H): x W_ih^T + b_ih + [b_hr, b_hz, 0], gates r, z, n. W_hh (3H, H). b_hn
     (H,): the recurrent bias of n, inside the reset product. Returns hs (T+1, B, H) and the cache
     (gates (T, B, 3H) activated, hn (T, B, H) = W_hn h + b_hn) or None.
     """
@@ -143,6 +157,7 @@ def gru_forward(x_proj, W_hh_T, b_hn, h0, batch_sizes=None, keep=True):
     gates = alloc((T if keep else 1, B, G), dtype)
     hns = alloc((T if keep else 1, B, H), dtype)
     rec = np.empty((B, G), dtype)                           # h W_hh^T
+    W_hh_T = W_hh.T                                         # (H, 3H) view
     for t in range(T):
         n, s = sizes[t], (t if keep else 0)
         h_prev, a, hn = hs[t, :n], gates[s, :n], hns[s, :n]
@@ -209,12 +224,13 @@ def gru_backward(d_out, dh_n, W_hh, hs, cache, batch_sizes=None):
 
 # ----- Elman RNN -------------------------------------------------------------------------------
 
-def rnn_forward(x_proj, W_hh_T, h0, nonlinearity="tanh", batch_sizes=None):
+def rnn_forward(x_proj, W_hh, h0, nonlinearity="tanh", batch_sizes=None):
     """h' = act(x_proj + h W_hh^T), act tanh or relu. x_proj (T, B, H). Returns hs (T+1, B, H)."""
     T, B, H = x_proj.shape
     sizes = _steps(batch_sizes, T, B)
     hs = _alloc(sizes, B)((T + 1, B, H), x_proj.dtype)
     hs[0] = h0
+    W_hh_T = W_hh.T                                         # (H, H) view
     for t in range(T):
         n = sizes[t]
         h = hs[t + 1, :n]                                   # (n, H)
@@ -252,18 +268,11 @@ def rnn_backward(d_out, dh_n, W_hh, hs, nonlinearity="tanh", batch_sizes=None):
 # ----- adapters: one interface over the three kernels, used by the cells and the layers ---------
 
 class Weights(NamedTuple):
-    """One set of recurrent weights in the kernels' layout (gate order, summed biases)."""
+    """One set of recurrent weights as the kernels use them: PyTorch's arrays and summed biases."""
     W_ih: np.ndarray            # (G*H, I)
     W_hh: np.ndarray            # (G*H, H)
-    W_hh_T: np.ndarray          # (H, G*H), contiguous
     b_x: np.ndarray | None      # (G*H,) bias added to the input projection
     b_hn: np.ndarray | None     # (H,) GRU's recurrent bias of n
-
-
-def _swap_g_o(a: np.ndarray) -> np.ndarray:
-    """PyTorch's LSTM gate blocks i, f, g, o <-> the kernels' i, f, o, g (its own inverse), axis 0."""
-    H = a.shape[0] // 4
-    return np.concatenate([a[:2 * H], a[3 * H:], a[2 * H:3 * H]])
 
 
 class LSTMKernel:
@@ -272,17 +281,11 @@ class LSTMKernel:
 
     @staticmethod
     def prepare(W_ih, W_hh, b_ih, b_hh) -> Weights:
-        W_hh = _swap_g_o(W_hh)
-        b_x = None if b_ih is None else _swap_g_o(b_ih + b_hh)
-        return Weights(_swap_g_o(W_ih), W_hh, np.ascontiguousarray(W_hh.T), b_x, None)
-
-    @staticmethod
-    def to_torch(grad: np.ndarray) -> np.ndarray:
-        return _swap_g_o(grad)
+        return Weights(W_ih, W_hh, None if b_ih is None else b_ih + b_hh, None)
 
     @staticmethod
     def forward(x_proj, w: Weights, states, batch_sizes, keep):
-        hs, cs, cache = lstm_forward(x_proj, w.W_hh_T, *states, batch_sizes, keep)
+        hs, cs, cache = lstm_forward(x_proj, w.W_hh, *states, batch_sizes, keep)
         return hs, (hs, cs), cache
 
     @staticmethod
@@ -294,8 +297,8 @@ class LSTMKernel:
     def internals(hs, cache) -> dict:
         gates, _, cs = cache
         H = hs.shape[2]
-        return {"i": gates[..., :H], "f": gates[..., H:2 * H], "g": gates[..., 3 * H:],
-                "o": gates[..., 2 * H:3 * H], "c": cs[1:], "h": hs[1:]}
+        return {"i": gates[..., :H], "f": gates[..., H:2 * H], "g": gates[..., 2 * H:3 * H],
+                "o": gates[..., 3 * H:], "c": cs[1:], "h": hs[1:]}
 
 
 class GRUKernel:
@@ -306,20 +309,14 @@ class GRUKernel:
     def prepare(W_ih, W_hh, b_ih, b_hh) -> Weights:
         H = W_hh.shape[1]
         if b_ih is None:
-            b_x, b_hn = None, np.zeros(H, W_hh.dtype)
-        else:
-            b_x = b_ih.copy()
-            b_x[:2 * H] += b_hh[:2 * H]
-            b_hn = b_hh[2 * H:]
-        return Weights(W_ih, W_hh, np.ascontiguousarray(W_hh.T), b_x, b_hn)
-
-    @staticmethod
-    def to_torch(grad: np.ndarray) -> np.ndarray:
-        return grad
+            return Weights(W_ih, W_hh, None, np.zeros(H, W_hh.dtype))
+        b_x = b_ih.copy()
+        b_x[:2 * H] += b_hh[:2 * H]
+        return Weights(W_ih, W_hh, b_x, b_hh[2 * H:])
 
     @staticmethod
     def forward(x_proj, w: Weights, states, batch_sizes, keep):
-        hs, cache = gru_forward(x_proj, w.W_hh_T, w.b_hn, states[0], batch_sizes, keep)
+        hs, cache = gru_forward(x_proj, w.W_hh, w.b_hn, states[0], batch_sizes, keep)
         return hs, (hs,), cache
 
     @staticmethod
@@ -343,15 +340,10 @@ class RNNKernel:
 
     @staticmethod
     def prepare(W_ih, W_hh, b_ih, b_hh) -> Weights:
-        b_x = None if b_ih is None else b_ih + b_hh
-        return Weights(W_ih, W_hh, np.ascontiguousarray(W_hh.T), b_x, None)
-
-    @staticmethod
-    def to_torch(grad: np.ndarray) -> np.ndarray:
-        return grad
+        return Weights(W_ih, W_hh, None if b_ih is None else b_ih + b_hh, None)
 
     def forward(self, x_proj, w: Weights, states, batch_sizes, keep):
-        hs = rnn_forward(x_proj, w.W_hh_T, states[0], self.nonlinearity, batch_sizes)
+        hs = rnn_forward(x_proj, w.W_hh, states[0], self.nonlinearity, batch_sizes)
         return hs, (hs,), None
 
     def backward(self, d_out, d_finals, w: Weights, hs, cache, batch_sizes):
