@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from unrolled import Module, Parameter
-from unrolled.checkpoint import (CheckpointError, generator_states, load_checkpoint, module_generators,
-                                 prefixed, restore_generators, save_checkpoint, section)
+from unrolled.checkpoint import (FORMAT_VERSION, CheckpointError, generator_states, load_checkpoint, meta_digest,
+                                 module_generators, prefixed, restore_generators, save_checkpoint, section)
 from unrolled.runs import atomic_write, create_run, read_config, read_metrics, append_metrics, truncate_metrics
 
 
@@ -31,7 +31,7 @@ def test_round_trip_keeps_arrays_dtypes_and_meta(tmp_path):
     for k in arrays:
         assert loaded[k].dtype == arrays[k].dtype
         np.testing.assert_array_equal(loaded[k], arrays[k])
-    assert got["step"] == 12 and got["best_val"] == 1.25 and got["format_version"] == 1
+    assert got["step"] == 12 and got["best_val"] == 1.25 and got["format_version"] == FORMAT_VERSION == 2
     assert got["rng"] == meta["rng"]  # 128-bit integers survive JSON exactly
     assert section(loaded, "model").keys() == {"rnn.weight_ih_l0", "decoder.bias"}
     assert sorted(os.listdir(tmp_path)) == ["checkpoint.json", "checkpoint.npz"]  # no temporary left behind
@@ -66,10 +66,11 @@ def test_damaged_checkpoints_raise_one_sentence(tmp_path, damage):
         meta.write_text(json.dumps({"hello": "world"}))
     elif damage == "newer":
         meta.write_text(json.dumps({**record, "format_version": 99}))
-    elif damage == "not_zip":  # consistent hash, but the payload is not an archive
+    elif damage == "not_zip":  # consistent checksums, but the payload is not an archive
         import hashlib
         npz.write_bytes(b"hello, not a zip file")
-        meta.write_text(json.dumps({**record, "npz_sha256": hashlib.sha256(b"hello, not a zip file").hexdigest()}))
+        record["npz_sha256"] = hashlib.sha256(b"hello, not a zip file").hexdigest()
+        meta.write_text(json.dumps({**record, "meta_sha256": meta_digest(record)}))
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(tmp_path)
     assert isinstance(info.value, ValueError)
@@ -141,6 +142,7 @@ def test_generator_states_restore_every_stream():
 def test_run_folder_config_and_metrics(tmp_path):
     run = create_run(tmp_path / "run", {"task": "lm", "hidden": 8})
     assert (run / "plots").is_dir() and read_config(run, "lm")["hidden"] == 8
+    save_checkpoint(run, _arrays(), {"step": 0})
     with pytest.raises(ValueError, match="already holds a run"):
         create_run(run, {"task": "lm"})
     with pytest.raises(ValueError, match="expected a 'sentiment' run"):
@@ -154,3 +156,116 @@ def test_run_folder_config_and_metrics(tmp_path):
     assert [r["step"] for r in read_metrics(run)] == [10, 20, 30]
     truncate_metrics(run, 20)
     assert [r["step"] for r in read_metrics(run)] == [10, 20]
+
+
+def test_a_run_stopped_before_its_first_checkpoint_starts_again(tmp_path):
+    run = create_run(tmp_path / "run", {"task": "lm", "hidden": 8})
+    append_metrics(run, {"step": 5, "val_loss": 1.0})
+    (run / ".checkpoint.npz.abc123.tmp").write_bytes(b"half a write")
+    with pytest.raises(CheckpointError, match="starts again with the same --out"):
+        load_checkpoint(run)
+    again = create_run(run, {"task": "lm", "hidden": 16})
+    assert read_config(again, "lm")["hidden"] == 16
+    assert read_metrics(again) == [] and not list(again.glob(".*.tmp"))
+    foreign = tmp_path / "project"
+    foreign.mkdir()
+    (foreign / "config.json").write_text('{"editor": "vim"}')  # not a run: never overwritten
+    with pytest.raises(ValueError, match="already holds a run"):
+        create_run(foreign, {"task": "lm"})
+    assert (foreign / "config.json").read_text() == '{"editor": "vim"}'
+
+
+def _kill_at_replace(monkeypatch, target: str):
+    """Make os.replace raise (a stand-in for a kill) when it is about to put `target` in place."""
+    original = os.replace
+
+    def replace(src, dst):
+        if str(dst).endswith(target):
+            raise KeyboardInterrupt("killed")
+        return original(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+@pytest.mark.parametrize("target, step", [(".checkpoint.json.pending", 1), ("checkpoint.npz", 1), ("checkpoint.json", 2)])
+def test_a_save_killed_at_any_rename_leaves_a_loadable_checkpoint(tmp_path, monkeypatch, target, step):
+    """Killed before the pending metadata, before the arrays, or between the arrays and the metadata
+    (the torn pair): the old checkpoint, the old one, and the new one through its pending metadata."""
+    save_checkpoint(tmp_path, _arrays(), {"step": 1})
+    _kill_at_replace(monkeypatch, target)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path, {"model/x": np.ones(3)}, {"step": 2})
+    monkeypatch.undo()
+    arrays, meta = load_checkpoint(tmp_path)
+    assert meta["step"] == step and ("model/x" in arrays) == (step == 2)
+    save_checkpoint(tmp_path, {"model/x": np.zeros(3)}, {"step": 3})  # the next save completes the folder
+    assert load_checkpoint(tmp_path)[1]["step"] == 3
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint.json", "checkpoint.npz"]
+
+
+def test_an_edited_metadata_value_is_caught_by_its_checksum(tmp_path):
+    save_checkpoint(tmp_path, _arrays(), {"step": 40, "best_val": 1.5})
+    meta = tmp_path / "checkpoint.json"
+    meta.write_text(meta.read_text().replace('"step": 40', '"step": 41'))
+    with pytest.raises(CheckpointError, match="does not match its own checksum"):
+        load_checkpoint(tmp_path)
+    record = json.loads(meta.read_text())
+    record["step"] = 40
+    meta.write_text(json.dumps(record, separators=(",", ":")))  # other whitespace, same content: the same checkpoint
+    assert load_checkpoint(tmp_path)[1]["step"] == 40
+
+
+def test_a_version_1_checkpoint_without_metadata_checksum_still_loads(tmp_path):
+    save_checkpoint(tmp_path, _arrays(), {"step": 7})
+    meta = tmp_path / "checkpoint.json"
+    record = json.loads(meta.read_text())
+    del record["meta_sha256"]
+    meta.write_text(json.dumps({**record, "format_version": 1}))
+    assert load_checkpoint(tmp_path)[1]["step"] == 7
+    meta.write_text(json.dumps({**record, "format_version": 0}))
+    with pytest.raises(CheckpointError, match="format version"):
+        load_checkpoint(tmp_path)
+
+
+def _sign(directory, payload: bytes, name="checkpoint", **meta):
+    """Write `payload` as <name>.npz with metadata whose checksums match it: only the loader stands guard."""
+    import hashlib
+    (directory / f"{name}.npz").write_bytes(payload)
+    record = {**meta, "format": "unrolled-checkpoint", "format_version": 2,
+              "npz_sha256": hashlib.sha256(payload).hexdigest()}
+    (directory / f"{name}.json").write_text(json.dumps({**record, "meta_sha256": meta_digest(record)}))
+
+
+def _zip(members: dict, compression=0) -> bytes:
+    import io
+    import zipfile
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _npy(array, allow_pickle=False) -> bytes:
+    import io
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=allow_pickle)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("members, compression, match", [
+    ({"model/w.npy": _npy(np.ones(3)), "notes.txt": b"hello"}, 0, "only distinct, uncompressed .npy"),
+    ({"model/w.npy": _npy(np.ones(3))}, 8, "only distinct, uncompressed .npy"),  # deflated: a zip bomb's way in
+    ({"model/w.npy": _npy(np.ones(3))[:-8]}, 0, "different number of bytes"),
+    ({"model/w.npy": _npy(np.ones(3)) + b"\0" * 8}, 0, "different number of bytes"),
+    ({"model/w.npy": _npy(np.array(["a", None], dtype=object), allow_pickle=True)}, 0, "only numeric arrays"),
+    ({"model/w.npy": b"\x93NUMPY\x01\x00\x10\x00{'descr': '<f8'}"}, 0, "cannot be read as one"),
+])
+def test_the_loader_reads_only_plain_uncompressed_arrays(tmp_path, members, compression, match):
+    _sign(tmp_path, _zip(members, compression), step=1)
+    with pytest.raises(CheckpointError, match=match) as info:
+        load_checkpoint(tmp_path)
+    assert _one_sentence(str(info.value)), str(info.value)
+    _sign(tmp_path, _zip({"model/w.npy": _npy(np.arange(3.0)), "model/name.npy": _npy(np.array(["lstm"]))}), step=1)
+    arrays, _ = load_checkpoint(tmp_path)  # the same route takes a good archive
+    assert arrays["model/w"].tolist() == [0.0, 1.0, 2.0] and arrays["model/name"].tolist() == ["lstm"]

@@ -8,8 +8,22 @@ Linear algebra runs on one BLAS thread (unless OPENBLAS_NUM_THREADS, OMP_NUM_THR
 MKL_NUM_THREADS says otherwise): a recurrence is many small matrix products, for which extra
 threads cost more in synchronisation than they gain, and on a busy machine far more.
 
-Errors are sentences, not tracebacks: a bad flag, a bad file, a bad run folder (anything raising
-ValueError or OSError) prints one line on stderr and exits with code 2.
+Errors are sentences, not tracebacks. Exit codes:
+  0    done
+  2    bad input: a bad flag, a bad file, a bad run folder or checkpoint (anything raising ValueError
+       or OSError), or too little memory; one line on stderr, and no run folder is damaged
+  3    training diverged (a NaN or infinite loss, gradient or parameter, see unrolled.train); one
+       line naming the step and the parameter; the run keeps its last good checkpoint
+  130  interrupted (Ctrl-C); a training run saves a checkpoint first
+
+Every command that trains (`train`, `compare`) also takes `--on-nonfinite stop|skip`, added here so
+that every task has it: "skip" skips a batch with a non-finite loss or gradient and halves the
+learning rate instead of stopping.
+
+Input files (`--data`, `--vectors`) must be regular files of at most MAX_INPUT_MB mebibytes (the
+environment variable UNROLLED_MAX_INPUT_MB changes the limit): the loaders hold a file's text and
+its tokens in memory, up to about twenty times its size, so a bigger file is refused in one
+sentence before it is read rather than exhausting the machine's memory.
 """
 from __future__ import annotations
 
@@ -20,6 +34,7 @@ import os
 import sys
 
 from . import __version__
+from .train import NONFINITE_POLICIES, TrainingDiverged, nonfinite_policy
 
 COMMANDS = {
     "lm": "unrolled.cli_lm",
@@ -27,6 +42,11 @@ COMMANDS = {
     "forecast": "unrolled.cli_forecast",
     "translate": "unrolled.cli_translate",
 }
+
+
+TRAINING_ACTIONS = ("train", "compare")
+INPUT_FILE_FLAGS = ("data", "vectors")
+MAX_INPUT_MB = 256
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -85,22 +105,68 @@ def blas_threads():
     return threadpool_limits(1, user_api="blas")
 
 
+def _actions(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The sub-command parsers of `parser`, by name."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="unrolled", description="Recurrent sequence models from scratch in NumPy.")
     parser.add_argument("--version", action="version", version=f"unrolled {__version__}")
     tasks = parser.add_subparsers(dest="command", required=True, metavar="TASK")
     for module in COMMANDS.values():
         importlib.import_module(module).register(tasks)
+    for task in _actions(parser).values():
+        for name, action in _actions(task).items():
+            if name in TRAINING_ACTIONS and "--on-nonfinite" not in action._option_string_actions:
+                action.add_argument("--on-nonfinite", choices=NONFINITE_POLICIES,
+                                    help="a NaN or infinite loss or gradient: stop (default; the run keeps its last "
+                                         "good checkpoint) or skip the batch and halve the learning rate")
     return parser
+
+
+def max_input_bytes() -> int:
+    text = os.environ.get("UNROLLED_MAX_INPUT_MB", str(MAX_INPUT_MB))
+    try:
+        megabytes = float(text)
+    except ValueError:
+        megabytes = -1.0
+    if not 0 < megabytes < float("inf"):
+        raise ValueError(f"UNROLLED_MAX_INPUT_MB must be a positive number of mebibytes, but is {text!r}.")
+    return int(megabytes * 2**20)
+
+
+def check_input_files(args: argparse.Namespace) -> None:
+    """Refuse an input file that is a device or pipe, or bigger than the limit, before anything reads it."""
+    for name in INPUT_FILE_FLAGS:
+        value = getattr(args, name, None)
+        if not isinstance(value, str) or not os.path.exists(value) or os.path.isdir(value):
+            continue  # a missing file or a folder is the loader's to explain
+        flag = "--" + name.replace("_", "-")
+        if not os.path.isfile(value):
+            raise ValueError(f"{flag} {value} is not a regular file (a device or a pipe); give a file on disk.")
+        size, limit = os.path.getsize(value), max_input_bytes()
+        if size > limit:
+            raise ValueError(f"{flag} {value} holds {size / 2**20:,.0f} MiB, more than the {limit / 2**20:,.0f} MiB "
+                             "allowed for an input file; use a smaller file or raise UNROLLED_MAX_INPUT_MB.")
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with blas_threads():
+        check_input_files(args)
+        with blas_threads(), nonfinite_policy(getattr(args, "on_nonfinite", None)):
             return args.func(args) or 0
+    except TrainingDiverged as e:
+        print(f"unrolled: error: {e}", file=sys.stderr)
+        return 3
     except ValueError as e:
         print(f"unrolled: error: {e}", file=sys.stderr)
+    except MemoryError:
+        print("unrolled: error: the machine ran out of memory; use a smaller data file, model or batch.", file=sys.stderr)
     except BrokenPipeError:  # `unrolled lm sample ... | head`: the reader left, which is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

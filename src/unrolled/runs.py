@@ -7,24 +7,38 @@ A training run owns one folder:
       checkpoint.npz   + checkpoint.json, the latest state (see unrolled.checkpoint)
       best.npz         + best.json, the state with the lowest validation loss so far
       metrics.jsonl    one JSON object per evaluation
-      plots/*.png      and task outputs (samples.txt, report.md, ...)
+      samples.txt      task outputs written at each evaluation, in sections headed "=== step N, ..."
+      plots/*.png      and other task outputs (report.md, ...)
+      .lock            held (flock) by the process training the run
 
 Every file is written atomically: a temporary file in the same folder, flushed and fsync'ed, then
 `os.replace`d over the target, so a run killed at any moment leaves either the old file or the new
-one, never half of one.
+one, never half of one (a kill mid-write leaves a `.<name>.*.tmp` file, removed when the run is
+next trained). Resuming drops what the run wrote after its checkpoint (metrics records and
+samples.txt sections of later steps), since those steps run again. A run killed before its first
+checkpoint has nothing to resume: the same --out starts it again.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, IO
 
+try:
+    import fcntl
+except ImportError:  # not on Windows: runs there are not locked
+    fcntl = None
+
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
+SAMPLES = "samples.txt"
+LOCK = ".lock"
+_SECTION = re.compile(r"^=== step (\d+)\b", re.MULTILINE)
 
 
 def atomic_write(path, write: Callable[[IO[bytes]], None]) -> None:
@@ -41,6 +55,21 @@ def atomic_write(path, write: Callable[[IO[bytes]], None]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    fsync_folder(path.parent)
+
+
+def fsync_folder(folder) -> None:
+    """Make the renames in `folder` durable (a no-op where folders cannot be opened, as on Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path, text: str) -> None:
@@ -68,13 +97,23 @@ def read_json(path, what: str) -> dict:
 # ----- the run folder ----------------------------------------------------------------------------
 
 def create_run(out, config: dict) -> Path:
-    """Make the run folder `out` (and `out/plots`) and write config.json; refuses to reuse a run."""
+    """Make the run folder `out` (and `out/plots`) and write config.json; refuses to reuse a run.
+
+    A folder whose run was stopped before its first checkpoint (config.json but no checkpoint) is
+    started afresh: its metrics and samples are removed, since nothing of them can be continued.
+    """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out must be a folder, but {out} is a file.")
     if (out / CONFIG).exists():
-        raise ValueError(f"{out} already holds a run; continue it with --resume {out} or choose another --out.")
+        from .checkpoint import has_checkpoint  # checkpoint.py builds on this module
+        if has_checkpoint(out) or "task" not in read_json(out / CONFIG, f"a run's {CONFIG}"):
+            raise ValueError(f"{out} already holds a run; continue it with --resume {out} or choose another --out.")
     (out / "plots").mkdir(parents=True, exist_ok=True)
+    lock_run(out)
+    for name in (METRICS, SAMPLES):
+        (out / name).unlink(missing_ok=True)
+    remove_temporaries(out)
     write_json(out / CONFIG, config)
     return out
 
@@ -90,7 +129,44 @@ def read_config(run, task: str) -> dict:
     return config
 
 
-# ----- metrics ---------------------------------------------------------------------------------
+def remove_temporaries(run) -> None:
+    """Delete the `.<name>.*.tmp` files that a kill in the middle of an atomic write left behind."""
+    for path in Path(run).glob(".*.tmp"):
+        path.unlink(missing_ok=True)
+
+
+# ----- one trainer per run -----------------------------------------------------------------------
+
+_HELD: dict[str, int] = {}
+
+
+def lock_run(run) -> None:
+    """Hold the run folder for this process (an exclusive flock on `run/.lock`) until `release_run`.
+
+    A second process that tries to train the same run gets a ValueError instead of interleaving
+    its checkpoints with the first one's. The kernel drops the lock when the process dies, however
+    it dies, so a killed run never stays locked. Holding it again in the same process is a no-op.
+    """
+    key = os.path.realpath(run)
+    if fcntl is None or key in _HELD:
+        return
+    fd = os.open(os.path.join(key, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise ValueError(f"{run} is being trained by another process right now; wait for it to finish "
+                         "or stop it first.") from None
+    _HELD[key] = fd
+
+
+def release_run(run) -> None:
+    fd = _HELD.pop(os.path.realpath(run), None)
+    if fd is not None:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+# ----- metrics and samples -----------------------------------------------------------------------
 
 def read_metrics(run) -> list[dict]:
     """Every complete record of metrics.jsonl (a torn last line, from a kill mid-write, is skipped)."""
@@ -118,6 +194,18 @@ def truncate_metrics(run, last_step: int) -> None:
     """Keep only the records up to `last_step`: on resume, what came after the checkpoint is redone."""
     kept = [r for r in read_metrics(run) if r.get("step", 0) <= last_step]
     atomic_write_text(Path(run) / METRICS, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+
+
+def truncate_samples(run, last_step: int) -> None:
+    """Keep only the samples.txt sections ("=== step N, ...") up to `last_step`, as truncate_metrics."""
+    path = Path(run) / SAMPLES
+    if not path.exists():
+        return
+    text = path.read_text(encoding="utf-8")
+    for match in _SECTION.finditer(text):
+        if int(match.group(1)) > last_step:
+            atomic_write_text(path, text[:match.start()])
+            return
 
 
 # ----- progress --------------------------------------------------------------------------------
@@ -174,6 +262,13 @@ class Progress:
         if self.bar is None:
             return
         self.bar.write(text)
+
+    def note(self, text: str) -> None:
+        """Print a line that matters even without the bar (above the bar, or on stderr)."""
+        if self.bar is None:
+            print(text, file=sys.stderr)
+        else:
+            self.bar.write(text)
 
     def close(self) -> None:
         if self.bar is not None:

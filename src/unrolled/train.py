@@ -13,28 +13,49 @@ generator), so a resumed run equals an uninterrupted one bit for bit.
 
 The clock that budgets and `elapsed_s` measure is training time: evaluation and checkpointing
 are excluded (`wall_s` in the metrics includes them).
+
+A NaN or infinite loss or gradient never reaches the parameters. With the policy "stop" (the
+default) `fit` raises `TrainingDiverged`, naming the step and the parameter, before the update;
+the run keeps its last good checkpoint. With "skip" the batch is skipped and the learning rate
+halved (`lr_scale`, kept in the checkpoint; the evaluation record lists the `skipped_steps`), and
+training stops only after MAX_SKIPS such batches in a row. The policy is `fit`'s `on_nonfinite`
+argument, or else the one set around the call by `nonfinite_policy(...)` (how the command line's
+`--on-nonfinite` reaches every task). Parameters that became non-finite are never checkpointed.
+
+Only one process trains a run at a time (see `unrolled.runs.lock_run`).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import math
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from .checkpoint import (generator_states, load_checkpoint, module_generators, prefixed, restore_generators,
-                         save_checkpoint, section)
+from .checkpoint import (CheckpointError, generator_states, has_checkpoint, load_checkpoint, module_generators,
+                         prefixed, restore_generators, save_checkpoint, section)
 from .core.module import Module
 from .optim import clip_grad_norm
-from .runs import Progress, append_metrics, truncate_metrics
+from .runs import (Progress, append_metrics, lock_run, release_run, remove_temporaries, truncate_metrics,
+                   truncate_samples)
 
 BEST = "best"
 LATEST = "checkpoint"
+NONFINITE_POLICIES = ("stop", "skip")
+SKIP_LR_FACTOR = 0.5        # the learning rate's scale after each skipped batch
+MAX_SKIPS = 10              # skipped batches in a row before "skip" gives up
+_POLICY = contextvars.ContextVar("on_nonfinite", default="stop")
+
+
+class TrainingDiverged(ValueError):
+    """A NaN or infinite loss, gradient or parameter stopped training; one sentence says where."""
 
 
 class Task(Protocol):
@@ -104,6 +125,46 @@ class TrainState:
     batches: int = 0
     window_tokens: int = 0
     window_s: float = 0.0
+    # non-finite batches skipped (policy "skip")
+    lr_scale: float = 1.0     # multiplies the scheduled learning rate
+    skipped_steps: list = field(default_factory=list)   # since the last evaluation
+    skip_streak: int = 0      # skipped batches in a row
+
+
+@contextlib.contextmanager
+def nonfinite_policy(policy: str | None):
+    """Within the block, `fit` calls without `on_nonfinite` use `policy` ("stop" or "skip"; None: "stop")."""
+    token = _POLICY.set(_check_policy(policy or "stop"))
+    try:
+        yield
+    finally:
+        _POLICY.reset(token)
+
+
+def _check_policy(policy: str) -> str:
+    if policy not in NONFINITE_POLICIES:
+        raise ValueError(f"on_nonfinite must be one of {', '.join(NONFINITE_POLICIES)}, but was given {policy!r}.")
+    return policy
+
+
+def _nonfinite_gradients(named_params) -> list[tuple[str, str]]:
+    """(name, "nan" or "inf") of every parameter whose gradient is not finite, in parameter order."""
+    bad = []
+    for name, p in named_params:
+        if not np.isfinite(p.grad.sum()) and not np.isfinite(p.grad).all():  # the sum is the fast check
+            bad.append((name, "nan" if np.isnan(p.grad).any() else "inf"))
+    return bad
+
+
+def _describe_nonfinite(loss: float, bad: list[tuple[str, str]], norm: float) -> str | None:
+    """What is not finite in a step, as a clause ("the loss is nan and the gradient of 'w' is inf"), or None."""
+    parts = [f"the loss is {loss}"] if not math.isfinite(loss) else []
+    if bad:
+        others = f" (and {len(bad) - 1} other gradients are not finite either)" if len(bad) > 1 else ""
+        parts.append(f"the gradient of '{bad[0][0]}' is {bad[0][1]}{others}")
+    elif not math.isfinite(norm):
+        parts.append(f"the gradient norm overflowed to {norm}")
+    return " and ".join(parts) or None
 
 
 def _install_interrupt_flag():
@@ -138,54 +199,85 @@ def resume(run, task: Task, optimizer, schedule) -> tuple[TrainState, dict[str, 
     """Load the latest checkpoint of `run` into task, optimiser and schedule.
 
     Returns the TrainState and the task's saved arrays (which `fit` hands back to the task once
-    the epoch in progress has been prepared). metrics.jsonl loses any record newer than the
-    checkpoint, since those steps will be run again.
+    the epoch in progress has been prepared). What the run wrote after its checkpoint (metrics
+    records and samples of later steps, temporary files of an interrupted write) is removed, since
+    those steps will be run again. A checkpoint that does not fit the task's model, optimiser or
+    schedule is a CheckpointError and changes nothing.
     """
     arrays, meta = load_checkpoint(run, LATEST)
-    task.model.load_state_dict(section(arrays, "model"))
-    optimizer.load_state_dict(section(arrays, "optim"))
-    if schedule is not None:
-        schedule.load_state_dict(section(arrays, "sched"))
+    run = Path(run)
+    train, fields = meta.get("train"), {f.name for f in dataclasses.fields(TrainState)}
+    if not isinstance(train, dict) or not set(train) <= fields or not isinstance(meta.get("rng"), dict):
+        raise CheckpointError(f"{run / (LATEST + '.json')} is not a training checkpoint (it lacks the loop's position "
+                              "or the random states), so the run cannot continue from it.")
+    state = TrainState(**train)
+    try:
+        task.model.load_state_dict(section(arrays, "model"))
+        optimizer.load_state_dict(section(arrays, "optim"))
+        if schedule is not None:
+            schedule.load_state_dict(section(arrays, "sched"))
+    except ValueError as e:
+        raise CheckpointError(f"{run / (LATEST + '.npz')} does not fit the model and optimiser that "
+                              f"{run / 'config.json'} describes: {str(e).rstrip('.')}.") from None
     restore_generators(module_generators(task.model), meta["rng"])
-    state = TrainState(**meta["train"])
+    lock_run(run)
+    remove_temporaries(run)
     truncate_metrics(run, state.step)
+    truncate_samples(run, state.step)
     return state, section(arrays, "task")
 
 
 def fit(task: Task, optimizer, schedule, run, budget: Budget, *, eval_every: int, clip: float | None = None,
         state: TrainState | None = None, task_arrays: dict | None = None, meta: dict | None = None,
-        progress: bool = True, set_progress=None) -> tuple[TrainState, bool]:
+        progress: bool = True, set_progress=None, on_nonfinite: str | None = None) -> tuple[TrainState, bool]:
     """Train until the budget is spent or Ctrl-C; returns (state, interrupted).
 
     `set_progress(fraction)` is called before every step with the fraction of the budget spent,
     for schedules that follow a time budget. `meta` is stored in every checkpoint (e.g. the names
-    of the config and vocabulary files). The model is left in eval mode.
+    of the config and vocabulary files). `on_nonfinite` is "stop" or "skip" (see the module
+    docstring; None: the policy of the enclosing `nonfinite_policy`). The model is left in eval mode.
     """
     if not isinstance(eval_every, (int, np.integer)) or eval_every < 1:
         raise ValueError(f"eval_every must be a positive integer, but was given {eval_every!r}.")
+    policy = _check_policy(on_nonfinite) if on_nonfinite is not None else _POLICY.get()
     run, meta = Path(run), dict(meta or {})
     state = state or TrainState()
     n_batches = task.batches_per_epoch()
     total_steps = budget.epochs * n_batches if budget.epochs is not None else None
-    bar = Progress(total_steps, budget.seconds, state.step, state.elapsed_s, enabled=progress)
-    params = task.model.parameters()
     model = task.model
+    named = list(model.named_parameters())
+    params = [p for _, p in named]
+    groups = optimizer.param_groups
+    saved_step = state.step if has_checkpoint(run) else None  # the last good checkpoint, for messages
+    lock_run(run)
+    bar = Progress(total_steps, budget.seconds, state.step, state.elapsed_s, enabled=progress)
 
     def spent() -> float:
         if total_steps is not None:
             return state.step / total_steps
         return state.elapsed_s / budget.seconds
 
+    def diverged(what: str, when: str) -> TrainingDiverged:
+        kept = f"{run} keeps its checkpoint of step {saved_step}" if saved_step is not None else f"{run} has no checkpoint yet"
+        return TrainingDiverged(f"training diverged {when}: {what}; {kept}, and --on-nonfinite skip would skip "
+                                "such batches and lower the learning rate instead.")
+
     def evaluate_and_save() -> None:
+        nonlocal saved_step
+        bad = next((name for name, p in named if not np.isfinite(p.data).all()), None)
+        if bad is not None:  # an update overflowed: never checkpoint it
+            raise diverged(f"the parameter '{bad}' is no longer finite, so it is not saved", f"by step {state.step}")
         t0 = time.perf_counter()
         model.eval()
         val = float(task.evaluate())
         record = {"step": state.step, "epoch": round(state.epoch + state.batch / n_batches, 4),
                   "elapsed_s": round(state.elapsed_s, 3), "wall_s": round(state.wall_s, 3),
                   "train_loss": state.loss_sum / state.batches if state.batches else None, "val_loss": val,
-                  "lr": optimizer.param_groups[0]["lr"],
+                  "lr": groups[0]["lr"] * state.lr_scale,
                   "grad_norm": state.grad_norm_sum / state.batches if state.batches else None,
                   "tokens_per_s": state.window_tokens / state.window_s if state.window_s else None}
+        if state.skipped_steps:
+            record.update(skipped_steps=list(state.skipped_steps), lr_scale=state.lr_scale)
         record.update(getattr(task, "eval_metrics", dict)())  # e.g. a classifier's val_accuracy
         task.after_eval(state.step, val)
         model.train()
@@ -194,14 +286,28 @@ def fit(task: Task, optimizer, schedule, run, budget: Budget, *, eval_every: int
             state.best_val = val
         state.loss_sum = state.grad_norm_sum = state.window_s = 0.0
         state.batches = state.window_tokens = 0
+        state.skipped_steps = []
         state.wall_s += time.perf_counter() - t0
         append_metrics(run, record)
-        save_training_state(run, task, optimizer, schedule, state, meta)
-        if improved:
+        if improved:  # before the latest: a kill in between redoes this step and saves the same best
             save_checkpoint(run, prefixed("model", model.state_dict()),
                             {**meta, "step": state.step, "epoch": state.epoch, "best_val": val}, BEST)
+        save_training_state(run, task, optimizer, schedule, state, meta)
+        saved_step = state.step
         train_text = "-" if record["train_loss"] is None else f"{record['train_loss']:.4f}"
         bar.write(f"step {state.step}: train {train_text}, val {val:.4f}")
+
+    def update() -> None:
+        """optimizer.step() with the learning rates scaled by state.lr_scale (the schedule's own lrs kept)."""
+        if state.lr_scale == 1.0:
+            optimizer.step()
+            return
+        scheduled = [group["lr"] for group in groups]
+        for group in groups:
+            group["lr"] *= state.lr_scale
+        optimizer.step()
+        for group, lr in zip(groups, scheduled):
+            group["lr"] = lr
 
     def budget_left() -> bool:
         if total_steps is not None:
@@ -224,23 +330,35 @@ def fit(task: Task, optimizer, schedule, run, budget: Budget, *, eval_every: int
                     set_progress(spent())
                 optimizer.zero_grad()
                 loss, tokens = task.train_batch(state.epoch, state.batch)
-                if not math.isfinite(loss):
-                    raise ValueError(f"training diverged: the loss became {loss} at step {state.step + 1}; "
-                                     "lower the learning rate or the gradient clip.")
-                norm = clip_grad_norm(params, clip) if clip else 0.0
-                optimizer.step()
+                bad = _nonfinite_gradients(named)
+                norm = clip_grad_norm(params, clip) if clip and not bad else 0.0
+                problem = _describe_nonfinite(loss, bad, norm)
+                if problem is not None and policy == "stop":
+                    raise diverged(f"{problem}, so the parameters were not updated", f"at step {state.step + 1}")
+                if problem is None:
+                    update()
+                    state.loss_sum += loss
+                    state.grad_norm_sum += norm
+                    state.batches += 1
+                    state.tokens += tokens
+                    state.window_tokens += tokens
+                    state.skip_streak = 0
+                else:
+                    state.lr_scale *= SKIP_LR_FACTOR
+                    state.skipped_steps.append(state.step + 1)
+                    state.skip_streak += 1
+                    bar.note(f"step {state.step + 1}: {problem}; batch skipped, learning rate now "
+                             f"{state.lr_scale:g} of the schedule's.")
+                    if state.skip_streak > MAX_SKIPS:
+                        raise diverged(f"{problem} after {MAX_SKIPS} skipped batches in a row, so the parameters "
+                                       "were not updated", f"at step {state.step + 1}")
                 if schedule is not None:
                     schedule.step()
                 dt = time.perf_counter() - t0
                 state.step += 1
                 state.batch += 1
-                state.tokens += tokens
                 state.elapsed_s += dt
                 state.wall_s += dt
-                state.loss_sum += loss
-                state.grad_norm_sum += norm
-                state.batches += 1
-                state.window_tokens += tokens
                 state.window_s += dt
                 if state.batch == n_batches:
                     state.epoch, state.batch = state.epoch + 1, 0
@@ -258,4 +376,5 @@ def fit(task: Task, optimizer, schedule, run, budget: Budget, *, eval_every: int
         if previous_handler is not None and not interrupted.is_set():
             signal.signal(signal.SIGINT, previous_handler)
         model.eval()
+        release_run(run)
     return state, interrupted.is_set()
