@@ -167,42 +167,59 @@ def test_sampling_is_seeded_and_cold_sampling_is_greedy():
     assert all(np.array_equal(x, y) for x, y in zip(cold, greedy))
 
 
-def _exhaustive(model, src_ids, max_len, V):
-    """Every complete translation (ended by <eos>, or max_len tokens long) with its log-probability."""
+def _exhaustive(model, src_ids, max_len, V, alpha=0.0):
+    """Every complete translation (ended by <eos>, or max_len tokens long) with its log-probability,
+    ranked by GNMT's normalisation logprob / ((5 + n) / 6) ** alpha, n counting the <eos>."""
     hyps = []
     for n in range(0, max_len + 1):
         for ids in itertools.product(range(V), repeat=n):
             if EOS in ids:
                 continue
-            if n < max_len:
-                hyps.append((list(ids), sequence_logprob(model, src_ids, ids, bos_id=BOS, eos_id=EOS)))
-            else:  # cut at max_len: no <eos> scored
-                state = model.start(np.asarray(src_ids)[:, None], np.array([len(src_ids)]))
-                total = 0.0
-                for prev, token in zip([BOS, *ids], ids):
-                    logits, state = model.step(np.array([prev]), state)
-                    total += float(log_softmax(logits[0].astype(np.float64))[token])
-                hyps.append((list(ids), total))
-    hyps.sort(key=lambda h: -h[1])
-    return hyps
+            state = model.start(np.asarray(src_ids)[:, None], np.array([len(src_ids)]))
+            total, ended = 0.0, n < max_len                      # cut at max_len: no <eos> scored
+            for prev, token in zip([BOS, *ids], [*ids, EOS] if ended else ids):
+                logits, state = model.step(np.array([prev]), state)
+                total += float(log_softmax(logits[0].astype(np.float64))[token])
+            hyps.append((list(ids), total, n + ended))
+    hyps.sort(key=lambda h: -h[1] / ((5 + h[2]) / 6) ** alpha)
+    return [(ids, total) for ids, total, _ in hyps]
 
 
-@pytest.mark.parametrize("attention", ["bahdanau", "luong"])
-def test_beam_search_returns_the_exhaustive_best_on_a_tiny_vocabulary(attention):
+@pytest.mark.parametrize("attention, alpha", [("bahdanau", 0.0), ("luong", 0.0), ("bahdanau", 0.6)])
+def test_beam_search_returns_the_exhaustive_best_on_a_tiny_vocabulary(attention, alpha):
     V, max_len = 6, 3                                            # 4 specials and 2 words
     model = Seq2Seq(7, V, embed=5, hidden=6, attention=attention, dropout=0.0, seed=11).double().eval()
     model.out.weight.data *= 3
     src_ids = np.array([4, 6, 5, 5])
-    expected = _exhaustive(model, src_ids, max_len, V)
-    wide = translate_beam(model, src_ids, max_len, bos_id=BOS, eos_id=EOS, beam_width=V ** 2)
+    expected = _exhaustive(model, src_ids, max_len, V, alpha)
+    wide = translate_beam(model, src_ids, max_len, bos_id=BOS, eos_id=EOS, beam_width=V ** 2, length_penalty=alpha)
     assert [ids.tolist() for ids, _ in wide] == [ids for ids, _ in expected[:V ** 2]]
     np.testing.assert_allclose([lp for _, lp in wide], [lp for _, lp in expected[:V ** 2]], rtol=1e-10)
     exact = {tuple(ids): lp for ids, lp in expected}
-    narrow = translate_beam(model, src_ids, max_len, bos_id=BOS, eos_id=EOS, beam_width=3)
+    narrow = translate_beam(model, src_ids, max_len, bos_id=BOS, eos_id=EOS, beam_width=3, length_penalty=alpha)
     assert len(narrow) == 3
     for ids, lp in narrow:                                       # what a narrow beam keeps, it scores exactly
         assert lp == pytest.approx(exact[tuple(ids.tolist())], rel=1e-10)
-    assert [lp for _, lp in narrow] == sorted((lp for _, lp in narrow), reverse=True)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6])
+def test_beam_search_stops_once_the_best_have_ended(alpha):
+    """With <eos> likely, the search ends long before max_len, and a longer max_len changes nothing."""
+    model = _trained_looking("bahdanau", seed=2, eos_bias=2.0)
+    calls = []
+    step = model.step
+
+    def counting_step(tokens, state):
+        calls.append(len(tokens))
+        return step(tokens, state)
+
+    model.step = counting_step
+    src_ids = np.array([5, 7, 4])
+    short = translate_beam(model, src_ids, 40, bos_id=BOS, eos_id=EOS, beam_width=3, length_penalty=alpha)
+    assert len(calls) < 15
+    long = translate_beam(model, src_ids, 400, bos_id=BOS, eos_id=EOS, beam_width=3, length_penalty=alpha)
+    assert [ids.tolist() for ids, _ in long] == [ids.tolist() for ids, _ in short]
+    assert [lp for _, lp in long] == [lp for _, lp in short]
 
 
 def test_decoding_serves_the_transformer_too():

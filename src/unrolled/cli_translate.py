@@ -12,11 +12,15 @@ DEFAULT_OUT = "runs/translate"
 # train flags that set a Config field of the same name (dashes become underscores)
 CONFIG_FLAGS = ("data", "arch", "cell", "attention", "bidirectional", "layers", "embed", "hidden", "heads", "ff",
                 "dropout", "teacher_forcing", "label_smoothing", "min_freq", "batch", "lr", "epochs", "minutes",
-                "max_len", "beam", "seed", "eval_every")
+                "max_len", "beam", "length_penalty", "seed", "eval_every")
 
 
 def _fraction(text: str) -> float:
     return _number(float, text, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+
+
+def _alpha(text: str) -> float:
+    return _number(float, text, lambda v: 0 <= v <= 5, "a number in [0, 5]")
 
 
 def register(tasks) -> None:
@@ -59,6 +63,8 @@ def register(tasks) -> None:
                         help=f"minutes of training time (default {d.minutes:g})")
     train.add_argument("--max-len", type=positive_int, metavar="N", help="tokens at most per translation (default 30; full: 60)")
     train.add_argument("--beam", type=positive_int, metavar="K", help=f"beam width of the test score (default {d.beam})")
+    train.add_argument("--length-penalty", type=_alpha, metavar="A",
+                       help=f"GNMT length normalisation of beam scores, 0: none (default {d.length_penalty})")
     train.add_argument("--seed", type=int, metavar="S")
     train.add_argument("--eval-every", type=positive_int, metavar="N", help=f"steps between evaluations (default {d.eval_every})")
     train.add_argument("--out", metavar="DIR", help=f"a new run folder (default {DEFAULT_OUT})")
@@ -75,6 +81,7 @@ def register(tasks) -> None:
     evaluate = actions.add_parser("eval", help="BLEU of greedy decoding and beam search on the held-out test split")
     evaluate.add_argument("run", metavar="DIR")
     evaluate.add_argument("--beam", type=positive_int, metavar="K", help="beam width (default: the run's)")
+    evaluate.add_argument("--length-penalty", type=_alpha, metavar="A", help="GNMT alpha (default: the run's)")
     evaluate.set_defaults(func=run_eval)
 
 
@@ -112,8 +119,9 @@ def run_run(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    scores = translate.evaluate_run(args.run, beam=args.beam)
+    scores = translate.evaluate_run(args.run, beam=args.beam, length_penalty=args.length_penalty)
     print(f"test BLEU on {scores['sentences']} held-out sentences ({scores['references']} references): "
-          f"greedy {scores['test_bleu_greedy']:.2f}, beam {scores['beam']} {scores['test_bleu_beam']:.2f}")
+          f"greedy {scores['test_bleu_greedy']:.2f}, beam {scores['beam']} {scores['test_bleu_beam']:.2f} "
+          f"(length penalty {scores['length_penalty']:g})")
     print(scores["signature"])
     return 0

@@ -162,8 +162,8 @@ def beam_search(step, prompt_ids, length: int, beam_width: int = 5, length_penal
     eos) and gives its place to the next best candidate, so the beam stays full; with width 1 this
     is greedy decoding. Ranking uses GNMT's length normalisation
     logprob / ((5 + n) / 6) ** length_penalty, n counting the new tokens; the default 0 ranks by
-    the plain total, which favours shorter endings, and then the search stops early once
-    `beam_width` ended hypotheses score at least as well as every live one (none can catch up).
+    the plain total, which favours shorter endings. The search stops early once `beam_width`
+    ended hypotheses rank at least as high as any live one possibly could.
     """
     length = _check_int(length, "length", 0)
     beam_width = _check_int(beam_width, "beam_width", 1)
@@ -203,9 +203,14 @@ def beam_search(step, prompt_ids, length: int, beam_width: int = 5, length_penal
         seqs = np.concatenate([seqs[parent], token[:, None]], axis=1)  # (K', t + 1)
         scores = total[best[live]]
         state = _take(state, parent)
-        if length_penalty == 0 and len(finished) >= beam_width and \
-                sorted(s for _, s in finished)[-beam_width] >= scores.max():
-            break  # totals only fall as hypotheses grow, so no live one can enter the best beam_width
+        if len(finished) >= beam_width:
+            # Totals only fall as hypotheses grow, so no live hypothesis will rank above its total
+            # normalised at the most favourable length it can still reach: once beam_width ended
+            # ones rank at least as high, the result is settled.
+            reach = length if length_penalty >= 0 else t + 1
+            best_live = _normalised(float(scores.max()), reach, length_penalty)
+            if sorted(_normalised(s, len(ids), length_penalty) for ids, s in finished)[-beam_width] >= best_live:
+                break
     hyps = finished + [(ids, float(s)) for ids, s in zip(seqs, scores)]
     hyps.sort(key=lambda h: -_normalised(h[1], len(h[0]), length_penalty))  # stable: earlier wins ties
     return hyps[:beam_width]
