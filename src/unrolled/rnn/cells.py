@@ -91,8 +91,8 @@ def check_init(kernel, bias: bool, init_name: str, forget_bias) -> None:
         raise ValueError("forget_bias needs an LSTM with bias=True, but was given for a layer without a forget-gate bias.")
 
 
-def accumulate_grads(kernel, params, w: Weights, d_x, d_hh, x, h_prev) -> np.ndarray:
-    """Add one weight set's gradients (one GEMM each) and return dL/dx.
+def accumulate_grads(kernel, params, d_x, d_hh, x, h_prev) -> None:
+    """Add one weight set's gradients over N rows (steps x sequences), one GEMM per weight.
 
     d_x (N, G*H): gradient w.r.t. the input projection, rows paired with x (N, I). d_hh (N, G*H):
     w.r.t. the recurrent product, rows paired with h_prev (N, H).
@@ -104,7 +104,6 @@ def accumulate_grads(kernel, params, w: Weights, d_x, d_hh, x, h_prev) -> np.nda
         db_x = d_x.sum(0)
         b_ih.grad += db_x
         b_hh.grad += db_x if kernel.shared_grads else d_hh.sum(0)
-    return d_x @ w.W_ih                                     # (N, I)
 
 
 # ----- the cells --------------------------------------------------------------------------------
@@ -155,8 +154,8 @@ class _Cell(Module):
         x, w, hs, cache = self._restore()
         d_states = self._states(d_states, x.shape[0], grad=True)
         d_x, d_hh, d_states0 = self.kernel.backward(None, d_states, w, hs, cache, None)
-        dx = accumulate_grads(self.kernel, weights_of(self, ""), w, d_x[0], d_hh[0], x, hs[0])
-        return dx, d_states0
+        accumulate_grads(self.kernel, weights_of(self, ""), d_x[0], d_hh[0], x, hs[0])
+        return d_x[0] @ w.W_ih, d_states0
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")

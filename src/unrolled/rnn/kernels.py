@@ -7,6 +7,11 @@ weight gradients (again one GEMM each, after the loop).
 
 Shapes: T steps, B sequences, H hidden units, G gates (LSTM 4, GRU 3, RNN 1).
 
+Hooks, for a caller that overlaps its large GEMMs with the loop (see threads.py): forward
+kernels call `ready(t)` before step t reads x_proj[t] (so x_proj may be filled in while the loop
+runs); backward kernels call `done(t, d_x, d_hh)` once step t's rows of their returned gradient
+arrays are final (d_x and d_hh are the same array where the two gradients coincide).
+
 Variable lengths: the caller sorts the batch by decreasing length and arranges every sequence's
 valid steps as a prefix in time, so the sequences still running at step t are the first
 `batch_sizes[t]` rows; kernels touch only those rows. Rows past a sequence's end stay zero (their
@@ -54,7 +59,7 @@ def _lstm_gate_affine(H: int, dtype) -> tuple[np.ndarray, np.ndarray]:
     return scale.reshape(-1), shift.reshape(-1)
 
 
-def lstm_forward(x_proj, W_hh, h0, c0, batch_sizes=None, keep=True):
+def lstm_forward(x_proj, W_hh, h0, c0, batch_sizes=None, keep=True, ready=None):
     """LSTM over one direction.
 
     x_proj (T, B, 4H): x W_ih^T + b_ih + b_hh per step, gates i, f, g, o. W_hh (4H, H). h0, c0
@@ -74,6 +79,8 @@ def lstm_forward(x_proj, W_hh, h0, c0, batch_sizes=None, keep=True):
     scale, shift = _lstm_gate_affine(H, dtype)
     W_hh_T = W_hh.T                                         # (H, 4H) view
     for t in range(T):
+        if ready is not None:
+            ready(t)
         n, s = sizes[t], (t if keep else 0)
         a = gates[s, :n]                                    # (n, 4H)
         np.matmul(hs[t, :n], W_hh_T, out=a)
@@ -91,7 +98,7 @@ def lstm_forward(x_proj, W_hh, h0, c0, batch_sizes=None, keep=True):
     return hs, cs, ((gates, tanh_c, cs) if keep else None)
 
 
-def lstm_backward(d_out, dh_n, dc_n, W_hh, cache, batch_sizes=None):
+def lstm_backward(d_out, dh_n, dc_n, W_hh, cache, batch_sizes=None, done=None):
     """Backward of `lstm_forward`.
 
     d_out (T, B, H) or None: gradient on each step's output. dh_n, dc_n (B, H): gradient on the
@@ -136,12 +143,14 @@ def lstm_backward(d_out, dh_n, dc_n, W_hh, cache, batch_sizes=None):
         p *= q
         da *= p
         np.matmul(da, W_hh, out=dh_t)                       # dh_prev
+        if done is not None:
+            done(t, d_gates, d_gates)
     return d_gates, dh, dc
 
 
 # ----- GRU -------------------------------------------------------------------------------------
 
-def gru_forward(x_proj, W_hh, b_hn, h0, batch_sizes=None, keep=True):
+def gru_forward(x_proj, W_hh, b_hn, h0, batch_sizes=None, keep=True, ready=None):
     """GRU over one direction: n = tanh(x_n + r * (W_hn h + b_hn)), h' = (1 - z) n + z h.
 
     x_proj (T, B, 3H): x W_ih^T + b_ih + [b_hr, b_hz, 0], gates r, z, n. W_hh (3H, H). b_hn
@@ -159,6 +168,8 @@ def gru_forward(x_proj, W_hh, b_hn, h0, batch_sizes=None, keep=True):
     rec = np.empty((B, G), dtype)                           # h W_hh^T
     W_hh_T = W_hh.T                                         # (H, 3H) view
     for t in range(T):
+        if ready is not None:
+            ready(t)
         n, s = sizes[t], (t if keep else 0)
         h_prev, a, hn = hs[t, :n], gates[s, :n], hns[s, :n]
         np.matmul(h_prev, W_hh_T, out=rec[:n])
@@ -176,7 +187,7 @@ def gru_forward(x_proj, W_hh, b_hn, h0, batch_sizes=None, keep=True):
     return hs, ((gates, hns) if keep else None)
 
 
-def gru_backward(d_out, dh_n, W_hh, hs, cache, batch_sizes=None):
+def gru_backward(d_out, dh_n, W_hh, hs, cache, batch_sizes=None, done=None):
     """Backward of `gru_forward`.
 
     Returns d_x (T, B, 3H), the gradient w.r.t. x_proj; d_hh (T, B, 3H), w.r.t. the recurrent
@@ -218,13 +229,15 @@ def gru_backward(d_out, dh_n, W_hh, hs, cache, batch_sizes=None):
         np.multiply(dh_t, z, out=u)                         # the direct path z * h_prev
         np.matmul(d_hh[t, :n], W_hh, out=dh_t)
         dh_t += u
-    d_x[..., :2 * H] = d_hh[..., :2 * H]
+        d_x[t, :n, :2 * H] = d_hh[t, :n, :2 * H]
+        if done is not None:
+            done(t, d_x, d_hh)
     return d_x, d_hh, dh
 
 
 # ----- Elman RNN -------------------------------------------------------------------------------
 
-def rnn_forward(x_proj, W_hh, h0, nonlinearity="tanh", batch_sizes=None):
+def rnn_forward(x_proj, W_hh, h0, nonlinearity="tanh", batch_sizes=None, ready=None):
     """h' = act(x_proj + h W_hh^T), act tanh or relu. x_proj (T, B, H). Returns hs (T+1, B, H)."""
     T, B, H = x_proj.shape
     sizes = _steps(batch_sizes, T, B)
@@ -232,6 +245,8 @@ def rnn_forward(x_proj, W_hh, h0, nonlinearity="tanh", batch_sizes=None):
     hs[0] = h0
     W_hh_T = W_hh.T                                         # (H, H) view
     for t in range(T):
+        if ready is not None:
+            ready(t)
         n = sizes[t]
         h = hs[t + 1, :n]                                   # (n, H)
         np.matmul(hs[t, :n], W_hh_T, out=h)
@@ -243,7 +258,7 @@ def rnn_forward(x_proj, W_hh, h0, nonlinearity="tanh", batch_sizes=None):
     return hs
 
 
-def rnn_backward(d_out, dh_n, W_hh, hs, nonlinearity="tanh", batch_sizes=None):
+def rnn_backward(d_out, dh_n, W_hh, hs, nonlinearity="tanh", batch_sizes=None, done=None):
     """Backward of `rnn_forward`: d_pre (T, B, H) w.r.t. the pre-activations, and dh0 (B, H)."""
     T, B, H = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
     sizes = _steps(batch_sizes, T, B)
@@ -262,6 +277,8 @@ def rnn_backward(d_out, dh_n, W_hh, hs, nonlinearity="tanh", batch_sizes=None):
         else:
             np.multiply(dh_t, h > 0, out=da)
         np.matmul(da, W_hh, out=dh_t)
+        if done is not None:
+            done(t, d_pre, d_pre)
     return d_pre, dh
 
 
@@ -284,13 +301,13 @@ class LSTMKernel:
         return Weights(W_ih, W_hh, None if b_ih is None else b_ih + b_hh, None)
 
     @staticmethod
-    def forward(x_proj, w: Weights, states, batch_sizes, keep):
-        hs, cs, cache = lstm_forward(x_proj, w.W_hh, *states, batch_sizes, keep)
+    def forward(x_proj, w: Weights, states, batch_sizes, keep, ready=None):
+        hs, cs, cache = lstm_forward(x_proj, w.W_hh, *states, batch_sizes, keep, ready)
         return hs, (hs, cs), cache
 
     @staticmethod
-    def backward(d_out, d_finals, w: Weights, hs, cache, batch_sizes):
-        d_gates, dh0, dc0 = lstm_backward(d_out, *d_finals, w.W_hh, cache, batch_sizes)
+    def backward(d_out, d_finals, w: Weights, hs, cache, batch_sizes, done=None):
+        d_gates, dh0, dc0 = lstm_backward(d_out, *d_finals, w.W_hh, cache, batch_sizes, done)
         return d_gates, d_gates, (dh0, dc0)
 
     @staticmethod
@@ -315,13 +332,13 @@ class GRUKernel:
         return Weights(W_ih, W_hh, b_x, b_hh[2 * H:])
 
     @staticmethod
-    def forward(x_proj, w: Weights, states, batch_sizes, keep):
-        hs, cache = gru_forward(x_proj, w.W_hh, w.b_hn, states[0], batch_sizes, keep)
+    def forward(x_proj, w: Weights, states, batch_sizes, keep, ready=None):
+        hs, cache = gru_forward(x_proj, w.W_hh, w.b_hn, states[0], batch_sizes, keep, ready)
         return hs, (hs,), cache
 
     @staticmethod
-    def backward(d_out, d_finals, w: Weights, hs, cache, batch_sizes):
-        d_x, d_hh, dh0 = gru_backward(d_out, d_finals[0], w.W_hh, hs, cache, batch_sizes)
+    def backward(d_out, d_finals, w: Weights, hs, cache, batch_sizes, done=None):
+        d_x, d_hh, dh0 = gru_backward(d_out, d_finals[0], w.W_hh, hs, cache, batch_sizes, done)
         return d_x, d_hh, (dh0,)
 
     @staticmethod
@@ -342,12 +359,12 @@ class RNNKernel:
     def prepare(W_ih, W_hh, b_ih, b_hh) -> Weights:
         return Weights(W_ih, W_hh, None if b_ih is None else b_ih + b_hh, None)
 
-    def forward(self, x_proj, w: Weights, states, batch_sizes, keep):
-        hs = rnn_forward(x_proj, w.W_hh, states[0], self.nonlinearity, batch_sizes)
+    def forward(self, x_proj, w: Weights, states, batch_sizes, keep, ready=None):
+        hs = rnn_forward(x_proj, w.W_hh, states[0], self.nonlinearity, batch_sizes, ready)
         return hs, (hs,), None
 
-    def backward(self, d_out, d_finals, w: Weights, hs, cache, batch_sizes):
-        d_pre, dh0 = rnn_backward(d_out, d_finals[0], w.W_hh, hs, self.nonlinearity, batch_sizes)
+    def backward(self, d_out, d_finals, w: Weights, hs, cache, batch_sizes, done=None):
+        d_pre, dh0 = rnn_backward(d_out, d_finals[0], w.W_hh, hs, self.nonlinearity, batch_sizes, done)
         return d_pre, d_pre, (dh0,)
 
     @staticmethod

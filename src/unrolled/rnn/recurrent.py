@@ -8,8 +8,10 @@
 Parameters carry PyTorch's names, shapes and gate order (weight_ih_l0, weight_hh_l1_reverse, ...),
 so state dicts move both ways. This file does the layer logic (layout, lengths, directions,
 stacking, dropout); the recurrences themselves are the kernels in kernels.py. Per layer and
-direction: one GEMM projects every step's input, the kernel runs the recurrence, and backward
-does one GEMM each for dW_ih, dW_hh and dx.
+direction: GEMMs over many steps at once project the inputs, the kernel runs the recurrence, and
+backward does the same for dW_ih, dW_hh and dx. Those large GEMMs are cut into a few time chunks
+that run on a helper thread while the recurrence goes on (threads.py): the projection of chunk
+c+1 during the steps of chunk c, the gradients of a chunk as soon as backward has left it.
 
 `lengths` (B ints in 1..T): padded steps keep the previous state, padded outputs are zero, h_n is
 each sequence's state at its own last step and the reverse direction runs over each sequence's
@@ -29,6 +31,23 @@ from ..core.module import Module
 from .cells import (accumulate_grads, add_weights, check_float_dtype, check_init, check_sizes,
                     prepared, reset_weights, state_pair, weights_of)
 from .kernels import GRUKernel, LSTMKernel, RNNKernel
+from .threads import Overlap, one_blas_thread
+
+MAX_CHUNKS = 8          # time chunks per sequence for the overlapped GEMMs...
+MIN_CHUNK_ROWS = 512    # ...each of at least this many rows (steps x sequences)
+
+
+def _time_chunks(T: int, B: int) -> dict[int, int]:
+    """{start: stop} of the time chunks whose GEMMs overlap the recurrence."""
+    K = max(-(-T // MAX_CHUNKS), -(-MIN_CHUNK_ROWS // B))  # steps per chunk
+    return {t: min(t + K, T) for t in range(0, T, K)}
+
+
+def _project(x2d, w, out2d) -> None:
+    """out2d = x2d W_ih^T + b_x: the input projection of some rows (steps x sequences)."""
+    np.matmul(x2d, w.W_ih.T, out=out2d)
+    if w.b_x is not None:
+        out2d += w.b_x
 
 
 class _Batch:
@@ -135,43 +154,67 @@ class _Recurrent(Module):
         keep = self.recording or return_internals
         finals = [np.empty((L * D, B, H), self.dtype) for _ in states0]
         inputs, masks, caches, internals = [], [], [], []
+        chunks, overlap = _time_chunks(T, B), Overlap()
         layer_in = batch.sort(x)                              # (T, B, I_l)
-        for layer in range(L):
-            x2d = layer_in.reshape(T * B, -1)                 # (T*B, I_l)
-            outs = []
-            for d in range(D):
-                k = layer * D + d
-                w = prepared(self.kernel, weights_of(self, self._suffix(layer, d)))
-                proj = x2d @ w.W_ih.T                         # (T*B, G*H): every step in one GEMM
-                if w.b_x is not None:
-                    proj += w.b_x
-                proj = proj.reshape(T, B, -1)
-                if d:
-                    proj = batch.reverse(proj)
-                hs, buffers, cache = self.kernel.forward(proj, w, tuple(s[k] for s in states0),
-                                                         batch.batch_sizes, keep)
-                for final, buffer in zip(finals, buffers):
-                    final[k] = batch.last(buffer)
-                outs.append(batch.reverse(hs[1:]) if d else hs[1:])  # (T, B, H)
-                caches.append((w, hs, cache))
-                if return_internals:
-                    internals.append(self._inspect(self.kernel.internals(hs, cache), d, batch))
-            layer_out = outs[0] if D == 1 else np.concatenate(outs, axis=2)  # (T, B, D*H)
-            mask = None
-            if self.training and self.dropout > 0 and layer < L - 1:
-                keep_prob = 1.0 - self.dropout
-                mask = (self.rng.random(layer_out.shape, dtype=self.dtype) < keep_prob).astype(self.dtype)
-                mask /= keep_prob
-                layer_out = layer_out * mask
-            inputs.append(x2d)
-            masks.append(mask)
-            layer_in = layer_out
+        with one_blas_thread():
+            for layer in range(L):
+                x2d = layer_in.reshape(T * B, -1)             # (T*B, I_l)
+                ws = [prepared(self.kernel, weights_of(self, self._suffix(layer, d))) for d in range(D)]
+                projs, ready = self._project_all(x2d, ws, chunks, overlap, B)
+                outs = []
+                for d in range(D):
+                    k = layer * D + d
+                    proj = projs[d].reshape(T, B, -1)         # (T, B, G*H)
+                    if d:
+                        overlap.finish()
+                        proj = batch.reverse(proj)
+                    hs, buffers, cache = self.kernel.forward(proj, ws[d], tuple(s[k] for s in states0),
+                                                             batch.batch_sizes, keep, None if d else ready)
+                    for final, buffer in zip(finals, buffers):
+                        final[k] = batch.last(buffer)
+                    outs.append(batch.reverse(hs[1:]) if d else hs[1:])  # (T, B, H)
+                    caches.append((ws[d], hs, cache))
+                    if return_internals:
+                        internals.append(self._inspect(self.kernel.internals(hs, cache), d, batch))
+                layer_out = outs[0] if D == 1 else np.concatenate(outs, axis=2)  # (T, B, D*H)
+                mask = None
+                if self.training and self.dropout > 0 and layer < L - 1:
+                    keep_prob = 1.0 - self.dropout
+                    mask = (self.rng.random(layer_out.shape, dtype=self.dtype) < keep_prob).astype(self.dtype)
+                    mask /= keep_prob
+                    layer_out = layer_out * mask
+                inputs.append(x2d)
+                masks.append(mask)
+                layer_in = layer_out
         self._save((batch, inputs, masks, caches, x.shape))
         out = batch.unsort(layer_in)
         if self.batch_first:
             out = np.ascontiguousarray(out.transpose(1, 0, 2))
         finals = [batch.unsort(f) for f in finals]
         return out, finals, internals
+
+    def _project_all(self, x2d, ws, chunks, overlap, B):
+        """Input projections (T*B, G*H) of every direction, and the forward direction's `ready` hook.
+
+        The first chunk of the forward direction is projected here; its later chunks, then the
+        whole reverse direction, go to the helper thread while the recurrence runs.
+        """
+        projs = [np.empty((x2d.shape[0], w.W_ih.shape[0]), self.dtype) for w in ws]
+        pending = {}
+        for t0, t1 in chunks.items():
+            rows = slice(t0 * B, t1 * B)
+            if t0 == 0:
+                _project(x2d[rows], ws[0], projs[0][rows])
+            else:
+                pending[t0] = overlap.submit(_project, x2d[rows], ws[0], projs[0][rows], shareable=True)
+        if len(ws) == 2:
+            overlap.submit(_project, x2d, ws[1], projs[1], shareable=True)
+
+        def ready(t):
+            if t in pending:
+                pending.pop(t).join()
+
+        return projs, (ready if pending else None)
 
     @staticmethod
     def _inspect(arrays: dict, direction: int, batch: _Batch) -> dict:
@@ -190,37 +233,59 @@ class _Recurrent(Module):
             d_layer = batch.sort(d_out.transpose(1, 0, 2) if self.batch_first else d_out)  # (T, B, D*H)
         d_finals = self._states(d_finals, B, batch, grad=True)
         d_states0 = [np.empty_like(f) for f in d_finals]
-        for layer in reversed(range(L)):
-            x2d = inputs[layer]                               # (T*B, I_l)
-            d_in = None
-            for d in range(D):
-                k = layer * D + d
-                w, hs, cache = caches[k]
-                g = None
-                if d_layer is not None:
-                    g = d_layer[..., d * H:(d + 1) * H] if D > 1 else d_layer  # (T, B, H)
+        chunks, overlap = _time_chunks(T, B), Overlap()
+        with one_blas_thread():
+            for layer in reversed(range(L)):
+                x2d = inputs[layer]                           # (T*B, I_l)
+                d_in = np.empty_like(x2d)                     # (T*B, I_l)
+                dx_jobs = []
+                for d in range(D):
+                    k = layer * D + d
+                    w, hs, cache = caches[k]
+                    params = weights_of(self, self._suffix(layer, d))
+                    g = None
+                    if d_layer is not None:
+                        g = d_layer[..., d * H:(d + 1) * H] if D > 1 else d_layer  # (T, B, H)
+                        if d:
+                            g = batch.reverse(g)
+                    done = None if d else self._gradients_behind(params, w, x2d, hs, d_in, chunks, overlap,
+                                                                 dx_jobs, B)
+                    d_x, d_hh, d0 = self.kernel.backward(g, tuple(f[k] for f in d_finals), w, hs, cache,
+                                                         batch.batch_sizes, done)
+                    for dst, src in zip(d_states0, d0):
+                        dst[k] = src
                     if d:
-                        g = batch.reverse(g)
-                d_x, d_hh, d0 = self.kernel.backward(g, tuple(f[k] for f in d_finals), w, hs, cache,
-                                                     batch.batch_sizes)
-                for dst, src in zip(d_states0, d0):
-                    dst[k] = src
-                if d:
-                    d_x = batch.reverse(d_x)                  # back to time order, to pair with x
-                dx = accumulate_grads(self.kernel, weights_of(self, self._suffix(layer, d)), w,
-                                      d_x.reshape(T * B, -1), d_hh.reshape(T * B, -1), x2d,
-                                      hs[:-1].reshape(T * B, H))
-                if d_in is None:
-                    d_in = dx
-                else:
-                    d_in += dx
-            d_layer = d_in.reshape(T, B, -1)                  # (T, B, I_l)
-            if layer > 0 and masks[layer - 1] is not None:
-                d_layer *= masks[layer - 1]
+                        d_x = batch.reverse(d_x).reshape(T * B, -1)  # back to time order, to pair with x
+                        overlap.submit(accumulate_grads, self.kernel, params, d_x, d_hh.reshape(T * B, -1),
+                                       x2d, hs[:-1].reshape(T * B, H))
+                        dx = d_x @ w.W_ih                     # (T*B, I_l)
+                        overlap.wait(dx_jobs)
+                        d_in += dx
+                overlap.wait(dx_jobs)
+                d_layer = d_in.reshape(T, B, -1)              # (T, B, I_l)
+                if layer > 0 and masks[layer - 1] is not None:
+                    d_layer *= masks[layer - 1]
+            overlap.finish()
         dx = batch.unsort(d_layer)
         if self.batch_first:
             dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
         return dx, [batch.unsort(s) for s in d_states0]
+
+    def _gradients_behind(self, params, w, x2d, hs, d_in, chunks, overlap, dx_jobs, B):
+        """The forward direction's `done` hook: once backward has left a time chunk, the helper
+        thread adds that chunk's weight gradients and computes its rows of dx (into d_in)."""
+        G = w.W_ih.shape[0]
+        h_prev = hs[:-1].reshape(-1, hs.shape[2])             # (T*B, H)
+
+        def done(t, d_x, d_hh):
+            if t not in chunks:
+                return
+            rows = slice(t * B, chunks[t] * B)
+            d_x2d, d_hh2d = d_x.reshape(-1, G)[rows], d_hh.reshape(-1, G)[rows]
+            overlap.submit(accumulate_grads, self.kernel, params, d_x2d, d_hh2d, x2d[rows], h_prev[rows])
+            dx_jobs.append(overlap.submit(np.matmul, d_x2d, w.W_ih, d_in[rows], shareable=True))
+
+        return done
 
     def extra_repr(self) -> str:
         parts = [f"{self.input_size}, {self.hidden_size}"]

@@ -1,0 +1,133 @@
+"""How the recurrent layers use two cores: BLAS on one thread, large GEMMs on a helper thread.
+
+A recurrence is a chain of small GEMMs, one per time step. Split over two BLAS threads, each of
+them waits for a hand-over between cores; on a busy machine the other core is often taken and
+that wait dominates (an LSTM training step measured 8x slower with OpenBLAS on 2 threads than on
+1 at a load average of 8 on 2 cores). So while a layer runs, `one_blas_thread()` sets OpenBLAS to
+one thread, and the layer gets its parallelism from `Overlap`: the large GEMMs that do not lie on
+the recurrence's critical path (input projections of later time chunks, weight gradients of
+finished chunks) run on a helper thread while the caller's thread goes on with the recurrence.
+NumPy releases the GIL inside BLAS calls and large ufuncs, so the two really run at once.
+
+The thread count is set through ctypes on the OpenBLAS that NumPy loaded (NumPy's wheels bundle
+it as scipy-openblas, with prefixed symbols; distributions link a plain libopenblas). When no such
+library is found (NumPy on MKL, Accelerate, BLIS...), `one_blas_thread()` does nothing.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import glob
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+_SYMBOLS = [  # (set, get) pairs, NumPy's bundled build first
+    ("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
+    ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
+    ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
+    ("openblas_set_num_threads", "openblas_get_num_threads"),
+]
+
+
+def _candidate_libraries() -> list[str]:
+    """OpenBLAS shared libraries: NumPy's bundled copies first, then any already mapped in."""
+    root = os.path.dirname(np.__file__)
+    paths = glob.glob(os.path.join(root, "..", "numpy.libs", "*openblas*"))
+    paths += glob.glob(os.path.join(root, ".dylibs", "*openblas*"))
+    with contextlib.suppress(OSError), open("/proc/self/maps") as maps:
+        paths += sorted({line.split()[-1] for line in maps if "openblas" in line.rsplit("/", 1)[-1]})
+    return paths
+
+
+def _find_controls():
+    """(set_num_threads, get_num_threads) ctypes functions, or None."""
+    for path in _candidate_libraries():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for set_name, get_name in _SYMBOLS:
+            if hasattr(lib, set_name) and hasattr(lib, get_name):
+                return getattr(lib, set_name), getattr(lib, get_name)
+    return None
+
+
+_CONTROLS = _find_controls()
+_lock = threading.Lock()
+_depth, _saved = 0, 0
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """Run the block with OpenBLAS on one thread, then restore the previous count (re-entrant)."""
+    global _depth, _saved
+    if _CONTROLS is None:
+        yield
+        return
+    set_threads, get_threads = _CONTROLS
+    with _lock:
+        if _depth == 0:
+            _saved = get_threads()
+            set_threads(1)
+        _depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                set_threads(_saved)
+
+
+_helper: ThreadPoolExecutor | None = None
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _helper
+    if _helper is None:
+        _helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unrolled-overlap")
+    return _helper
+
+
+class Job:
+    """One call queued on the helper thread. `join()` waits for it; a shareable job (one whose
+    outputs no other job touches) that has not started yet is run by the caller instead."""
+
+    def __init__(self, fn, args, shareable: bool):
+        self.fn, self.args, self.shareable = fn, args, shareable
+        self.future = _executor().submit(fn, *args)
+        self.joined = False
+
+    def join(self) -> None:
+        if self.joined:
+            return
+        if self.shareable and self.future.cancel():
+            self.fn(*self.args)
+        else:
+            self.future.result()                            # re-raises the job's exception
+        self.joined = True
+
+
+class Overlap:
+    """A group of jobs run in order on the helper thread while the caller keeps working."""
+
+    def __init__(self):
+        self.jobs: list[Job] = []
+
+    def submit(self, fn, *args, shareable: bool = False) -> Job:
+        job = Job(fn, args, shareable)
+        self.jobs.append(job)
+        return job
+
+    @staticmethod
+    def wait(jobs) -> None:
+        for job in jobs:
+            job.join()
+
+    def finish(self) -> None:
+        """Wait for every job of the group."""
+        jobs, self.jobs = self.jobs, []
+        self.wait(jobs)

@@ -1,0 +1,127 @@
+"""The overlapped path of the recurrent layers: GEMMs cut into time chunks on the helper thread.
+
+The other recurrent tests use shapes too small to be cut into chunks, so they exercise the
+layers without the helper thread. Here every time chunk is one or two steps long, and the PyTorch
+parity grid, the finite-difference checks and the equivalences run again; plus the OpenBLAS
+thread control and the job group themselves.
+"""
+import threading
+
+import numpy as np
+import pytest
+
+import test_rnn_equivalence
+import test_rnn_gradcheck
+import test_rnn_torch
+import unrolled
+from unrolled.rnn import recurrent, threads
+
+
+@pytest.fixture(autouse=True)
+def tiny_chunks(monkeypatch):
+    monkeypatch.setattr(recurrent, "MIN_CHUNK_ROWS", 1)
+    monkeypatch.setattr(recurrent, "MAX_CHUNKS", 3)  # T = 5 -> chunks of 2, 2 and 1 steps
+
+
+def test_tiny_chunks_are_in_force():
+    assert recurrent._time_chunks(5, 4) == {0: 2, 2: 4, 4: 5}
+
+
+def test_default_chunks_keep_gemms_large(monkeypatch):
+    monkeypatch.undo()
+    assert recurrent._time_chunks(100, 64) == {t: t + 13 for t in range(0, 91, 13)} | {91: 100}
+    assert recurrent._time_chunks(5, 4) == {0: 5}  # too small to cut: no helper thread at all
+    assert recurrent._time_chunks(1, 1) == {0: 1}
+
+
+@pytest.mark.parametrize("kind,num_layers,bidirectional,batch_first,lengths,with_h0", test_rnn_torch.GRID)
+def test_matches_torch(kind, num_layers, bidirectional, batch_first, lengths, with_h0):
+    test_rnn_torch.test_matches_torch(kind, num_layers, bidirectional, batch_first, lengths, with_h0)
+
+
+@pytest.mark.parametrize("kind", test_rnn_torch.KINDS)
+def test_float32_matches_torch(kind):
+    test_rnn_torch.test_float32_matches_torch(kind)
+
+
+@pytest.mark.parametrize("num_layers,bidirectional,batch_first,lengths,with_h0", test_rnn_gradcheck._grid())
+@pytest.mark.parametrize("kind", test_rnn_gradcheck.KINDS)
+def test_gradients_match_finite_differences(kind, num_layers, bidirectional, batch_first, lengths, with_h0):
+    test_rnn_gradcheck.test_layer_gradients_match_finite_differences(
+        kind, num_layers, bidirectional, batch_first, lengths, with_h0)
+
+
+@pytest.mark.parametrize("kind", test_rnn_gradcheck.KINDS)
+def test_gradients_through_dropout(kind):
+    test_rnn_gradcheck.test_gradients_through_dropout_between_layers(kind)
+
+
+@pytest.mark.parametrize("kind", test_rnn_equivalence.LAYERS)
+def test_layer_equals_a_loop_over_its_cell(kind):
+    test_rnn_equivalence.test_layer_equals_a_loop_over_its_cell(kind)
+
+
+@pytest.mark.parametrize("kind", test_rnn_equivalence.LAYERS)
+@pytest.mark.parametrize("num_layers,bidirectional", [(1, False), (2, True)])
+def test_masked_batch_equals_each_sequence_alone(kind, num_layers, bidirectional):
+    test_rnn_equivalence.test_masked_batch_equals_each_sequence_alone(kind, num_layers, bidirectional)
+
+
+def test_backward_pairs_with_forward_in_reverse_order_and_accumulates():
+    test_rnn_equivalence.test_backward_pairs_with_forward_in_reverse_order_and_accumulates()
+
+
+def test_overlapped_equals_serial_bit_for_bit(monkeypatch):
+    """Chunking changes which thread computes a GEMM, not the rows it sums: same bits as unchunked,
+    except the weight gradients, which add chunk by chunk."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((7, 3, 4)).astype(np.float32)
+    d_out = rng.standard_normal((7, 3, 5)).astype(np.float32)
+    results = []
+    for min_rows in (1, 10**9):
+        monkeypatch.setattr(recurrent, "MIN_CHUNK_ROWS", min_rows)
+        layer = unrolled.LSTM(4, 5, num_layers=2, seed=0)
+        out, (h_n, c_n) = layer(x)
+        dx, _ = layer.backward(d_out)
+        results.append((out, h_n, c_n, dx, layer.weight_hh_l0.grad.copy()))
+    for a, b in zip(results[0][:4], results[1][:4]):
+        assert np.array_equal(a, b)
+    np.testing.assert_allclose(results[0][4], results[1][4], rtol=1e-5, atol=1e-6)
+
+
+def test_one_blas_thread_sets_and_restores():
+    if threads._CONTROLS is None:
+        pytest.skip("this NumPy is not built on OpenBLAS")
+    set_threads, get_threads = threads._CONTROLS
+    before = get_threads()
+    set_threads(2)
+    try:
+        with threads.one_blas_thread():
+            assert get_threads() == 1
+            with threads.one_blas_thread():
+                assert get_threads() == 1
+            assert get_threads() == 1
+        assert get_threads() == 2
+    finally:
+        set_threads(before)
+
+
+def test_jobs_run_on_the_helper_thread_in_order():
+    overlap, seen = threads.Overlap(), []
+    gate = threading.Event()
+    overlap.submit(gate.wait)
+    later = [overlap.submit(seen.append, k, shareable=k % 2 == 0) for k in range(4)]
+    overlap.wait(later[:1])  # job 0 is shareable and not started (the helper waits at the gate): run here
+    assert seen == [0]
+    gate.set()
+    overlap.finish()
+    assert seen == [0, 1, 2, 3]
+    overlap.wait(later)  # joining twice runs nothing twice
+    assert seen == [0, 1, 2, 3]
+
+
+def test_a_failing_job_raises_in_the_caller():
+    overlap = threads.Overlap()
+    overlap.submit(np.matmul, np.ones((2, 3)), np.ones((2, 3)))
+    with pytest.raises(ValueError):
+        overlap.finish()
