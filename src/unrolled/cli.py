@@ -20,6 +20,9 @@ Every command that trains (`train`, `compare`) also takes `--on-nonfinite stop|s
 that every task has it: "skip" skips a batch with a non-finite loss or gradient and halves the
 learning rate instead of stopping.
 
+NumPy's floating-point warnings (overflow, invalid value) are silenced: what matters of them, a loss
+or gradient that is no longer finite, the training loop reports in one sentence.
+
 Input files (`--data`, `--vectors`) must be regular files of at most MAX_INPUT_MB mebibytes (the
 environment variable UNROLLED_MAX_INPUT_MB changes the limit): the loaders hold a file's text and
 its tokens in memory, up to about twenty times its size, so a bigger file is refused in one
@@ -32,6 +35,8 @@ import contextlib
 import importlib
 import os
 import sys
+
+import numpy as np
 
 from . import __version__
 from .train import NONFINITE_POLICIES, TrainingDiverged, nonfinite_policy
@@ -158,7 +163,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         check_input_files(args)
-        with blas_threads(), nonfinite_policy(getattr(args, "on_nonfinite", None)):
+        with blas_threads(), nonfinite_policy(getattr(args, "on_nonfinite", None)), \
+                np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             return args.func(args) or 0
     except TrainingDiverged as e:
         print(f"unrolled: error: {e}", file=sys.stderr)

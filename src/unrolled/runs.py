@@ -264,11 +264,11 @@ class Progress:
         self.bar.write(text)
 
     def note(self, text: str) -> None:
-        """Print a line that matters even without the bar (above the bar, or on stderr)."""
+        """Print a line on stderr that matters even without the bar (above the bar when there is one)."""
         if self.bar is None:
             print(text, file=sys.stderr)
         else:
-            self.bar.write(text)
+            self.bar.write(text, file=sys.stderr)
 
     def close(self) -> None:
         if self.bar is not None:

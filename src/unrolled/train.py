@@ -20,7 +20,8 @@ the run keeps its last good checkpoint. With "skip" the batch is skipped and the
 halved (`lr_scale`, kept in the checkpoint; the evaluation record lists the `skipped_steps`), and
 training stops only after MAX_SKIPS such batches in a row. The policy is `fit`'s `on_nonfinite`
 argument, or else the one set around the call by `nonfinite_policy(...)` (how the command line's
-`--on-nonfinite` reaches every task). Parameters that became non-finite are never checkpointed.
+`--on-nonfinite` reaches every task). Non-finite parameters or validation loss at an evaluation
+stop training under either policy, and are never checkpointed.
 
 Only one process trains a run at a time (see `unrolled.runs.lock_run`).
 """
@@ -257,19 +258,22 @@ def fit(task: Task, optimizer, schedule, run, budget: Budget, *, eval_every: int
             return state.step / total_steps
         return state.elapsed_s / budget.seconds
 
-    def diverged(what: str, when: str) -> TrainingDiverged:
+    def diverged(what: str, when: str, remedy: str) -> TrainingDiverged:
         kept = f"{run} keeps its checkpoint of step {saved_step}" if saved_step is not None else f"{run} has no checkpoint yet"
-        return TrainingDiverged(f"training diverged {when}: {what}; {kept}, and --on-nonfinite skip would skip "
-                                "such batches and lower the learning rate instead.")
+        return TrainingDiverged(f"training diverged {when}: {what}; {kept}, and {remedy}.")
 
     def evaluate_and_save() -> None:
         nonlocal saved_step
+        lower = "a lower learning rate or gradient clip would avoid it"
         bad = next((name for name, p in named if not np.isfinite(p.data).all()), None)
         if bad is not None:  # an update overflowed: never checkpoint it
-            raise diverged(f"the parameter '{bad}' is no longer finite, so it is not saved", f"by step {state.step}")
+            raise diverged(f"the parameter '{bad}' is no longer finite, so it is not saved", f"by step {state.step}",
+                           lower)
         t0 = time.perf_counter()
         model.eval()
         val = float(task.evaluate())
+        if not math.isfinite(val):
+            raise diverged(f"the validation loss is {val}, so this state is not saved", f"by step {state.step}", lower)
         record = {"step": state.step, "epoch": round(state.epoch + state.batch / n_batches, 4),
                   "elapsed_s": round(state.elapsed_s, 3), "wall_s": round(state.wall_s, 3),
                   "train_loss": state.loss_sum / state.batches if state.batches else None, "val_loss": val,
@@ -281,7 +285,7 @@ def fit(task: Task, optimizer, schedule, run, budget: Budget, *, eval_every: int
         record.update(getattr(task, "eval_metrics", dict)())  # e.g. a classifier's val_accuracy
         task.after_eval(state.step, val)
         model.train()
-        improved = math.isfinite(val) and (state.best_val is None or val < state.best_val)
+        improved = state.best_val is None or val < state.best_val
         if improved:
             state.best_val = val
         state.loss_sum = state.grad_norm_sum = state.window_s = 0.0
@@ -334,7 +338,8 @@ def fit(task: Task, optimizer, schedule, run, budget: Budget, *, eval_every: int
                 norm = clip_grad_norm(params, clip) if clip and not bad else 0.0
                 problem = _describe_nonfinite(loss, bad, norm)
                 if problem is not None and policy == "stop":
-                    raise diverged(f"{problem}, so the parameters were not updated", f"at step {state.step + 1}")
+                    raise diverged(f"{problem}, so the parameters were not updated", f"at step {state.step + 1}",
+                                   "--on-nonfinite skip would skip such batches and lower the learning rate instead")
                 if problem is None:
                     update()
                     state.loss_sum += loss
@@ -351,7 +356,8 @@ def fit(task: Task, optimizer, schedule, run, budget: Budget, *, eval_every: int
                              f"{state.lr_scale:g} of the schedule's.")
                     if state.skip_streak > MAX_SKIPS:
                         raise diverged(f"{problem} after {MAX_SKIPS} skipped batches in a row, so the parameters "
-                                       "were not updated", f"at step {state.step + 1}")
+                                       "were not updated", f"at step {state.step + 1}",
+                                       "a lower learning rate or gradient clip would avoid it")
                 if schedule is not None:
                     schedule.step()
                 dt = time.perf_counter() - t0

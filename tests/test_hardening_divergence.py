@@ -1,0 +1,125 @@
+"""Divergence: a NaN or inf in the loss or a gradient never reaches the parameters.
+
+By default training stops before the update with one sentence naming the step and the parameter
+(exit code 3) and the run keeps its last good checkpoint; `--on-nonfinite skip` skips the batch and
+halves the learning rate instead, logged in metrics.jsonl and kept in the checkpoint.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from unrolled.checkpoint import load_checkpoint
+from unrolled.cli import main
+from unrolled.runs import read_metrics
+from unrolled.tasks import lm
+from unrolled.train import MAX_SKIPS
+
+FIXTURE = Path(__file__).parent / "fixtures"
+TINY = ["lm", "train", "--data", str(FIXTURE / "tinyshakespeare_4k.txt"), "--hidden", "16", "--embed", "8",
+        "--layers", "1", "--seq-len", "8", "--batch", "4", "--lr", "0.01", "--seed", "2", "--epochs", "1",
+        "--eval-every", "25"]
+BAD_STEP = 30
+
+
+def _inject(monkeypatch, at: int, what: str, every_step_after: bool = False) -> dict:
+    """From training step `at` on (or at it only), make the loss or one gradient non-finite.
+
+    Records the parameters before step `at` and when the step after it begins, to show that the
+    bad step changed nothing.
+    """
+    original = lm.LanguageModelTask.train_batch
+    seen = {"n": 0}
+
+    def params(task):
+        return {name: p.data.copy() for name, p in task.model.named_parameters()}
+
+    def patched(self, epoch, index):
+        seen["n"] += 1
+        if seen["n"] == at:
+            seen["before"] = params(self)
+        if seen["n"] == at + 1:
+            seen["after"] = params(self)
+        loss, tokens = original(self, epoch, index)
+        if seen["n"] == at or (every_step_after and seen["n"] > at):
+            if what == "loss":
+                loss = float("nan")
+            else:
+                self.model.rnn.weight_hh_l0.grad[3, 1] = np.inf
+        seen["task"] = self
+        return loss, tokens
+
+    monkeypatch.setattr(lm.LanguageModelTask, "train_batch", patched)
+    return seen
+
+
+def _one_error_line(capsys) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("unrolled: error:")]
+    assert len(errors) == 1 and not any("Traceback" in line for line in lines), lines
+    return errors[0]
+
+
+@pytest.mark.parametrize("what, named", [("loss", "the loss is nan"),
+                                         ("grad", "the gradient of 'rnn.weight_hh_l0' is inf")])
+def test_stop_before_the_update_names_step_and_parameter_and_keeps_the_last_checkpoint(tmp_path, monkeypatch,
+                                                                                       capsys, what, named):
+    seen = _inject(monkeypatch, BAD_STEP, what)
+    out = tmp_path / "run"
+    assert main([*TINY, "--out", str(out)]) == 3
+    line = _one_error_line(capsys)
+    assert f"training diverged at step {BAD_STEP}: {named}" in line
+    assert "the parameters were not updated" in line and "checkpoint of step 25" in line and "--on-nonfinite skip" in line
+    task = seen["task"]  # the parameters are those from before the bad step
+    for name, p in task.model.named_parameters():
+        assert np.array_equal(p.data, seen["before"][name]), name
+    arrays, meta = load_checkpoint(out)  # the last good checkpoint, untouched and loadable
+    assert meta["step"] == 25 and all(np.isfinite(a).all() for a in arrays.values())
+    assert [r["step"] for r in read_metrics(out)] == [25]
+
+
+def test_skip_leaves_the_parameters_alone_halves_the_lr_and_logs_it(tmp_path, monkeypatch, capsys):
+    reference = tmp_path / "reference"
+    assert main([*TINY, "--out", str(reference)]) == 0
+    seen = _inject(monkeypatch, BAD_STEP, "grad")
+    out = tmp_path / "run"
+    assert main([*TINY, "--out", str(out), "--on-nonfinite", "skip"]) == 0
+    err = capsys.readouterr().err
+    assert f"step {BAD_STEP}: the gradient of 'rnn.weight_hh_l0' is inf; batch skipped, learning rate now 0.5" in err
+    for name in seen["before"]:  # the skipped step left every parameter as it was
+        assert np.array_equal(seen["after"][name], seen["before"][name]), name
+    ours, theirs = read_metrics(out), read_metrics(reference)
+    assert [r["step"] for r in ours] == [r["step"] for r in theirs]
+    assert ours[0] == {**ours[0], "lr": theirs[0]["lr"]} and "skipped_steps" not in ours[0]
+    assert ours[1]["skipped_steps"] == [BAD_STEP] and ours[1]["lr_scale"] == 0.5
+    for a, b in zip(ours[1:], theirs[1:]):  # the scheduled rate, halved from the skip on
+        assert a["lr"] == b["lr"] * 0.5
+    meta = load_checkpoint(out)[1]
+    assert meta["train"]["lr_scale"] == 0.5 and meta["step"] == load_checkpoint(reference)[1]["step"]
+
+
+def test_skip_gives_up_after_too_many_bad_batches_in_a_row(tmp_path, monkeypatch, capsys):
+    _inject(monkeypatch, BAD_STEP, "loss", every_step_after=True)
+    out = tmp_path / "run"
+    assert main([*TINY, "--out", str(out), "--on-nonfinite", "skip"]) == 3
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert sum("batch skipped" in line for line in lines) == MAX_SKIPS + 1
+    assert f"at step {BAD_STEP + MAX_SKIPS}: the loss is nan after {MAX_SKIPS} skipped batches in a row" in lines[-1]
+    assert load_checkpoint(out)[1]["step"] == 25
+
+
+def test_a_huge_learning_rate_stops_a_forecaster_in_one_line_with_exit_3(tmp_path):
+    """The real command line, nothing injected: lr 1e30 overflows the loss to inf at the second step."""
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "unrolled.cli", "forecast", "train", "--data",
+                           str(FIXTURE / "airline-passengers.csv"), "--target", "Passengers", "--lookback", "12",
+                           "--hidden", "8", "--lr", "1e30", "--epochs", "3", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr and "Warning" not in done.stderr, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("unrolled: error: training diverged at step 2: the loss is inf and the gradient of"), last
+    assert not (out / "checkpoint.json").exists()  # nothing diverged was saved
