@@ -1,19 +1,25 @@
 """Side-by-side speed of unrolled and torch.nn recurrent layers on the CPU, in one process.
 
-    python benchmarks/bench_rnn.py            # the full table (a few minutes)
+    python benchmarks/bench_rnn.py            # the full table (several minutes)
     python benchmarks/bench_rnn.py --quick    # tiny shapes, a smoke run
 
 Both libraries get the same float32 weights and inputs and 2 threads; runs alternate (ours, torch,
 ours, torch, ...) so that a change in machine load hits both, and each row reports the medians,
-the ratio ours/torch (< 1 means we are faster), our effective GFLOP/s and the peak memory of one
-call, measured as the growth of the resident set in a forked child process.
+the ratio ours/torch (< 1 means we are faster), the effective GFLOP/s of both (the GEMM work of a
+training step over its median time) and the peak memory of one training step. Peak memory is
+measured in a fresh process per library, before the timings: per row, the growth of the resident
+set's high-water mark over one step after a warm-up step, with glibc returning large blocks to
+the system at once (MALLOC_MMAP_THRESHOLD_) so that memory a previous step freed is not reused.
+The load average is printed with the table: the machine may be shared.
 """
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
+import gc
 import os
-import resource
+import platform
+import subprocess
+import sys
 import time
 
 THREADS = 2
@@ -34,6 +40,7 @@ TRAIN_SHAPES = [  # (T, B, input, hidden, layers)
     (100, 32, 256, 256, 2),
 ]
 QUICK_SHAPES = [(10, 4, 8, 16, 1), (6, 3, 8, 8, 2)]
+MMAP_THRESHOLD = str(64 * 1024)
 
 
 def pair(kind: str, I: int, H: int, L: int, seed: int = 0):
@@ -65,28 +72,6 @@ def interleaved(fns: dict, repeats: int, warmup: int = 2) -> dict[str, float]:
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _peak_child(fn, queue) -> None:
-    before = _rss_bytes()
-    fn()
-    queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before)
-
-
-def peak_memory(fn) -> int:
-    """Bytes the resident set grows by while `fn` runs once, in a forked child."""
-    ctx = mp.get_context("fork")
-    queue = ctx.Queue()
-    child = ctx.Process(target=_peak_child, args=(fn, queue))
-    child.start()
-    grown = queue.get()
-    child.join()
-    return max(int(grown), 0)
-
-
 def training_step_fns(kind: str, T: int, B: int, I: int, H: int, L: int):
     ours, theirs = pair(kind, I, H, L)
     rng = np.random.default_rng(1)
@@ -95,7 +80,7 @@ def training_step_fns(kind: str, T: int, B: int, I: int, H: int, L: int):
     xt, d_out_t = torch.from_numpy(x).requires_grad_(), torch.from_numpy(d_out)
 
     def step_ours():
-        out, _ = ours(x)
+        ours(x)
         ours.backward(d_out)
 
     def step_torch():
@@ -125,35 +110,100 @@ def inference_step_fns(kind: str, I: int, H: int, L: int):
     return step_ours, step_torch
 
 
+# ----- peak memory, in a fresh process per measurement -----------------------------------------
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _report_peaks(library: str, quick: bool) -> None:
+    """Child side: per row, print the bytes the resident set peaks above its start during one step."""
+    torch.set_num_threads(THREADS)
+    for kind, shape in rows(quick):
+        step = training_step_fns(kind, *shape)[0 if library == "ours" else 1]
+        step()                                              # warm-up: lazy initialisation, thread pools
+        gc.collect()
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")                                    # high-water mark := current size
+        before = _status_kb("VmRSS")
+        step()
+        print((_status_kb("VmHWM") - before) * 1024, flush=True)
+        del step
+        gc.collect()
+
+
+def peak_memory(quick: bool) -> dict[str, list[int]]:
+    """{library: peak bytes per row}, both libraries measured at once in two fresh processes."""
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=MMAP_THRESHOLD)
+    children = {lib: subprocess.Popen([sys.executable, os.path.abspath(__file__), "--peak-of", lib]
+                                      + (["--quick"] if quick else []),
+                                      env=env, stdout=subprocess.PIPE, text=True)
+                for lib in ("ours", "torch")}
+    peaks = {}
+    for lib, child in children.items():
+        out, _ = child.communicate()
+        if child.returncode:
+            raise RuntimeError(f"the peak-memory run of {lib} failed with exit code {child.returncode}")
+        peaks[lib] = [int(v) for v in out.split()]
+    return peaks
+
+
+# ----- the table ---------------------------------------------------------------------------------
+
+def machine() -> str:
+    model = platform.processor() or "unknown CPU"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    return f"{model}, {os.cpu_count()} cores, load average {load}"
+
+
+def rows(quick: bool) -> list[tuple[str, tuple]]:
+    return [(kind, shape) for kind in ("RNN", "LSTM", "GRU") for shape in (QUICK_SHAPES if quick else TRAIN_SHAPES)]
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny shapes and few repeats: a smoke run")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per library and row")
+    parser.add_argument("--peak-of", choices=("ours", "torch"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.peak_of:
+        _report_peaks(args.peak_of, args.quick)
+        return
     torch.set_num_threads(THREADS)
-    shapes = QUICK_SHAPES if args.quick else TRAIN_SHAPES
-    repeats = args.repeats or (3 if args.quick else 15)
-    step_size = (16, 16, 2) if args.quick else (512, 512, 2)
+    repeats = args.repeats or (2 if args.quick else 11)
+    calls, warmup = (10, 2) if args.quick else (repeats * 20, 20)
+    I, H, L = (16, 16, 2) if args.quick else (512, 512, 2)
+    peaks = peak_memory(args.quick)
 
+    print(f"machine: {machine()}")
     print(f"training step (forward + backward), float32, {THREADS} threads, median of {repeats} interleaved runs")
     print(f"{'cell':5} {'T':>4} {'B':>3} {'in':>4} {'hid':>4} {'L':>2} | {'ours ms':>8} {'torch ms':>8} "
-          f"{'ratio':>6} | {'GFLOP/s':>7} | {'ours MB':>7} {'torch MB':>8}")
-    for kind in ("RNN", "LSTM", "GRU"):
-        for T, B, I, H, L in shapes:
-            ours, theirs = training_step_fns(kind, T, B, I, H, L)
-            t = interleaved({"ours": ours, "torch": theirs}, repeats)
-            mem_o, mem_t = peak_memory(ours), peak_memory(theirs)
-            gflops = train_flops(kind, T, B, I, H, L) / t["ours"] / 1e9
-            print(f"{kind:5} {T:4d} {B:3d} {I:4d} {H:4d} {L:2d} | {t['ours'] * 1e3:8.2f} {t['torch'] * 1e3:8.2f} "
-                  f"{t['ours'] / t['torch']:6.2f} | {gflops:7.1f} | {mem_o / 2**20:7.1f} {mem_t / 2**20:8.1f}", flush=True)
+          f"{'ratio':>6} | {'GFLOP/s':>7} {'torch':>6} | {'ours MB':>7} {'torch MB':>8}")
+    for row, (kind, shape) in enumerate(rows(args.quick)):
+        ours, theirs = training_step_fns(kind, *shape)
+        t = interleaved({"ours": ours, "torch": theirs}, repeats, warmup=1 if args.quick else 2)
+        flops = train_flops(kind, *shape) / 1e9
+        T, B, I_, H_, L_ = shape
+        print(f"{kind:5} {T:4d} {B:3d} {I_:4d} {H_:4d} {L_:2d} | {t['ours'] * 1e3:8.2f} {t['torch'] * 1e3:8.2f} "
+              f"{t['ours'] / t['torch']:6.2f} | {flops / t['ours']:7.1f} {flops / t['torch']:6.1f} | "
+              f"{peaks['ours'][row] / 2**20:7.1f} {peaks['torch'][row] / 2**20:8.1f}", flush=True)
 
-    I, H, L = step_size
-    print(f"\nsingle-step inference at batch 1, {L} layers x {H} units, median of {repeats * 20} interleaved calls")
+    print(f"\nsingle-step inference at batch 1, {L} layers x {H} units, median of {calls} interleaved calls")
     print(f"{'cell':5} | {'ours us':>8} {'torch us':>8} {'ratio':>6}")
     for kind in ("LSTM", "GRU"):
         ours, theirs = inference_step_fns(kind, I, H, L)
-        t = interleaved({"ours": ours, "torch": theirs}, repeats * 20, warmup=20)
+        t = interleaved({"ours": ours, "torch": theirs}, calls, warmup)
         print(f"{kind:5} | {t['ours'] * 1e6:8.1f} {t['torch'] * 1e6:8.1f} {t['ours'] / t['torch']:6.2f}", flush=True)
+    print(f"\nload average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":
