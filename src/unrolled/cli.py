@@ -159,6 +159,11 @@ def check_input_files(args: argparse.Namespace) -> None:
                              "allowed for an input file; use a smaller file or raise UNROLLED_MAX_INPUT_MB.")
 
 
+def one_line(error: Exception) -> str:
+    """The error's message on one line (a message that quotes a library's multi-line one is joined)."""
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -167,10 +172,10 @@ def main(argv=None) -> int:
                 np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             return args.func(args) or 0
     except TrainingDiverged as e:
-        print(f"unrolled: error: {e}", file=sys.stderr)
+        print(f"unrolled: error: {one_line(e)}", file=sys.stderr)
         return 3
     except ValueError as e:
-        print(f"unrolled: error: {e}", file=sys.stderr)
+        print(f"unrolled: error: {one_line(e)}", file=sys.stderr)
     except MemoryError:
         print("unrolled: error: the machine ran out of memory; use a smaller data file, model or batch.", file=sys.stderr)
     except BrokenPipeError:  # `unrolled lm sample ... | head`: the reader left, which is fine
