@@ -52,7 +52,8 @@ def plot_forecast(x: np.ndarray, y: np.ndarray, target_rows: np.ndarray, forecas
         ax.set_title("the last test window, every step ahead")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.autofmt_xdate()
+    for ax in axes[:, 0]:                                                # dates on both panels, slanted
+        ax.tick_params(axis="x", labelrotation=20)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import load_checkpoint, prefixed, save_checkpoint, section
+from ..checkpoint import has_checkpoint, load_checkpoint, prefixed, save_checkpoint, section
 from ..core.module import Module, no_grad
 from ..data.windows import Normaliser, Windows
 from ..forecasting import baselines, metrics
@@ -207,8 +207,9 @@ def fit_with_early_stopping(task: ForecastTask, run: Path, config: Config, log=N
         if config.minutes is not None and state.elapsed_s >= 60 * config.minutes:
             print(f"time budget of {config.minutes:g} min spent.", file=log)
             break
-    arrays, _ = load_checkpoint(run, "best")
-    task.model.load_state_dict(section(arrays, "model"))
+    if has_checkpoint(run, "best"):  # absent only when interrupted before the first evaluation
+        arrays, _ = load_checkpoint(run, "best")
+        task.model.load_state_dict(section(arrays, "model"))
     task.model.eval()
     return state
 
