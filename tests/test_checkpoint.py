@@ -269,3 +269,27 @@ def test_the_loader_reads_only_plain_uncompressed_arrays(tmp_path, members, comp
     _sign(tmp_path, _zip({"model/w.npy": _npy(np.arange(3.0)), "model/name.npy": _npy(np.array(["lstm"]))}), step=1)
     arrays, _ = load_checkpoint(tmp_path)  # the same route takes a good archive
     assert arrays["model/w"].tolist() == [0.0, 1.0, 2.0] and arrays["model/name"].tolist() == ["lstm"]
+
+
+def test_resume_drops_samples_written_after_the_checkpoint(tmp_path):
+    from unrolled.runs import truncate_samples
+    path = tmp_path / "samples.txt"
+    sections = [f"=== step {s}, val loss 2.0 ===\ntext of step {s}\n=== not a header\n\n" for s in (20, 40, 60)]
+    path.write_text("".join(sections))
+    truncate_samples(tmp_path, 40)
+    assert path.read_text() == "".join(sections[:2])
+    truncate_samples(tmp_path, 40)
+    assert path.read_text() == "".join(sections[:2])
+
+
+def test_a_second_process_cannot_train_a_run_being_trained(tmp_path):
+    import subprocess
+    import sys
+    from unrolled.runs import lock_run, release_run
+    run = create_run(tmp_path / "run", {"task": "lm"})  # this process now holds the run
+    other = [sys.executable, "-c", f"from unrolled.runs import lock_run; lock_run({str(run)!r})"]
+    done = subprocess.run(other, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "is being trained by another process right now" in done.stderr
+    lock_run(run)  # again in the same process: fine
+    release_run(run)
+    assert subprocess.run(other, capture_output=True, timeout=60).returncode == 0

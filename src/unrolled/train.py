@@ -5,8 +5,9 @@
 
 `fit` runs optimiser steps until the budget (epochs, or minutes of training time) is spent. Every
 `eval_every` steps, and at the end, it evaluates on validation data, appends a record to
-metrics.jsonl, lets the task write its outputs (samples, ...), saves the latest checkpoint and,
-when validation improved, the best one beside it. Ctrl-C finishes the current step, saves a
+metrics.jsonl, lets the task write its outputs (samples, ...), saves the best checkpoint when
+validation improved and then the latest one (in that order, so that a kill between the two only
+repeats work). Ctrl-C finishes the current step, saves a
 checkpoint and returns. `resume(...)` puts a run back exactly where its checkpoint left it (model,
 optimiser, schedule, counters, position in the epoch, the task's carried state, every random
 generator), so a resumed run equals an uninterrupted one bit for bit.
