@@ -134,7 +134,8 @@ def test_training_is_reproducible_restores_the_best_weights_and_compares_baselin
 
 
 def test_predict_writes_the_steps_after_the_data(tmp_path):
-    config = forecast.Config(**{**SMALL, "epochs": 3, "schedule": "cosine", "calendar": True, "base": "ar"})
+    config = forecast.Config(**{**SMALL, "epochs": 3, "schedule": "cosine", "calendar": True, "base": "ar",
+                                "model": "encdec", "cell": "lstm"})
     run, _ = forecast.train(config, tmp_path / "run", log=open(tmp_path / "log", "w"))
     lrs = [json.loads(line).get("lr") for line in (run / "metrics.jsonl").read_text().splitlines()[:-1]]
     assert lrs[0] > lrs[1] > lrs[2] == pytest.approx(SMALL["lr"] / 100)    # the cosine ends at 1% of the lr

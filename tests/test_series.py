@@ -46,7 +46,8 @@ def test_airline_time_from_first_column():
 
 
 def test_interpolation_is_linear_in_time_not_in_rows(tmp_path):
-    path = write(tmp_path, "t,y,x\n2000-01-01 00:00,0,1\n2000-01-01 01:00,NA,2\n2000-01-01 04:00,4,?\n2000-01-01 05:00,5,5\n")
+    path = write(tmp_path, "t,y,x\n2000-01-01 00:00,0,1\n2000-01-01 01:00,NA,2\n"
+                           "2000-01-01 04:00,4,?\n2000-01-01 05:00,5,5\n")
     s = load_series(path, "y", time_col="t")
     np.testing.assert_allclose(s.values[:, 0], [0, 1, 4, 5])            # 1 h of 4 h, not half way
     np.testing.assert_allclose(s.values[:, 1], [1, 2, 4.25, 5])         # 3 h of the 4 h from 2 to 5
@@ -149,7 +150,8 @@ def test_windows_stay_inside_their_period(lookback, horizon, gap, stride):
     train = w.origins(0, split.train_end, stride)
     val = w.origins(split.train_end, split.val_end)
     test = w.origins(split.val_end, n)
-    for origins, lo, hi in ((train, 0, split.train_end), (val, split.train_end, split.val_end), (test, split.val_end, n)):
+    periods = ((train, 0, split.train_end), (val, split.train_end, split.val_end), (test, split.val_end, n))
+    for origins, lo, hi in periods:
         assert len(origins)
         rows = w.target_rows(origins)
         assert rows.min() >= lo and rows.max() < hi

@@ -38,7 +38,8 @@ def fractions(text: str) -> tuple[float, float, float]:
 
 def register(tasks) -> None:
     parser = tasks.add_parser("forecast", help="time-series forecasting: train on a CSV file, predict ahead",
-                              description="Recurrent forecasters for time series in CSV files, compared with baselines.")
+                              description="Recurrent forecasters for time series in CSV files, "
+                                          "compared with baselines.")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     train = actions.add_parser("train", help="train a forecaster and compare it with the baselines on the test period",
@@ -49,13 +50,15 @@ def register(tasks) -> None:
     data.add_argument("--features", type=column_list, metavar="COLS",
                       help="comma-separated input columns besides the target (default: every usable column)")
     data.add_argument("--time-col", metavar="COL",
-                      help="the column of timestamps (default: year/month/day/hour columns, or a first column of dates)")
+                      help="the column of timestamps (default: year/month/day/hour columns, "
+                           "or a first column of dates)")
     data.add_argument("--missing", choices=("interpolate", "drop"), help="missing values (default interpolate)")
     data.add_argument("--categorical", choices=("onehot", "drop"), help="columns of labels (default onehot)")
     data.add_argument("--resample", choices=("hourly", "daily", "monthly", "yearly"), help="average each period")
     data.add_argument("--calendar", action="store_const", const=True,
                       help="add sin/cos of the time of day and of the year as inputs")
-    data.add_argument("--split", type=fractions, metavar="F,F,F", help="train,validation,test fractions (default 0.7,0.15,0.15)")
+    data.add_argument("--split", type=fractions, metavar="F,F,F",
+                      help="train,validation,test fractions (default 0.7,0.15,0.15)")
     data.add_argument("--test-last", type=positive_int, metavar="N", help="the last N rows are the test period")
     data.add_argument("--val-last", type=positive_int, metavar="N", help="and the N rows before them validation")
     windows = train.add_argument_group("windows and baselines")
@@ -66,8 +69,10 @@ def register(tasks) -> None:
     windows.add_argument("--stride", type=positive_int, metavar="S", help="between training windows (default 1)")
     windows.add_argument("--season", type=positive_int, metavar="N",
                          help="season length in steps (default from the frequency: 24 hourly, 7 daily, 12 monthly)")
-    windows.add_argument("--ma-window", type=positive_int, metavar="N", help="moving-average baseline (default the season)")
-    windows.add_argument("--ridge", type=nonnegative_float, metavar="X", help="ridge of the linear AR baseline (default 1e-3)")
+    windows.add_argument("--ma-window", type=positive_int, metavar="N",
+                         help="moving-average baseline (default the season)")
+    windows.add_argument("--ridge", type=nonnegative_float, metavar="X",
+                         help="ridge of the linear AR baseline (default 1e-3)")
     windows.add_argument("--log", action="store_const", const=True, help="model the log of a positive target")
     windows.add_argument("--base", choices=forecast_data.BASES,
                          help="what the model corrects: nothing (default), the last value (for trending series) "
@@ -82,7 +87,8 @@ def register(tasks) -> None:
     model.add_argument("--lr", type=positive_float, metavar="X", help="Adam's learning rate (default 1e-3)")
     model.add_argument("--schedule", choices=("plateau", "cosine"),
                        help="halve the lr when validation stalls (default), or a cosine over the epochs")
-    model.add_argument("--lr-patience", type=nonnegative_int, metavar="N", help="epochs before the lr halves (default 3)")
+    model.add_argument("--lr-patience", type=nonnegative_int, metavar="N",
+                       help="epochs before the lr halves (default 3)")
     model.add_argument("--batch", type=positive_int, metavar="N", help="windows per step (default 64)")
     model.add_argument("--clip", type=positive_float, metavar="X", help="gradient-norm clipping (default 1)")
     model.add_argument("--epochs", type=positive_int, metavar="N", help="at most (default 100)")
@@ -105,7 +111,8 @@ def run_train(args: argparse.Namespace) -> int:
     scores = results["scores"]
     best = min((k for k in scores if k != "model"), key=lambda k: scores[k]["mae"])
     print(f"test MAE {scores['model']['mae']:.4g}, RMSE {scores['model']['rmse']:.4g}; best baseline "
-          f"{best.replace('baseline_', '')} MAE {scores[best]['mae']:.4g}, RMSE {scores[best]['rmse']:.4g}; run in {run}")
+          f"{best.replace('baseline_', '')} MAE {scores[best]['mae']:.4g}, RMSE {scores[best]['rmse']:.4g}; "
+          f"run in {run}")
     return 0
 
 

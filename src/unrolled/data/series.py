@@ -135,7 +135,8 @@ def load_series(path, target: str, features: list[str] | None = None, time_col: 
             kinds = sorted(set(present))
             columns += [f"{name}={kind}" for kind in kinds]
             blocks.append((labels[name][:, None] == np.array(kinds)[None, :]).astype(np.float64))  # (N, K)
-            report.append(f"column '{name}' holds labels, one-hot encoded as {len(kinds)} columns ({', '.join(kinds)}).")
+            report.append(f"column '{name}' holds labels, one-hot encoded as {len(kinds)} columns "
+                          f"({', '.join(kinds)}).")
     values = np.concatenate(blocks, axis=1)                                # (N, F)
     if len(values) < 2:
         raise ValueError(f"expected at least 2 rows of data in {path.name} after cleaning, but {len(values)} remain.")
@@ -186,7 +187,8 @@ def _choose_columns(table: dict, target: str, features: list[str] | None, time_n
         if name == target or name in time_names:
             continue
         if _counts_rows(table[name]):
-            report.append(f"column '{name}' only counts rows ({table[name][0]}, {table[name][1]}, ...) and is not used.")
+            report.append(f"column '{name}' only counts rows ({table[name][0]}, {table[name][1]}, ...) "
+                          "and is not used.")
             continue
         chosen.append(name)
     return chosen

@@ -30,7 +30,8 @@ def read_csv_columns(path) -> dict[str, np.ndarray]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
-        raise ValueError(f"expected {path} to be a UTF-8 text CSV file, but it holds bytes that are not UTF-8.") from None
+        raise ValueError(f"expected {path} to be a UTF-8 text CSV file, "
+                         "but it holds bytes that are not UTF-8.") from None
     rows = [row for row in csv.reader(text.splitlines()) if any(cell.strip() for cell in row)]
     if not rows:
         raise ValueError(f"expected {path} to hold a header row and data rows, but it is empty.")

@@ -75,7 +75,8 @@ class LinearAR:
 
     def fit(self, windows: Windows, origins: np.ndarray) -> "LinearAR":
         if len(origins) == 0:
-            raise ValueError("the linear autoregressive baseline needs at least one training window, but was given none.")
+            raise ValueError("the linear autoregressive baseline needs at least one training window, "
+                             "but was given none.")
         d = windows.lookback * windows.n_features + 1
         gram = np.zeros((d, d))
         rhs = np.zeros((d, windows.horizon))

@@ -47,20 +47,24 @@ def report(config, data, results: dict, final: dict, best: str) -> str:
               f"({len(data.train)}, {len(data.val)} and {len(data.test)} windows); season {data.season}.",
               f"Training: {final['epoch']} epochs ({final['step']} steps) in {final['elapsed_s']:.0f} s; "
               f"best validation loss {final['best_val_loss']:.4f}.", ""]
-    lines += ["## Test errors (original units)", "", "| forecast | MAE | RMSE | sMAPE % | MASE |", "|---|---|---|---|---|"]
+    lines += ["## Test errors (original units)", "",
+              "| forecast | MAE | RMSE | sMAPE % | MASE |", "|---|---|---|---|---|"]
     for name, s in sorted(results["scores"].items(), key=lambda kv: kv[1]["mae"]):
         shown = "**model**" if name == "model" else name.replace("baseline_", "")
         lines.append(f"| {shown} | {s['mae']:.4g} | {s['rmse']:.4g} | {s['smape']:.4g} | {s['mase']:.4g} |")
     model_mae, best_mae = results["scores"]["model"]["mae"], results["scores"][f"baseline_{best}"]["mae"]
     change = 100 * (1 - model_mae / best_mae)
     lines += ["", f"The model's MAE is {abs(change):.1f}% {'below' if change >= 0 else 'above'} the best baseline's "
-              f"({best}). MASE is scaled by the seasonal naive MAE on the training period ({results['mase_scale']:.4g}).", ""]
+              f"({best}). MASE is scaled by the seasonal naive MAE on the training period "
+              f"({results['mase_scale']:.4g}).", ""]
     if config.horizon > 1:
         curves = results["curves"]
-        lines += ["## MAE by step ahead", "", "| step | " + " | ".join(k.replace("baseline_", "") for k in curves) + " |",
+        names = [k.replace("baseline_", "") for k in curves]
+        lines += ["## MAE by step ahead", "", "| step | " + " | ".join(names) + " |",
                   "|---" * (len(curves) + 1) + "|"]
         for i in range(config.horizon):
-            lines.append(f"| {config.gap + 1 + i} | " + " | ".join(f"{c['mae'][i]:.4g}" for c in curves.values()) + " |")
+            errors = " | ".join(f"{c['mae'][i]:.4g}" for c in curves.values())
+            lines.append(f"| {config.gap + 1 + i} | {errors} |")
         lines.append("")
     lines += ["## Data", ""] + [f"- {line}" for line in series.report] + [f"- columns: {', '.join(series.columns)}", ""]
     return "\n".join(lines)
