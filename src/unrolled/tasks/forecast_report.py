@@ -22,7 +22,7 @@ def write_outputs(run: Path, config, data, results: dict, records: list[dict]) -
     x = series.time if series.time is not None else np.arange(len(series))
     steps = w.gap + 1 + np.arange(w.horizon)
     best = best_baseline(results["scores"])
-    title = f"{series.target}, {config.cell.upper()} {config.model}"
+    title = f"{series.target}, {config.cell.upper()} {config.model}" + (" + linear AR" if config.base == "ar" else "")
     plot_forecast(x, series.target_values, w.target_rows(data.test), results["forecasts"]["model"],
                   results["forecasts"][f"baseline_{best}"], best, int(data.test[-1]), config.lookback,
                   run / "plots" / "forecast.png", title)
