@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,7 +224,7 @@ class SentimentTask:
 
     def evaluate(self) -> float:
         result = evaluate(self.model, self.prepared.val)
-        self.last_eval = {"val_accuracy": result["accuracy"]}
+        self.last_eval = {"val_accuracy": result["accuracy"], "load_1min": round(os.getloadavg()[0], 2)}
         return result["loss"]
 
     def eval_metrics(self) -> dict:
@@ -362,8 +363,10 @@ def finish(run: Path, config: Config, prepared: Prepared, model: TextClassifier,
                "train_s": round(state.elapsed_s, 1), "tokens": state.tokens,
                "tokens_per_s": round(state.tokens / state.elapsed_s, 1) if state.elapsed_s else None,
                "test_s": round(test_s, 1), "val_accuracy": val["accuracy"], "test": test}
-    write_json(run / RESULTS, results)
     metrics = read_metrics(run)
+    loads = [m["load_1min"] for m in metrics if m.get("load_1min") is not None]
+    results["load_1min"] = round(sum(loads) / len(loads), 2) if loads else None  # the machine's, while training
+    write_json(run / RESULTS, results)
     from ..viz import plot_losses
     plot_losses([m for m in metrics if "val_loss" in m], run / "plots" / "loss.png",
                 title=f"{config.cell.upper()} sentiment classifier", unit="nats/review")

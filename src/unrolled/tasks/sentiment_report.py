@@ -11,6 +11,7 @@ the numbers show; `out/results.json` holds them; `out/plots/*.png` draws them.
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from .sentiment_plots import plot_accuracy, plot_by_length, plot_confusions, plo
 
 FLOW_REVIEWS = 64          # long test reviews over which the gradient flow is averaged
 FLOW_MARKS = (0, 10, 50, 100, 200)
+SHORT, LONG = 200, 400     # "short" and "long" reviews in the findings, in tokens before truncation
 
 
 def gradient_flow(model, ids: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -101,6 +103,15 @@ def _flow_drop(result: dict, k: int) -> float:
     return flow[f"k={k}"] / flow["k=0"] if f"k={k}" in flow and flow["k=0"] > 0 else float("nan")
 
 
+def _accuracy_between(result: dict, low: int, high: int | None) -> float:
+    """Test accuracy over the length buckets lying within [low, high) tokens, weighted by their reviews."""
+    rows = [b for b in result["test"]["by_length"]
+            if int(re.match(r"\d+", b["tokens"])[0]) >= low
+            and (high is None or (b["tokens"][-1] != "+" and int(b["tokens"].split("-")[1]) < high))]
+    n = sum(b["reviews"] for b in rows)
+    return sum(b["accuracy"] * b["reviews"] for b in rows) / n if n else float("nan")
+
+
 def _behind(gap: float) -> str:
     return f"{100 * abs(gap):.1f} points " + ("behind" if gap > 0 else "ahead of")
 
@@ -119,14 +130,17 @@ def render(config: sentiment.Config, cells: list[str], results: dict) -> str:
         f"{config.dropout}, reviews cut to {config.max_len} tokens (keep {config.truncation}), batch {config.batch}, "
         f"Adam lr {config.lr}, the same budget of {budget} of training each, seed {config.seed}. Nothing pretrained"
         + (" except the word vectors." if config.vectors else "."), "",
-        "| model | test accuracy | F1 | best val accuracy | training | epochs | parameters | tokens/s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | test accuracy | F1 | best val accuracy | training | epochs | parameters | tokens/s | load |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cells:
         r = results[c]
         lines.append(f"| {c.upper()} | {_pct(r['test']['accuracy'])} | {r['test']['f1']:.4f} | {_pct(r['val_accuracy'])} "
-                     f"| {r['train_s'] / 60:.1f} min | {r['epochs']:.2f} | {r['parameters']:,} | {r['tokens_per_s']:,.0f} |")
-    lines += ["", "![learning curves](plots/learning_curves.png)", "", "## Confusion matrices (rows: true, columns: predicted)", ""]
+                     f"| {r['train_s'] / 60:.1f} min | {r['epochs']:.2f} | {r['parameters']:,} | {r['tokens_per_s']:,.0f} "
+                     f"| {r.get('load_1min') or '-'} |")
+    lines += ["", "Load: the machine's mean 1-minute load average during training (2 cores; other jobs count), "
+              "which the tokens/s depend on.", "",
+              "![learning curves](plots/learning_curves.png)", "", "## Confusion matrices (rows: true, columns: predicted)", ""]
     lines += ["| model | " + " | ".join(f"{t} -> {p}" for t in classes for p in classes) + " |",
               "|---|" + "---|" * len(classes) ** 2]
     for c in cells:
@@ -154,7 +168,7 @@ def render(config: sentiment.Config, cells: list[str], results: dict) -> str:
 def _findings(config: sentiment.Config, cells: list[str], results: dict) -> list[str]:
     """Sentences read off the numbers (nothing here is written in advance of the run)."""
     ranked = sorted(cells, key=lambda c: -results[c]["test"]["accuracy"])
-    best, worst = ranked[0], ranked[-1]
+    best = ranked[0]
     acc = {c: results[c]["test"]["accuracy"] for c in cells}
     out = [f"- **Accuracy.** {best.upper()} is best at {_pct(acc[best])}, "
            + ", ".join(f"{c.upper()} {_pct(acc[c])}" for c in ranked[1:]) + f", all after {results[best]['train_s'] / 60:.0f} "
@@ -166,15 +180,16 @@ def _findings(config: sentiment.Config, cells: list[str], results: dict) -> list
                + ". With a fixed time budget a cheaper cell sees more data, so per-epoch quality and speed trade off.")
     if "rnn" in cells:
         gated = [c for c in cells if c != "rnn"]
-        by_len = {c: results[c]["test"]["by_length"] for c in cells}
-        short, long_ = by_len["rnn"][0], by_len["rnn"][-1]
-        rnn_gap_short = max((b[0]["accuracy"] for c, b in by_len.items() if c != "rnn"), default=short["accuracy"]) - short["accuracy"]
-        rnn_gap_long = max((b[-1]["accuracy"] for c, b in by_len.items() if c != "rnn"), default=long_["accuracy"]) - long_["accuracy"]
-        out.append(f"- **The simple RNN on long reviews.** On reviews of {short['tokens']} tokens the RNN reaches "
-                   f"{_pct(short['accuracy'])}, {_behind(rnn_gap_short)} the best gated cell; on reviews of "
-                   f"{long_['tokens']} tokens it reaches {_pct(long_['accuracy'])}, {_behind(rnn_gap_long)} it"
-                   + (", so its deficit grows with length." if rnn_gap_long > rnn_gap_short + 0.005 else "."))
+        short = {c: _accuracy_between(results[c], 0, SHORT) for c in cells}
+        long_ = {c: _accuracy_between(results[c], LONG, None) for c in cells}
         if gated:
+            gap_short = max(short[c] for c in gated) - short["rnn"]
+            gap_long = max(long_[c] for c in gated) - long_["rnn"]
+            out.append(f"- **The simple RNN on long reviews.** On reviews under {SHORT} tokens the RNN reaches "
+                       f"{_pct(short['rnn'])}, {_behind(gap_short)} the best gated cell; on reviews of {LONG} "
+                       f"tokens or more (cut to {config.max_len}) it reaches {_pct(long_['rnn'])}, {_behind(gap_long)} "
+                       "it" + (", so its deficit grows with length." if gap_long > gap_short + 0.005 else
+                               ", so length does not widen its deficit here."))
             flow = results["rnn"]["gradient_flow"]
             k = max(k for k in FLOW_MARKS if f"k={k}" in flow)
             k_mid = 50 if "k=50" in flow else k
@@ -187,7 +202,8 @@ def _findings(config: sentiment.Config, cells: list[str], results: dict) -> list
                        + ("Each RNN step multiplies the gradient by tanh' times W_hh, which shrinks it geometrically, "
                           "so what the final state knows about a word far back is learnt from a vanishing signal, "
                           "while the gated cells' additive paths (the LSTM's cell, the GRU's update gate) keep it "
-                          f"{gated_drop / rnn_drop:.3g} times larger. "
+                          + (f"{gated_drop / rnn_drop:.3g} times larger. " if rnn_drop > 0 else
+                             "alive where the RNN's has underflowed to exactly zero in float32. ")
                           if rnn_drop < gated_drop else
                           "Here the RNN's gradient does not vanish faster than the gated cells'. ")
                        + (f"{config.pooling.capitalize()} pooling gives every step a direct path to the loss, which is "
