@@ -40,7 +40,7 @@ TRAIN_SHAPES = [  # (T, B, input, hidden, layers)
     (100, 32, 256, 256, 2),
 ]
 QUICK_SHAPES = [(10, 4, 8, 16, 1), (6, 3, 8, 8, 2)]
-MMAP_THRESHOLD = str(64 * 1024)
+MALLOC = {"MALLOC_MMAP_THRESHOLD_": "4096", "MALLOC_TRIM_THRESHOLD_": "0"}  # large blocks mmapped, frees returned
 
 
 def pair(kind: str, I: int, H: int, L: int, seed: int = 0):
@@ -138,7 +138,7 @@ def _report_peaks(library: str, quick: bool) -> None:
 
 def peak_memory(quick: bool) -> dict[str, list[int]]:
     """{library: peak bytes per row}, both libraries measured at once in two fresh processes."""
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=MMAP_THRESHOLD)
+    env = dict(os.environ, **MALLOC)
     children = {lib: subprocess.Popen([sys.executable, os.path.abspath(__file__), "--peak-of", lib]
                                       + (["--quick"] if quick else []),
                                       env=env, stdout=subprocess.PIPE, text=True)

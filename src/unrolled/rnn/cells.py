@@ -92,18 +92,30 @@ def check_init(kernel, bias: bool, init_name: str, forget_bias) -> None:
 
 
 def accumulate_grads(kernel, params, d_x, d_hh, x, h_prev) -> None:
-    """Add one weight set's gradients over N rows (steps x sequences), one GEMM per weight.
+    """Add one weight set's gradients over N rows (steps x sequences), one GEMM per weight block.
 
-    d_x (N, G*H): gradient w.r.t. the input projection, rows paired with x (N, I). d_hh (N, G*H):
-    w.r.t. the recurrent product, rows paired with h_prev (N, H).
+    d_x: the gradient w.r.t. the input projection as pieces ((rows (N, k), gate columns), ...),
+    rows paired with x (N, I). d_hh (N, G*H): w.r.t. the recurrent product, rows paired with
+    h_prev (N, H).
     """
     w_ih, w_hh, b_ih, b_hh = params
-    w_ih.grad += d_x.T @ x                                  # (G*H, I)
+    for block, cols in d_x:
+        w_ih.grad[cols] += block.T @ x                      # (k, I)
     w_hh.grad += d_hh.T @ h_prev                            # (G*H, H)
     if b_ih is not None:
-        db_x = d_x.sum(0)
-        b_ih.grad += db_x
-        b_hh.grad += db_x if kernel.shared_grads else d_hh.sum(0)
+        for block, cols in d_x:
+            db = block.sum(0)
+            b_ih.grad[cols] += db
+        b_hh.grad += db if kernel.shared_grads else d_hh.sum(0)
+
+
+def input_grad(d_x, W_ih, out) -> np.ndarray:
+    """out (N, I) = dL/dx = sum over the pieces of d_x (see accumulate_grads) of block @ W_ih[cols]."""
+    (block, cols), *rest = d_x
+    np.matmul(block, W_ih[cols], out=out)
+    for block, cols in rest:
+        out += block @ W_ih[cols]
+    return out
 
 
 # ----- the cells --------------------------------------------------------------------------------
@@ -154,8 +166,9 @@ class _Cell(Module):
         x, w, hs, cache = self._restore()
         d_states = self._states(d_states, x.shape[0], grad=True)
         d_x, d_hh, d_states0 = self.kernel.backward(None, d_states, w, hs, cache, None)
-        accumulate_grads(self.kernel, weights_of(self, ""), d_x[0], d_hh[0], x, hs[0])
-        return d_x[0] @ w.W_ih, d_states0
+        d_x = [(block[0], cols) for block, cols in d_x]     # the one step
+        accumulate_grads(self.kernel, weights_of(self, ""), d_x, d_hh[0], x, hs[0])
+        return input_grad(d_x, w.W_ih, np.empty_like(x)), d_states0
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")

@@ -7,10 +7,16 @@ weight gradients (again one GEMM each, after the loop).
 
 Shapes: T steps, B sequences, H hidden units, G gates (LSTM 4, GRU 3, RNN 1).
 
+Memory: the forward kernels activate the gates in place in x_proj (the caller's projection
+buffer becomes the gates of the cache), and the backward kernels overwrite those gates with
+their gradients, so a training step holds one gate-sized array per layer and direction.
+
 Hooks, for a caller that overlaps its large GEMMs with the loop (see threads.py): forward
 kernels call `ready(t)` before step t reads x_proj[t] (so x_proj may be filled in while the loop
-runs); backward kernels call `done(t, d_x, d_hh)` once step t's rows of their returned gradient
-arrays are final (d_x and d_hh are the same array where the two gradients coincide).
+runs); backward kernels call `done(t, d_x, d_hh)` once step t's rows of their gradients are
+final. d_hh (T, B, G*H) is the gradient w.r.t. the recurrent product; d_x, w.r.t. x_proj, comes
+as pieces ((array, gate columns), ...): d_hh itself for LSTM and RNN, d_hh's r and z columns and
+a separate n block for GRU.
 
 Variable lengths: the caller sorts the batch by decreasing length and arranges every sequence's
 valid steps as a prefix in time, so the sequences still running at step t are the first
@@ -26,6 +32,7 @@ sigmoid(x) = tanh(x / 2) / 2 + 1 / 2.
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -51,21 +58,24 @@ def _alloc(sizes: list[int], B: int):
 
 # ----- LSTM ------------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=32)
 def _lstm_gate_affine(H: int, dtype) -> tuple[np.ndarray, np.ndarray]:
     """(4H,) scale and shift so that tanh(a * scale) * scale + shift activates i, f, g, o at once:
     sigmoid(x) = tanh(x / 2) / 2 + 1 / 2 on i, f, o and tanh(x) on g (scale 1, shift 0)."""
     scale, shift = np.full((4, H), 0.5, dtype), np.full((4, H), 0.5, dtype)
     scale[2], shift[2] = 1, 0
+    for a in (scale, shift):
+        a.flags.writeable = False                           # shared between calls
     return scale.reshape(-1), shift.reshape(-1)
 
 
 def lstm_forward(x_proj, W_hh, h0, c0, batch_sizes=None, keep=True, ready=None):
     """LSTM over one direction.
 
-    x_proj (T, B, 4H): x W_ih^T + b_ih + b_hh per step, gates i, f, g, o. W_hh (4H, H). h0, c0
-    (B, H). keep: store what backward (or inspection) needs; otherwise the gates live in one
-    step's scratch. Returns hs, cs (T+1, B, H) and the cache (gates (T, B, 4H) activated,
-    tanh(c) (T, B, H), cs) or None.
+    x_proj (T, B, 4H): x W_ih^T + b_ih + b_hh per step, gates i, f, g, o; overwritten with the
+    activated gates (zero on padding). W_hh (4H, H). h0, c0 (B, H). keep: store what backward (or
+    inspection) needs. Returns hs, cs (T+1, B, H) and the cache (gates = x_proj, tanh(c)
+    (T, B, H), cs) or None.
     """
     T, B, G = x_proj.shape
     H = G // 4
@@ -73,18 +83,17 @@ def lstm_forward(x_proj, W_hh, h0, c0, batch_sizes=None, keep=True, ready=None):
     alloc, dtype = _alloc(sizes, B), x_proj.dtype
     hs, cs = alloc((T + 1, B, H), dtype), alloc((T + 1, B, H), dtype)
     hs[0], cs[0] = h0, c0
-    gates = alloc((T if keep else 1, B, G), dtype)
     tanh_c = alloc((T if keep else 1, B, H), dtype)
-    ig = np.empty((B, H), dtype)
+    rec, ig = np.empty((B, G), dtype), np.empty((B, H), dtype)
     scale, shift = _lstm_gate_affine(H, dtype)
     W_hh_T = W_hh.T                                         # (H, 4H) view
     for t in range(T):
         if ready is not None:
             ready(t)
         n, s = sizes[t], (t if keep else 0)
-        a = gates[s, :n]                                    # (n, 4H)
-        np.matmul(hs[t, :n], W_hh_T, out=a)
-        a += x_proj[t, :n]
+        x_proj[t, n:] = 0                                   # padding
+        a = x_proj[t, :n]                                   # (n, 4H), becomes the gates
+        a += np.matmul(hs[t, :n], W_hh_T, out=rec[:n])
         a *= scale                                          # i, f, o: sigmoid; g: tanh
         np.tanh(a, out=a)
         a *= scale
@@ -95,7 +104,7 @@ def lstm_forward(x_proj, W_hh, h0, c0, batch_sizes=None, keep=True, ready=None):
         c += np.multiply(i, g, out=ig[:n])
         np.tanh(c, out=tc)
         np.multiply(o, tc, out=hs[t + 1, :n])
-    return hs, cs, ((gates, tanh_c, cs) if keep else None)
+    return hs, cs, ((x_proj, tanh_c, cs) if keep else None)
 
 
 def lstm_backward(d_out, dh_n, dc_n, W_hh, cache, batch_sizes=None, done=None):
@@ -104,17 +113,17 @@ def lstm_backward(d_out, dh_n, dc_n, W_hh, cache, batch_sizes=None, done=None):
     d_out (T, B, H) or None: gradient on each step's output. dh_n, dc_n (B, H): gradient on the
     final states (given to each row at its own last step). W_hh (4H, H). Returns d_gates
     (T, B, 4H), the gradient w.r.t. the gate pre-activations (so w.r.t. x_proj and the recurrent
-    product alike), and dh0, dc0 (B, H).
+    product alike), written over the cache's gates, and dh0, dc0 (B, H).
     """
     gates, tanh_c, cs = cache
     T, B, G = gates.shape
     H = G // 4
     sizes = _steps(batch_sizes, T, B)
     dtype = gates.dtype
-    d_gates = _alloc(sizes, B)((T, B, G), dtype)
+    d_gates = gates
     dh, dc = np.empty((B, H), dtype), np.empty((B, H), dtype)
     tmp = np.empty((B, H), dtype)
-    slope, one_minus = np.empty((B, G), dtype), np.empty((B, G), dtype)
+    d_act, slope, one_minus = (np.empty((B, G), dtype) for _ in range(3))
     g_offset = np.zeros(G, dtype)
     g_offset[2 * H:3 * H] = 1                               # act' = (offset + a)(1 - a)
     for t in reversed(range(T)):
@@ -123,7 +132,7 @@ def lstm_backward(d_out, dh_n, dc_n, W_hh, cache, batch_sizes=None, done=None):
         dh_t, dc_t = dh[:n], dc[:n]                         # (n, H)
         if d_out is not None:
             dh_t += d_out[t, :n]
-        a, da, tc = gates[t, :n], d_gates[t, :n], tanh_c[t, :n]
+        a, da, tc = gates[t, :n], d_act[:n], tanh_c[t, :n]  # da: w.r.t. the activated gates
         i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
         di, df, dg, do = da[:, :H], da[:, H:2 * H], da[:, 2 * H:3 * H], da[:, 3 * H:]
         u = tmp[:n]
@@ -141,10 +150,10 @@ def lstm_backward(d_out, dh_n, dc_n, W_hh, cache, batch_sizes=None, done=None):
         np.add(a, g_offset, out=p)
         np.subtract(1, a, out=q)
         p *= q
-        da *= p
-        np.matmul(da, W_hh, out=dh_t)                       # dh_prev
+        np.multiply(da, p, out=a)                           # the gates' last use: now their gradient
+        np.matmul(a, W_hh, out=dh_t)                        # dh_prev
         if done is not None:
-            done(t, d_gates, d_gates)
+            done(t, ((d_gates, slice(None)),), d_gates)
     return d_gates, dh, dc
 
 
@@ -153,9 +162,10 @@ def lstm_backward(d_out, dh_n, dc_n, W_hh, cache, batch_sizes=None, done=None):
 def gru_forward(x_proj, W_hh, b_hn, h0, batch_sizes=None, keep=True, ready=None):
     """GRU over one direction: n = tanh(x_n + r * (W_hn h + b_hn)), h' = (1 - z) n + z h.
 
-    x_proj (T, B, 3H): x W_ih^T + b_ih + [b_hr, b_hz, 0], gates r, z, n. W_hh (3H, H). b_hn
-    (H,): the recurrent bias of n, inside the reset product. Returns hs (T+1, B, H) and the cache
-    (gates (T, B, 3H) activated, hn (T, B, H) = W_hn h + b_hn) or None.
+    x_proj (T, B, 3H): x W_ih^T + b_ih + [b_hr, b_hz, 0], gates r, z, n; overwritten with the
+    activated gates (zero on padding). W_hh (3H, H). b_hn (H,): the recurrent bias of n, inside
+    the reset product. Returns hs (T+1, B, H) and the cache (gates = x_proj, hn (T, B, H) =
+    W_hn h + b_hn) or None.
     """
     T, B, G = x_proj.shape
     H = G // 3
@@ -163,45 +173,47 @@ def gru_forward(x_proj, W_hh, b_hn, h0, batch_sizes=None, keep=True, ready=None)
     alloc, dtype = _alloc(sizes, B), x_proj.dtype
     hs = alloc((T + 1, B, H), dtype)
     hs[0] = h0
-    gates = alloc((T if keep else 1, B, G), dtype)
     hns = alloc((T if keep else 1, B, H), dtype)
-    rec = np.empty((B, G), dtype)                           # h W_hh^T
+    rec, rhn = np.empty((B, G), dtype), np.empty((B, H), dtype)  # h W_hh^T, r * hn
     W_hh_T = W_hh.T                                         # (H, 3H) view
     for t in range(T):
         if ready is not None:
             ready(t)
         n, s = sizes[t], (t if keep else 0)
-        h_prev, a, hn = hs[t, :n], gates[s, :n], hns[s, :n]
+        x_proj[t, n:] = 0                                   # padding
+        h_prev, a, hn = hs[t, :n], x_proj[t, :n], hns[s, :n]  # a (n, 3H) becomes the gates
         np.matmul(h_prev, W_hh_T, out=rec[:n])
-        np.add(x_proj[t, :n, :2 * H], rec[:n, :2 * H], out=a[:, :2 * H])
+        a[:, :2 * H] += rec[:n, :2 * H]
         sigmoid_(a[:, :2 * H])                              # r, z
         np.add(rec[:n, 2 * H:], b_hn, out=hn)
         r, z, nn = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
-        np.multiply(r, hn, out=nn)
-        nn += x_proj[t, :n, 2 * H:]
+        nn += np.multiply(r, hn, out=rhn[:n])
         np.tanh(nn, out=nn)
         h = hs[t + 1, :n]
         np.subtract(h_prev, nn, out=h)
         h *= z
         h += nn
-    return hs, ((gates, hns) if keep else None)
+    return hs, ((x_proj, hns) if keep else None)
 
 
 def gru_backward(d_out, dh_n, W_hh, hs, cache, batch_sizes=None, done=None):
     """Backward of `gru_forward`.
 
-    Returns d_x (T, B, 3H), the gradient w.r.t. x_proj; d_hh (T, B, 3H), w.r.t. the recurrent
-    product h W_hh^T + [0, 0, b_hn] (equal to d_x but for the n block); and dh0 (B, H).
+    Returns d_x, the gradient w.r.t. x_proj as pieces ((d_hh[..., :2H], r and z columns),
+    (d_n, n columns)); d_hh (T, B, 3H), w.r.t. the recurrent product h W_hh^T + [0, 0, b_hn],
+    written over the cache's gates; and dh0 (B, H). d_n (T, B, H), w.r.t. x_n, is written over
+    the cache's hn.
     """
     gates, hns = cache
     T, B, G = gates.shape
     H = G // 3
     sizes = _steps(batch_sizes, T, B)
     dtype = gates.dtype
-    alloc = _alloc(sizes, B)
-    d_x, d_hh = alloc((T, B, G), dtype), alloc((T, B, G), dtype)
+    d_hh, d_n = gates, hns
     dh = np.empty((B, H), dtype)
-    tmp = np.empty((B, 2 * H), dtype)
+    tmp, direct = np.empty((B, H), dtype), np.empty((B, H), dtype)
+    d_act, slope = np.empty((B, G), dtype), np.empty((B, 2 * H), dtype)
+    d_x = ((d_hh[..., :2 * H], slice(0, 2 * H)), (d_n, slice(2 * H, G)))
     for t in reversed(range(T)):
         n, n_next = sizes[t], (sizes[t + 1] if t + 1 < T else 0)
         dh[n_next:n] = dh_n[n_next:n]
@@ -210,9 +222,9 @@ def gru_backward(d_out, dh_n, W_hh, hs, cache, batch_sizes=None, done=None):
             dh_t += d_out[t, :n]
         a, h_prev, hn = gates[t, :n], hs[t, :n], hns[t, :n]
         r, z, nn = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
-        dr, dz, dhn = d_hh[t, :n, :H], d_hh[t, :n, H:2 * H], d_hh[t, :n, 2 * H:]
-        dn = d_x[t, :n, 2 * H:]
-        u = tmp[:n, :H]
+        da = d_act[:n]                                      # (n, 3H): w.r.t. r, z (pre-activation) and x_n
+        dr, dz, dn = da[:, :H], da[:, H:2 * H], da[:, 2 * H:]
+        u = tmp[:n]
         np.subtract(h_prev, nn, out=dz)                     # h = n + z (h_prev - n)
         dz *= dh_t
         np.subtract(1, z, out=dn)
@@ -220,16 +232,16 @@ def gru_backward(d_out, dh_n, W_hh, hs, cache, batch_sizes=None, done=None):
         np.multiply(nn, nn, out=u)                          # through tanh
         np.subtract(1, u, out=u)
         dn *= u
-        np.multiply(dn, r, out=dhn)
         np.multiply(dn, hn, out=dr)
-        s = tmp[:n]                                         # (n, 2H) sigmoid' of r, z
+        s = slope[:n]                                       # (n, 2H) sigmoid' of r, z
         np.subtract(1, a[:, :2 * H], out=s)
         s *= a[:, :2 * H]
-        d_hh[t, :n, :2 * H] *= s
-        np.multiply(dh_t, z, out=u)                         # the direct path z * h_prev
-        np.matmul(d_hh[t, :n], W_hh, out=dh_t)
-        dh_t += u
-        d_x[t, :n, :2 * H] = d_hh[t, :n, :2 * H]
+        np.multiply(dh_t, z, out=direct[:n])                # the direct path z * h_prev
+        np.multiply(dn, r, out=nn)                          # the gates' last use: now d_hh
+        np.multiply(da[:, :2 * H], s, out=a[:, :2 * H])
+        hn[...] = dn
+        np.matmul(a, W_hh, out=dh_t)
+        dh_t += direct[:n]
         if done is not None:
             done(t, d_x, d_hh)
     return d_x, d_hh, dh
@@ -278,7 +290,7 @@ def rnn_backward(d_out, dh_n, W_hh, hs, nonlinearity="tanh", batch_sizes=None, d
             np.multiply(dh_t, h > 0, out=da)
         np.matmul(da, W_hh, out=dh_t)
         if done is not None:
-            done(t, d_pre, d_pre)
+            done(t, ((d_pre, slice(None)),), d_pre)
     return d_pre, dh
 
 
@@ -294,7 +306,7 @@ class Weights(NamedTuple):
 
 class LSTMKernel:
     n_gates, state_names = 4, ("h", "c")
-    shared_grads = True  # the input and recurrent pre-activations get the same gradient
+    shared_grads = True  # the input and recurrent pre-activations get the same gradient (one piece)
 
     @staticmethod
     def prepare(W_ih, W_hh, b_ih, b_hh) -> Weights:
@@ -308,7 +320,7 @@ class LSTMKernel:
     @staticmethod
     def backward(d_out, d_finals, w: Weights, hs, cache, batch_sizes, done=None):
         d_gates, dh0, dc0 = lstm_backward(d_out, *d_finals, w.W_hh, cache, batch_sizes, done)
-        return d_gates, d_gates, (dh0, dc0)
+        return ((d_gates, slice(None)),), d_gates, (dh0, dc0)
 
     @staticmethod
     def internals(hs, cache) -> dict:
@@ -365,7 +377,7 @@ class RNNKernel:
 
     def backward(self, d_out, d_finals, w: Weights, hs, cache, batch_sizes, done=None):
         d_pre, dh0 = rnn_backward(d_out, d_finals[0], w.W_hh, hs, self.nonlinearity, batch_sizes, done)
-        return d_pre, d_pre, (dh0,)
+        return ((d_pre, slice(None)),), d_pre, (dh0,)
 
     @staticmethod
     def internals(hs, cache) -> dict:

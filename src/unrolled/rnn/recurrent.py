@@ -29,7 +29,7 @@ from ..core import init
 from ..core.checks import as_array, check_lengths, check_shape
 from ..core.module import Module
 from .cells import (accumulate_grads, add_weights, check_float_dtype, check_init, check_sizes,
-                    prepared, reset_weights, state_pair, weights_of)
+                    input_grad, prepared, reset_weights, state_pair, weights_of)
 from .kernels import GRUKernel, LSTMKernel, RNNKernel
 from .threads import Overlap, one_blas_thread
 
@@ -159,24 +159,8 @@ class _Recurrent(Module):
         with one_blas_thread():
             for layer in range(L):
                 x2d = layer_in.reshape(T * B, -1)             # (T*B, I_l)
-                ws = [prepared(self.kernel, weights_of(self, self._suffix(layer, d))) for d in range(D)]
-                projs, ready = self._project_all(x2d, ws, chunks, overlap, B)
-                outs = []
-                for d in range(D):
-                    k = layer * D + d
-                    proj = projs[d].reshape(T, B, -1)         # (T, B, G*H)
-                    if d:
-                        overlap.finish()
-                        proj = batch.reverse(proj)
-                    hs, buffers, cache = self.kernel.forward(proj, ws[d], tuple(s[k] for s in states0),
-                                                             batch.batch_sizes, keep, None if d else ready)
-                    for final, buffer in zip(finals, buffers):
-                        final[k] = batch.last(buffer)
-                    outs.append(batch.reverse(hs[1:]) if d else hs[1:])  # (T, B, H)
-                    caches.append((ws[d], hs, cache))
-                    if return_internals:
-                        internals.append(self._inspect(self.kernel.internals(hs, cache), d, batch))
-                layer_out = outs[0] if D == 1 else np.concatenate(outs, axis=2)  # (T, B, D*H)
+                layer_out = self._forward_layer(layer, x2d, states0, finals, batch, keep, chunks, overlap,
+                                                caches, internals if return_internals else None)
                 mask = None
                 if self.training and self.dropout > 0 and layer < L - 1:
                     keep_prob = 1.0 - self.dropout
@@ -192,6 +176,29 @@ class _Recurrent(Module):
             out = np.ascontiguousarray(out.transpose(1, 0, 2))
         finals = [batch.unsort(f) for f in finals]
         return out, finals, internals
+
+    def _forward_layer(self, layer, x2d, states0, finals, batch, keep, chunks, overlap, caches, internals):
+        """Every direction of one layer over x2d (T*B, I_l); returns the layer's output (T, B, D*H)
+        and appends the directions' caches (and internals, unless None)."""
+        T, B, D = batch.T, x2d.shape[0] // batch.T, self.num_directions
+        ws = [prepared(self.kernel, weights_of(self, self._suffix(layer, d))) for d in range(D)]
+        projs, ready = self._project_all(x2d, ws, chunks, overlap, B)
+        outs = []
+        for d in range(D):
+            k = layer * D + d
+            proj = projs[d].reshape(T, B, -1)                 # (T, B, G*H)
+            if d:
+                overlap.finish()
+                proj = batch.reverse(proj)
+            hs, buffers, cache = self.kernel.forward(proj, ws[d], tuple(s[k] for s in states0),
+                                                     batch.batch_sizes, keep, None if d else ready)
+            for final, buffer in zip(finals, buffers):
+                final[k] = batch.last(buffer)
+            outs.append(batch.reverse(hs[1:]) if d else hs[1:])  # (T, B, H)
+            caches.append((ws[d], hs, cache))
+            if internals is not None:
+                internals.append(self._inspect(self.kernel.internals(hs, cache), d, batch))
+        return outs[0] if D == 1 else np.concatenate(outs, axis=2)
 
     def _project_all(self, x2d, ws, chunks, overlap, B):
         """Input projections (T*B, G*H) of every direction, and the forward direction's `ready` hook.
@@ -236,40 +243,45 @@ class _Recurrent(Module):
         chunks, overlap = _time_chunks(T, B), Overlap()
         with one_blas_thread():
             for layer in reversed(range(L)):
-                x2d = inputs[layer]                           # (T*B, I_l)
-                d_in = np.empty_like(x2d)                     # (T*B, I_l)
-                dx_jobs = []
-                for d in range(D):
-                    k = layer * D + d
-                    w, hs, cache = caches[k]
-                    params = weights_of(self, self._suffix(layer, d))
-                    g = None
-                    if d_layer is not None:
-                        g = d_layer[..., d * H:(d + 1) * H] if D > 1 else d_layer  # (T, B, H)
-                        if d:
-                            g = batch.reverse(g)
-                    done = None if d else self._gradients_behind(params, w, x2d, hs, d_in, chunks, overlap,
-                                                                 dx_jobs, B)
-                    d_x, d_hh, d0 = self.kernel.backward(g, tuple(f[k] for f in d_finals), w, hs, cache,
-                                                         batch.batch_sizes, done)
-                    for dst, src in zip(d_states0, d0):
-                        dst[k] = src
-                    if d:
-                        d_x = batch.reverse(d_x).reshape(T * B, -1)  # back to time order, to pair with x
-                        overlap.submit(accumulate_grads, self.kernel, params, d_x, d_hh.reshape(T * B, -1),
-                                       x2d, hs[:-1].reshape(T * B, H))
-                        dx = d_x @ w.W_ih                     # (T*B, I_l)
-                        overlap.wait(dx_jobs)
-                        d_in += dx
-                overlap.wait(dx_jobs)
-                d_layer = d_in.reshape(T, B, -1)              # (T, B, I_l)
+                d_layer = self._backward_layer(layer, d_layer, inputs[layer], caches, d_finals, d_states0, batch,
+                                               chunks, overlap)
                 if layer > 0 and masks[layer - 1] is not None:
                     d_layer *= masks[layer - 1]
-            overlap.finish()
         dx = batch.unsort(d_layer)
         if self.batch_first:
             dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
         return dx, [batch.unsort(s) for s in d_states0]
+
+    def _backward_layer(self, layer, d_layer, x2d, caches, d_finals, d_states0, batch, chunks, overlap):
+        """Every direction of one layer: gradients of its weights and initial states; returns the
+        gradient w.r.t. the layer's input, (T, B, I_l). The layer's jobs are finished on return, so
+        its buffers are freed before the layer below allocates its own."""
+        T, B, D, H = batch.T, x2d.shape[0] // batch.T, self.num_directions, self.hidden_size
+        d_in = np.empty_like(x2d)                             # (T*B, I_l)
+        dx_jobs = []
+        for d in range(D):
+            k = layer * D + d
+            (w, hs, cache), caches[k] = caches[k], None
+            params = weights_of(self, self._suffix(layer, d))
+            g = None
+            if d_layer is not None:
+                g = d_layer[..., d * H:(d + 1) * H] if D > 1 else d_layer  # (T, B, H)
+                if d:
+                    g = batch.reverse(g)
+            done = None if d else self._gradients_behind(params, w, x2d, hs, d_in, chunks, overlap, dx_jobs, B)
+            d_x, d_hh, d0 = self.kernel.backward(g, tuple(f[k] for f in d_finals), w, hs, cache,
+                                                 batch.batch_sizes, done)
+            for dst, src in zip(d_states0, d0):
+                dst[k] = src
+            if d:                                             # back to time order, to pair with x
+                d_x = [(batch.reverse(block).reshape(T * B, -1), cols) for block, cols in d_x]
+                overlap.submit(accumulate_grads, self.kernel, params, d_x, d_hh.reshape(T * B, -1),
+                               x2d, hs[:-1].reshape(T * B, H))
+                dx = input_grad(d_x, w.W_ih, np.empty_like(x2d))  # (T*B, I_l)
+                overlap.wait(dx_jobs)
+                d_in += dx
+        overlap.finish()
+        return d_in.reshape(T, B, -1)
 
     def _gradients_behind(self, params, w, x2d, hs, d_in, chunks, overlap, dx_jobs, B):
         """The forward direction's `done` hook: once backward has left a time chunk, the helper
@@ -281,9 +293,10 @@ class _Recurrent(Module):
             if t not in chunks:
                 return
             rows = slice(t * B, chunks[t] * B)
-            d_x2d, d_hh2d = d_x.reshape(-1, G)[rows], d_hh.reshape(-1, G)[rows]
+            d_x2d = [(block.reshape(-1, block.shape[2])[rows], cols) for block, cols in d_x]
+            d_hh2d = d_hh.reshape(-1, G)[rows]
             overlap.submit(accumulate_grads, self.kernel, params, d_x2d, d_hh2d, x2d[rows], h_prev[rows])
-            dx_jobs.append(overlap.submit(np.matmul, d_x2d, w.W_ih, d_in[rows], shareable=True))
+            dx_jobs.append(overlap.submit(input_grad, d_x2d, w.W_ih, d_in[rows], shareable=True))
 
         return done
 
