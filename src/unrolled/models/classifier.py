@@ -95,7 +95,8 @@ class TextClassifier(Module):
         words = None
         if self.training and self.embed_dropout > 0:
             keep = 1.0 - self.embed_dropout
-            words = (self.rng.random(x.shape[:2] + (1,)) < keep).astype(self.dtype) / self.dtype.type(keep)  # (T, B, 1)
+            words = (self.rng.random(x.shape[:2] + (1,)) < keep).astype(self.dtype)   # (T, B, 1): 0 drops a word
+            words /= self.dtype.type(keep)
             x = x * words
         out, state = self.rnn(x, lengths=lengths)                   # (T, B, D*H)
         h_n = state[0] if self.cell == "lstm" else state            # (L*D, B, H)
