@@ -73,6 +73,12 @@ def test_run_prints_a_translation_and_writes_the_heatmap(run, tmp_path):
     assert plot.read_bytes()[:8] == PNG
 
 
+def test_run_names_the_words_it_does_not_know(run, capsys):
+    assert main(["translate", "run", str(run), "I am a xylophonist."]) == 0
+    captured = capsys.readouterr()
+    assert "read as <unk>: xylophonist" in captured.err and len(captured.out.splitlines()) == 1
+
+
 def test_run_greedy_equals_beam_of_width_one(run, capsys):
     assert main(["translate", "run", str(run), "He is tall."]) == 0
     greedy = capsys.readouterr().out
@@ -169,3 +175,28 @@ def test_resume_of_a_finished_run_is_refused_and_leaves_it_alone(run, capsys):
     assert main(["translate", "train", "--resume", str(run)]) == 2
     assert "has already spent its budget" in capsys.readouterr().err
     assert (run / "metrics.jsonl").read_bytes() == before
+
+
+def test_a_training_batch_does_not_depend_on_the_batches_before_it():
+    """What makes a resumed run exact on the task's side: batch order and teacher-forcing draws
+    come from (seed, epoch, index), not from what ran before."""
+    import dataclasses
+
+    from unrolled.tasks import translate
+
+    config = translate.config_from("tutorial", data=str(FIXTURE), hidden=8, embed=8, batch=8, dropout=0.0,
+                                   teacher_forcing=0.5, epochs=2)
+    corpus = translate.load_corpus(config)
+
+    def loss_of_last(config, history):
+        task = translate.TranslationTask(translate.build(config, len(corpus.src_vocab), len(corpus.tgt_vocab)),
+                                         corpus, config)
+        for epoch, index in history:
+            task.start_epoch(epoch)
+            loss, _ = task.train_batch(epoch, index)
+        return loss
+
+    after_others = loss_of_last(config, [(0, 0), (0, 1), (1, 0)])
+    assert loss_of_last(config, [(1, 0)]) == after_others
+    forced = dataclasses.replace(config, teacher_forcing=1.0)
+    assert loss_of_last(forced, [(1, 0)]) != after_others         # the draws do change what the batch computes

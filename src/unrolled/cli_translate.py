@@ -108,13 +108,16 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_run(args: argparse.Namespace) -> int:
-    target, source, tokens, weights = translate.translate_text(args.run, args.sentence, beam=args.beam)
-    print(target)
+    result = translate.translate_text(args.run, args.sentence, beam=args.beam)
+    if args.plot is not None and result.weights is None:
+        raise ValueError(f"the model in {args.run} has no attention to plot (it was trained with --attention none).")
+    if result.unknown:
+        print(f"not in the vocabulary, read as <unk>: {' '.join(result.unknown)}", file=sys.stderr)
+    print(result.text)
     if args.plot is not None:
-        if weights is None:
-            raise ValueError(f"the model in {args.run} has no attention to plot (it was trained with --attention none).")
         from .tasks.translate_plots import plot_attention
-        print(f"attention heatmap: {plot_attention(weights, source, tokens, args.plot)}", file=sys.stderr)
+        path = plot_attention(result.weights, result.source, result.target, args.plot)
+        print(f"attention heatmap: {path}", file=sys.stderr)
     return 0
 
 

@@ -2,7 +2,7 @@
 
     config = config_from("tutorial", arch="rnn", attention="bahdanau", minutes=15)
     run, state, interrupted = train(config, "runs/translate")
-    text, source_tokens, target_tokens, weights = translate_text("runs/translate", "I am cold.", beam=5)
+    print(translate_text("runs/translate", "I am cold.", beam=5).text)
     scores = evaluate_run("runs/translate")           # {"test_bleu_greedy": ..., "test_bleu_beam": ...}
 
 Data: a tab-separated file of pairs (the bundled tutorial subset of the Tatoeba English-French
@@ -418,15 +418,27 @@ def attention_of(model, source: str, target: str, src_vocab: Vocab, tgt_vocab: V
     return src_tokens, tgt_tokens, weights
 
 
-def translate_text(run, sentence: str, beam: int | None = None) -> tuple[str, list[str], list[str], np.ndarray | None]:
-    """A raw sentence -> (its translation, source tokens, target tokens, attention weights or None)."""
+@dataclass
+class Translation:
+    """What `translate_text` gives: the translation and what its attention heatmap needs."""
+
+    text: str
+    source: list[str]             # the normalised source tokens
+    target: list[str]             # the translation's tokens and <eos>
+    weights: np.ndarray | None    # (target, source) attention, None for a recurrent model without attention
+    unknown: list[str]            # source words outside the vocabulary, read as <unk>
+
+
+def translate_text(run, sentence: str, beam: int | None = None) -> Translation:
+    """Normalise a raw sentence and translate it with the run's best weights (greedy, or beam of width `beam`)."""
     config, src_vocab, tgt_vocab, model = load_run(run)
     source = normalize(sentence)
     if not source:
         raise ValueError(f"the sentence must hold at least one word (letters), but was given {sentence!r}.")
     [target] = translate(model, [source], src_vocab, tgt_vocab, config.max_len, beam=beam,
                          length_penalty=config.length_penalty)
-    return (target, *attention_of(model, source, target, src_vocab, tgt_vocab))
+    unknown = [t for t in tokenize(source) if t not in src_vocab]
+    return Translation(target, *attention_of(model, source, target, src_vocab, tgt_vocab), unknown)
 
 
 def evaluate_run(run, beam: int | None = None, length_penalty: float | None = None) -> dict:
