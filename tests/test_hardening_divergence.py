@@ -123,3 +123,15 @@ def test_a_huge_learning_rate_stops_a_forecaster_in_one_line_with_exit_3(tmp_pat
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("unrolled: error: training diverged at step 2: the loss is inf and the gradient of"), last
     assert not (out / "checkpoint.json").exists()  # nothing diverged was saved
+
+
+def test_a_stopped_run_continues_with_resume_and_skip(tmp_path, monkeypatch, capsys):
+    """What the error sentence advises: `--resume DIR --on-nonfinite skip` gets past the bad batch."""
+    _inject(monkeypatch, BAD_STEP, "grad")
+    out = tmp_path / "run"
+    assert main([*TINY, "--out", str(out)]) == 3
+    _inject(monkeypatch, BAD_STEP - 25, "grad")  # the resumed process starts after step 25: the same batch again
+    assert main(["lm", "train", "--resume", str(out), "--on-nonfinite", "skip"]) == 0
+    records = read_metrics(out)
+    assert records[1]["skipped_steps"] == [BAD_STEP] and records[1]["lr_scale"] == 0.5
+    assert "batch skipped" in capsys.readouterr().err

@@ -143,8 +143,9 @@ _HELD: dict[str, int] = {}
 def lock_run(run) -> None:
     """Hold the run folder for this process (an exclusive flock on `run/.lock`) until `release_run`.
 
-    A second process that tries to train the same run gets a ValueError instead of interleaving
-    its checkpoints with the first one's. The kernel drops the lock when the process dies, however
+    `create_run` takes it, `fit` holds it while training and releases it when done. A second
+    process that tries to train the same run gets a ValueError instead of interleaving its
+    checkpoints with the first one's. The kernel drops the lock when the process dies, however
     it dies, so a killed run never stays locked. Holding it again in the same process is a no-op.
     """
     key = os.path.realpath(run)

@@ -222,10 +222,13 @@ def resume(run, task: Task, optimizer, schedule) -> tuple[TrainState, dict[str, 
         raise CheckpointError(f"{run / (LATEST + '.npz')} does not fit the model and optimiser that "
                               f"{run / 'config.json'} describes: {str(e).rstrip('.')}.") from None
     restore_generators(module_generators(task.model), meta["rng"])
-    lock_run(run)
-    remove_temporaries(run)
-    truncate_metrics(run, state.step)
-    truncate_samples(run, state.step)
+    lock_run(run)  # another process training this run is refused here; `fit` holds the run while it trains
+    try:
+        remove_temporaries(run)
+        truncate_metrics(run, state.step)
+        truncate_samples(run, state.step)
+    finally:
+        release_run(run)
     return state, section(arrays, "task")
 
 
