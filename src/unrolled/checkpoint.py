@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import zipfile
 from pathlib import Path
@@ -50,8 +51,8 @@ class CheckpointError(ValueError):
 def _check_arrays(arrays: dict) -> None:
     for key, value in arrays.items():
         if not isinstance(value, np.ndarray) or value.dtype.kind not in _ARRAY_KINDS:
-            kind = type(value).__name__ if not isinstance(value, np.ndarray) else f"{value.dtype} array"
-            raise ValueError(f"checkpoint arrays must be numeric NumPy arrays, but '{key}' is a {kind}.")
+            kind = f"an array of {value.dtype}" if isinstance(value, np.ndarray) else f"a {type(value).__name__}"
+            raise ValueError(f"checkpoint arrays must be numeric NumPy arrays, but '{key}' is {kind}.")
 
 
 def meta_digest(record: dict) -> str:
@@ -87,11 +88,15 @@ def has_checkpoint(directory, name: str = "checkpoint") -> bool:
     return (directory / f"{name}.json").exists() or _pending(directory, name).exists()
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number checkpoints write")
+
+
 def _read_record(path: Path) -> dict:
     """The checked metadata record in `path` (format, version and its own digest)."""
     try:
-        record = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        record = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_no_constant)
+    except (OSError, ValueError, RecursionError):  # ValueError: bad UTF-8, bad JSON, NaN or Infinity
         raise CheckpointError(f"expected {path} to be checkpoint metadata in JSON, but it is truncated or corrupted.") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise CheckpointError(f"expected {path} to describe an unrolled checkpoint, but it is some other JSON file.")
@@ -115,8 +120,9 @@ def _read_npy(data: bytes, where: str) -> np.ndarray:
     if dtype.hasobject or dtype.kind not in _ARRAY_KINDS:
         raise CheckpointError(f"{where} holds a {dtype} array, but checkpoints hold only numeric arrays "
                               "(nothing that needs pickle).")
-    if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize != len(data) - stream.tell():
-        raise CheckpointError(f"{where} declares an array of shape {shape} and {dtype}, but holds a different number of bytes.")
+    if math.prod(shape) * dtype.itemsize != len(data) - stream.tell():
+        raise CheckpointError(f"{where} declares an array of shape {shape} and {dtype}, but holds a different "
+                              "number of bytes.")
     stream.seek(0)
     return np.lib.format.read_array(stream, allow_pickle=False)
 
