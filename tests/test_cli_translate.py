@@ -118,6 +118,7 @@ def test_no_attention_run_refuses_a_heatmap(tmp_path, capsys):
     (["train", "--data", "missing.txt", "--out", "{tmp}/a"], "missing.txt does not exist"),
     (["train", "--data", str(FIXTURE), "--preset", "tiny", "--out", "{tmp}/a"], "invalid choice: 'tiny'"),
     (["train", "--data", str(FIXTURE), "--teacher-forcing", "2", "--out", "{tmp}/a"], "must be a number in [0, 1]"),
+    (["train", "--preset", "full", "--out", "{tmp}/a"], "the full preset needs --data"),
     (["train", "--data", str(FIXTURE), "--arch", "transformer", "--hidden", "30", "--heads", "4", "--out", "{tmp}/a"],
      "must be a multiple of heads"),
     (["train", "--resume", "{tmp}", "--lr", "0.1"], "takes no other flags, but was given --lr"),

@@ -91,6 +91,9 @@ class Config:
     def __post_init__(self):
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {', '.join(PRESETS)}, but was given {self.preset!r}.")
+        if self.preset == "full" and self.data is None:
+            raise ValueError("the full preset needs --data (e.g. ../shared/data/eng_fra/fra.txt): the bundled pairs "
+                             "are only the tutorial subset.")
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {', '.join(ARCHS)}, but was given {self.arch!r}.")
         if self.cell not in CELLS:
