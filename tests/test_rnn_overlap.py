@@ -2,8 +2,8 @@
 
 The other recurrent tests use shapes too small to be cut into chunks, so they exercise the
 layers without the helper thread. Here every time chunk is one or two steps long, and the PyTorch
-parity grid, the finite-difference checks and the equivalences run again; plus the OpenBLAS
-thread control and the job group themselves.
+parity grid, finite-difference checks (up to 2 layers) and the equivalences run again; plus the
+OpenBLAS thread control and the job group themselves.
 """
 import threading
 
@@ -44,14 +44,15 @@ def test_float32_matches_torch(kind):
     test_rnn_torch.test_float32_matches_torch(kind)
 
 
-@pytest.mark.parametrize("num_layers,bidirectional,batch_first,lengths,with_h0", test_rnn_gradcheck._grid())
+@pytest.mark.parametrize("num_layers,bidirectional,batch_first,lengths,with_h0",
+                         [case for case in test_rnn_gradcheck._grid() if case[0] <= 2])  # PyTorch checks all
 @pytest.mark.parametrize("kind", test_rnn_gradcheck.KINDS)
 def test_gradients_match_finite_differences(kind, num_layers, bidirectional, batch_first, lengths, with_h0):
     test_rnn_gradcheck.test_layer_gradients_match_finite_differences(
         kind, num_layers, bidirectional, batch_first, lengths, with_h0)
 
 
-@pytest.mark.parametrize("kind", test_rnn_gradcheck.KINDS)
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_gradients_through_dropout(kind):
     test_rnn_gradcheck.test_gradients_through_dropout_between_layers(kind)
 
