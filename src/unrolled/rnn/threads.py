@@ -3,10 +3,11 @@
 A recurrence is a chain of small GEMMs, one per time step. Split over two BLAS threads, each of
 them waits for a hand-over between cores; on a busy machine the other core is often taken and
 that wait dominates (an LSTM training step of T=100, B=64, H=256 took 2.7 s with OpenBLAS on 2
-threads and 0.36 s on 1, at a load average of 5 to 7 on 2 cores). So while a layer runs, `one_blas_thread()` sets OpenBLAS to
-one thread, and the layer gets its parallelism from `Overlap`: the large GEMMs that do not lie on
-the recurrence's critical path (input projections of later time chunks, weight gradients of
-finished chunks) run on a helper thread while the caller's thread goes on with the recurrence.
+threads and 0.36 s on 1, at a load average of 5 to 7 on 2 cores). So while a layer runs,
+`one_blas_thread()` sets OpenBLAS to one thread, and the layer gets its parallelism from
+`Overlap`: the large GEMMs that do not lie on the recurrence's critical path (input projections
+of later time chunks, weight gradients of finished chunks) run on a helper thread while the
+caller's thread goes on with the recurrence.
 NumPy releases the GIL inside BLAS calls and large ufuncs, so the two really run at once.
 
 The thread count is set through ctypes on the OpenBLAS that NumPy loaded (NumPy's wheels bundle
