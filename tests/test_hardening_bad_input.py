@@ -201,10 +201,7 @@ CASES = [
     ("translate-eval-other-task", "translate eval {forecast}", "expected a 'translate' run"),
 ]
 
-KNOWN_GAPS = {
-    "lm-sample-beam-and-top-k": "cli_lm: --beam silently ignores --top-k/--top-p/--temperature instead of refusing "
-                                "the contradictory flags",
-}
+KNOWN_GAPS: dict[str, str] = {}  # case name -> why it still fails (marked xfail, strict)
 
 
 @pytest.fixture(scope="module")

@@ -73,7 +73,7 @@ def test_bundled_tinyshakespeare_is_the_real_file():
     assert path.name == "tinyshakespeare.txt" and bundled_path("tinyshakespeare") == path
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     assert digest == "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
-    with pytest.raises(ValueError, match=r"No bundled text is called 'imdb'; the package ships \['tinyshakespeare'\]\."):
+    with pytest.raises(ValueError, match=r"No bundled text is called 'imdb'; the package ships \[.*'tinyshakespeare'\]\."):
         bundled_path("imdb")
 
 

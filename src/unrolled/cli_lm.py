@@ -50,7 +50,8 @@ def register(tasks) -> None:
     sample.add_argument("run", metavar="DIR")
     sample.add_argument("--prompt", metavar="TEXT", help="text to start from (default: a new line)")
     sample.add_argument("--length", type=positive_int, default=400, metavar="N", help="tokens to generate")
-    sample.add_argument("--temperature", type=nonnegative_float, default=0.8, metavar="T", help="0 picks the argmax")
+    sample.add_argument("--temperature", type=nonnegative_float, default=None, metavar="T",
+                        help="0 picks the argmax (default 0.8)")
     sample.add_argument("--top-k", type=positive_int, metavar="K")
     sample.add_argument("--top-p", type=probability, metavar="P")
     sample.add_argument("--beam", type=positive_int, metavar="B", help="beam search of width B instead of sampling")
@@ -87,7 +88,13 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    lm.generate_from_run(args.run, prompt=args.prompt, length=args.length, temperature=args.temperature,
+    sampling = [flag for flag, value in (("--temperature", args.temperature), ("--top-k", args.top_k),
+                                         ("--top-p", args.top_p)) if value is not None]
+    if args.beam is not None and sampling:
+        raise ValueError(f"--beam searches for the most likely text and takes no {', '.join(sampling)}; "
+                         "drop one or the other.")
+    temperature = 0.8 if args.temperature is None else args.temperature
+    lm.generate_from_run(args.run, prompt=args.prompt, length=args.length, temperature=temperature,
                          top_k=args.top_k, top_p=args.top_p, beam=args.beam, seed=args.seed)
     return 0
 
