@@ -201,7 +201,6 @@ CASES = [
     ("translate-eval-other-task", "translate eval {forecast}", "expected a 'translate' run"),
 ]
 
-KNOWN_GAPS: dict[str, str] = {}  # case name -> why it still fails (marked xfail, strict)
 
 
 @pytest.fixture(scope="module")
@@ -285,8 +284,7 @@ def _argv(template: str, runs: dict, bad: Path, new: Path) -> tuple[list[str], l
     return words, named
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c[0], marks=[pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[c[0]])]
-                                               if c[0] in KNOWN_GAPS else []) for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c[0]) for c in CASES])
 def test_bad_input_is_one_sentence_and_exit_2(case, runs, bad, tmp_path, capsys, monkeypatch):
     name, template, phrase, *stdin = case
     (bad / "broken").mkdir(exist_ok=True)
