@@ -5,6 +5,8 @@ layers without the helper thread. Here every time chunk is one or two steps long
 parity grid, finite-difference checks (up to 2 layers) and the equivalences run again; plus the
 OpenBLAS thread control and the job group themselves.
 """
+import multiprocessing
+import sys
 import threading
 
 import numpy as np
@@ -126,3 +128,23 @@ def test_a_failing_job_raises_in_the_caller():
     overlap.submit(np.matmul, np.ones((2, 3)), np.ones((2, 3)))
     with pytest.raises(ValueError):
         overlap.finish()
+
+
+def _chunked_lstm_step(queue):
+    layer = unrolled.LSTM(4, 5, seed=0)
+    out, _ = layer(np.ones((7, 3, 4), np.float32))
+    layer.backward(np.ones_like(out))
+    queue.put(float(layer.weight_hh_l0.grad.sum()))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork start method")
+def test_a_forked_child_gets_its_own_helper_thread():
+    _chunked_lstm_step(queue := multiprocessing.Queue())  # the parent's helper thread is running
+    expected = queue.get()
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_chunked_lstm_step, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0, "the child hung or failed"
+    assert queue.get(timeout=5) == expected

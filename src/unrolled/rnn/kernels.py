@@ -1,9 +1,9 @@
 """The recurrences themselves: pure functions on arrays, one direction of one layer at a time.
 
-Every kernel takes the input projection of all time steps already computed (one GEMM by the
-caller), runs a tight loop over time for the recurrence only (preallocated buffers, in-place
-ufuncs, one `h @ W_hh.T` per step) and returns buffers that the caller turns into outputs and
-weight gradients (again one GEMM each, after the loop).
+Every kernel takes the input projection of all time steps (large GEMMs by the caller, possibly
+still running: see the hooks below), runs a tight loop over time for the recurrence only
+(preallocated buffers, in-place ufuncs, one `h @ W_hh.T` per step) and returns buffers that the
+caller turns into outputs and weight gradients (again large GEMMs over many steps at once).
 
 Shapes: T steps, B sequences, H hidden units, G gates (LSTM 4, GRU 3, RNN 1).
 
@@ -15,8 +15,8 @@ Hooks, for a caller that overlaps its large GEMMs with the loop (see threads.py)
 kernels call `ready(t)` before step t reads x_proj[t] (so x_proj may be filled in while the loop
 runs); backward kernels call `done(t, d_x, d_hh)` once step t's rows of their gradients are
 final. d_hh (T, B, G*H) is the gradient w.r.t. the recurrent product; d_x, w.r.t. x_proj, comes
-as pieces ((array, gate columns), ...): d_hh itself for LSTM and RNN, d_hh's r and z columns and
-a separate n block for GRU.
+as pieces ((block, its gate rows of W_ih), ...): d_hh itself for LSTM and RNN, d_hh's r and z
+columns and a separate n block for GRU.
 
 Variable lengths: the caller sorts the batch by decreasing length and arranges every sequence's
 valid steps as a prefix in time, so the sequences still running at step t are the first

@@ -93,6 +93,16 @@ def _executor() -> ThreadPoolExecutor:
     return _helper
 
 
+def _after_fork_in_child() -> None:
+    """A forked child keeps only the forking thread: it starts its own helper when it needs one."""
+    global _helper, _lock
+    _helper, _lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class Job:
     """One call queued on the helper thread. `join()` waits for it; a shareable job (one whose
     outputs no other job touches) that has not started yet is run by the caller instead."""
