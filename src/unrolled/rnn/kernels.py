@@ -26,8 +26,8 @@ sequence's own last step. With `batch_sizes=None` every row runs every step.
 
 Layouts: `hs` (T+1, B, H) holds h0 in hs[0] and step t's output in hs[t+1], so `hs[:-1]` is the
 previous state of every step (what dW_hh needs). Weights are PyTorch's own arrays, gate order
-included (LSTM i, f, g, o; GRU r, z, n), used through transposed views: nothing is copied or
-reordered per call. The LSTM activates its four gates with one tanh, since
+included (LSTM i, f, g, o; GRU r, z, n): nothing is reordered per call, and only W_hh^T is
+copied, once per sequence, for the per-step GEMM. The LSTM activates its four gates with one tanh, since
 sigmoid(x) = tanh(x / 2) / 2 + 1 / 2.
 """
 from __future__ import annotations
@@ -49,6 +49,12 @@ def sigmoid_(a: np.ndarray) -> np.ndarray:
 
 def _steps(batch_sizes, T: int, B: int) -> list[int]:
     return list(batch_sizes) if batch_sizes is not None else [B] * T
+
+
+def _transposed(W_hh: np.ndarray, T: int) -> np.ndarray:
+    """W_hh^T for the per-step `h @ W_hh^T`: a contiguous copy when there are several steps (that
+    GEMM runs 10-30% faster on it than on the transposed view), the view for a single step."""
+    return np.ascontiguousarray(W_hh.T) if T > 1 else W_hh.T
 
 
 def _alloc(sizes: list[int], B: int):
@@ -86,7 +92,7 @@ def lstm_forward(x_proj, W_hh, h0, c0, batch_sizes=None, keep=True, ready=None):
     tanh_c = alloc((T if keep else 1, B, H), dtype)
     rec, ig = np.empty((B, G), dtype), np.empty((B, H), dtype)
     scale, shift = _lstm_gate_affine(H, dtype)
-    W_hh_T = W_hh.T                                         # (H, 4H) view
+    W_hh_T = _transposed(W_hh, T)                           # (H, 4H)
     for t in range(T):
         if ready is not None:
             ready(t)
@@ -175,7 +181,7 @@ def gru_forward(x_proj, W_hh, b_hn, h0, batch_sizes=None, keep=True, ready=None)
     hs[0] = h0
     hns = alloc((T if keep else 1, B, H), dtype)
     rec, rhn = np.empty((B, G), dtype), np.empty((B, H), dtype)  # h W_hh^T, r * hn
-    W_hh_T = W_hh.T                                         # (H, 3H) view
+    W_hh_T = _transposed(W_hh, T)                           # (H, 3H)
     for t in range(T):
         if ready is not None:
             ready(t)
@@ -255,7 +261,7 @@ def rnn_forward(x_proj, W_hh, h0, nonlinearity="tanh", batch_sizes=None, ready=N
     sizes = _steps(batch_sizes, T, B)
     hs = _alloc(sizes, B)((T + 1, B, H), x_proj.dtype)
     hs[0] = h0
-    W_hh_T = W_hh.T                                         # (H, H) view
+    W_hh_T = _transposed(W_hh, T)                           # (H, H)
     for t in range(T):
         if ready is not None:
             ready(t)
