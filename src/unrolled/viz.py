@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .runs import atomic_write
+
 
 def _pyplot():
     import matplotlib
@@ -22,7 +24,7 @@ def _save(fig, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with matplotlib.rc_context({"text.hinting": "no_hinting"}):  # exact advances: text lines up with cells
-        fig.savefig(path, dpi=110)
+        atomic_write(path, lambda f: fig.savefig(f, dpi=110, format="png"))  # a kill never leaves half a PNG
     _pyplot().close(fig)
     return path
 
