@@ -110,6 +110,32 @@ class Budget:
         return None if self.minutes is None else 60.0 * self.minutes
 
 
+class RunConfig:
+    """What every task's Config dataclass shares: config.json round trip and the training budget.
+
+    A subclass sets `TASK` (written as "task" in config.json) and `KIND` (for messages) and has
+    `epochs` and `minutes` fields.
+    """
+
+    TASK = ""
+    KIND = "a"
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names - {"task"})
+        if unknown:
+            raise ValueError(f"{cls.KIND} config takes the keys {sorted(names)}, but was given unknown {unknown}.")
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def to_dict(self) -> dict:
+        return {"task": self.TASK, **dataclasses.asdict(self)}
+
+    @property
+    def budget(self) -> Budget:
+        return Budget(epochs=self.epochs, minutes=self.minutes)
+
+
 @dataclass
 class TrainState:
     """Everything about the loop's position that a checkpoint keeps (JSON-ready)."""

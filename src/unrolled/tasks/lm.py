@@ -29,7 +29,7 @@ from ..data.text import StreamBatcher, Vocab, bundled_path, get_tokenizer, read_
 from ..models import LanguageModel
 from ..optim import Adam, CosineWarmup
 from ..runs import atomic_write_text, create_run, read_config, read_metrics
-from ..train import Budget, TrainState, fit, resume, save_training_state
+from ..train import RunConfig, TrainState, fit, resume, save_training_state
 
 TASK = "lm"
 VOCAB = "vocab.json"
@@ -39,8 +39,10 @@ _VIRTUAL_STEPS = 1_000_000
 
 
 @dataclass
-class Config:
+class Config(RunConfig):
     """Everything a language-model run depends on (saved as the run's config.json)."""
+
+    TASK, KIND = TASK, "a language-model"  # config.json's "task"; messages
 
     data: str | None = None          # a UTF-8 text file; None: the bundled tiny Shakespeare
     level: str = "char"              # "char" or "word"
@@ -64,20 +66,6 @@ class Config:
     sample_length: int = 200         # tokens written to samples.txt at each evaluation
     seed: int = 0
 
-    @classmethod
-    def from_dict(cls, values: dict) -> "Config":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names - {"task"})
-        if unknown:
-            raise ValueError(f"a language-model config takes the keys {sorted(names)}, but was given unknown {unknown}.")
-        return cls(**{k: v for k, v in values.items() if k in names})
-
-    def to_dict(self) -> dict:
-        return {"task": TASK, **dataclasses.asdict(self)}
-
-    @property
-    def budget(self) -> Budget:
-        return Budget(epochs=self.epochs, minutes=self.minutes)
 
 
 PRESETS = {

@@ -33,7 +33,7 @@ from ..data.vocab import Vocab
 from ..models.classifier import POOLINGS, TextClassifier, load_word_vectors
 from ..optim import Adam, AdamW, CosineWarmup
 from ..runs import append_metrics, create_run, read_config, read_metrics, write_json
-from ..train import Budget, TrainState, fit, resume, save_training_state
+from ..train import RunConfig, TrainState, fit, resume, save_training_state
 
 TASK = "sentiment"
 VOCAB = "vocab.json"
@@ -44,8 +44,10 @@ _VIRTUAL_STEPS = 1_000_000
 
 
 @dataclass
-class Config:
+class Config(RunConfig):
     """Everything a sentiment run depends on (saved as the run's config.json); defaults: the best found."""
+
+    TASK, KIND = TASK, "a sentiment"  # config.json's "task"; messages
 
     data: str = DEFAULT_DATA
     text_column: str = "text"        # CSV/TSV only
@@ -87,20 +89,6 @@ class Config:
                 raise ValueError(f"{name} must be {wanted}, but was given {getattr(self, name)!r}.")
         self.budget  # a contradictory budget fails here
 
-    @classmethod
-    def from_dict(cls, values: dict) -> "Config":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names - {"task"})
-        if unknown:
-            raise ValueError(f"a sentiment config takes the keys {sorted(names)}, but was given unknown {unknown}.")
-        return cls(**{k: v for k, v in values.items() if k in names})
-
-    def to_dict(self) -> dict:
-        return {"task": TASK, **dataclasses.asdict(self)}
-
-    @property
-    def budget(self) -> Budget:
-        return Budget(epochs=self.epochs, minutes=self.minutes)
 
 
 # ----- data ----------------------------------------------------------------------------------------

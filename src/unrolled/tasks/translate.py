@@ -41,7 +41,7 @@ from ..data.vocab import Vocab
 from ..layers import CrossEntropyLoss
 from ..models.seq2seq import ATTENTIONS, CELLS, Seq2Seq, translate_beam, translate_greedy
 from ..runs import append_metrics, atomic_write_text, create_run, read_config, read_metrics, write_json
-from ..train import Budget, TrainState, fit, resume, save_training_state
+from ..train import RunConfig, TrainState, fit, resume, save_training_state
 from .lm import make_optimizer
 
 TASK = "translate"
@@ -54,8 +54,10 @@ DECODE_BATCH = 128
 
 
 @dataclass
-class Config:
+class Config(RunConfig):
     """Everything a translation run depends on (saved as the run's config.json)."""
+
+    TASK, KIND = TASK, "a translation"  # config.json's "task"; messages
 
     data: str | None = None            # tab-separated pairs; None: the bundled tutorial subset of fra.txt
     preset: str = "tutorial"           # "tutorial" (the PyTorch tutorial's filter) or "full"
@@ -108,20 +110,6 @@ class Config:
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must lie in [0, 1), but was given {self.label_smoothing!r}.")
 
-    @classmethod
-    def from_dict(cls, values: dict) -> "Config":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names - {"task"})
-        if unknown:
-            raise ValueError(f"a translation config takes the keys {sorted(names)}, but was given unknown {unknown}.")
-        return cls(**{k: v for k, v in values.items() if k in names})
-
-    def to_dict(self) -> dict:
-        return {"task": TASK, **dataclasses.asdict(self)}
-
-    @property
-    def budget(self) -> Budget:
-        return Budget(epochs=self.epochs, minutes=self.minutes)
 
 
 # the transformer's own defaults, unless given: a smaller, deeper model at a lower peak rate
