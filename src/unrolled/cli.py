@@ -99,6 +99,17 @@ def dropout_rate(text: str) -> float:
 
 # ----- the entry point ---------------------------------------------------------------------------
 
+def refuse_flags_with_resume(args: argparse.Namespace, given: dict) -> None:
+    """`--resume` continues a run with its saved settings: any setting flag beside it is an error."""
+    if args.resume is None:
+        return
+    extra = sorted(given) + (["preset"] if getattr(args, "preset", None) else []) + (["out"] if args.out else [])
+    if extra:
+        flags = ", ".join("--" + name.replace("_", "-") for name in extra)
+        raise ValueError(f"--resume continues a run with its saved settings, so it takes no other flags, "
+                         f"but was given {flags}.")
+
+
 def blas_threads():
     """A context limiting BLAS to one thread, unless the environment chose a number (needs threadpoolctl)."""
     if any(name in os.environ for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli import dropout_rate, nonnegative_float, positive_float, positive_int, probability
+from .cli import dropout_rate, nonnegative_float, positive_float, positive_int, probability, refuse_flags_with_resume
 from .tasks import lm
 
 # train flags that set a Config field of the same name (dashes become underscores)
@@ -67,15 +67,8 @@ def register(tasks) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     given = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
-    if args.resume is not None:
-        extra = sorted(given) + (["preset"] if args.preset else []) + (["out"] if args.out else [])
-        if extra:
-            flags = ", ".join("--" + name.replace("_", "-") for name in extra)
-            raise ValueError(f"--resume continues a run with its saved settings, so it takes no other flags, "
-                             f"but was given {flags}.")
-        config = None
-    else:
-        config = lm.config_from(args.preset, **given)
+    refuse_flags_with_resume(args, given)
+    config = None if args.resume is not None else lm.config_from(args.preset, **given)
     run, state, interrupted = lm.train(config, out=args.out or DEFAULT_OUT, resume_from=args.resume)
     if interrupted:
         print(f"interrupted at step {state.step}: checkpoint saved; continue with "

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli import dropout_rate, nonnegative_float, positive_float, positive_int
+from .cli import dropout_rate, nonnegative_float, positive_float, positive_int, refuse_flags_with_resume
 from .runs import read_json
 from .tasks import sentiment
 
@@ -96,15 +96,8 @@ def _config(given: dict) -> sentiment.Config:
 
 def run_train(args: argparse.Namespace) -> int:
     given = _given(args)
-    if args.resume is not None:
-        extra = sorted(given) + (["out"] if args.out else [])
-        if extra:
-            flags = ", ".join("--" + name.replace("_", "-") for name in extra)
-            raise ValueError(f"--resume continues a run with its saved settings, so it takes no other flags, "
-                             f"but was given {flags}.")
-        config = None
-    else:
-        config = _config(given)
+    refuse_flags_with_resume(args, given)
+    config = None if args.resume is not None else _config(given)
     run, state, interrupted = sentiment.train(config, out=args.out or DEFAULT_OUT, resume_from=args.resume)
     if interrupted:
         print(f"interrupted at step {state.step}: checkpoint saved; continue with "

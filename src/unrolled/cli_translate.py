@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli import _number, dropout_rate, positive_float, positive_int
+from .cli import dropout_rate, _number, positive_float, positive_int, refuse_flags_with_resume
 from .runs import read_json
 from .tasks import translate
 
@@ -87,15 +87,8 @@ def register(tasks) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     given = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
-    if args.resume is not None:
-        extra = sorted(given) + (["preset"] if args.preset else []) + (["out"] if args.out else [])
-        if extra:
-            flags = ", ".join("--" + name.replace("_", "-") for name in extra)
-            raise ValueError(f"--resume continues a run with its saved settings, so it takes no other flags, "
-                             f"but was given {flags}.")
-        config = None
-    else:
-        config = translate.config_from(args.preset or "tutorial", **given)
+    refuse_flags_with_resume(args, given)
+    config = None if args.resume is not None else translate.config_from(args.preset or "tutorial", **given)
     run, state, interrupted = translate.train(config, out=args.out or DEFAULT_OUT, resume_from=args.resume)
     if interrupted:
         print(f"interrupted at step {state.step}: checkpoint saved; continue with "
