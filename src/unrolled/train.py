@@ -44,7 +44,7 @@ import numpy as np
 from .checkpoint import (CheckpointError, generator_states, has_checkpoint, load_checkpoint, module_generators,
                          prefixed, restore_generators, save_checkpoint, section)
 from .core.module import Module
-from .optim import clip_grad_norm
+from .optim import CosineWarmup, clip_grad_norm
 from .runs import (Progress, append_metrics, lock_run, release_run, remove_temporaries, truncate_metrics,
                    truncate_samples)
 
@@ -109,6 +109,12 @@ class Budget:
     def seconds(self) -> float | None:
         return None if self.minutes is None else 60.0 * self.minutes
 
+    def spent(self, state: "TrainState") -> bool:
+        """True once a run at `state` has used up this budget."""
+        if self.epochs is not None:
+            return state.epoch >= self.epochs
+        return state.elapsed_s >= self.seconds
+
 
 class RunConfig:
     """What every task's Config dataclass shares: config.json round trip and the training budget.
@@ -134,6 +140,26 @@ class RunConfig:
     @property
     def budget(self) -> Budget:
         return Budget(epochs=self.epochs, minutes=self.minutes)
+
+
+# a time budget has no step count: its cosine runs over this many virtual steps of the budget
+_VIRTUAL_STEPS = 1_000_000
+
+
+def warmup_cosine(optimizer, config, steps_per_epoch: int):
+    """Linear warm-up then cosine for `config` (lr, warmup, min_lr_ratio, epochs | minutes):
+    (schedule, None) for an epoch budget, (None, set_progress(fraction)) for a time budget."""
+    total = config.epochs * steps_per_epoch if config.epochs is not None else _VIRTUAL_STEPS
+    warmup = min(int(round(config.warmup * total)), total - 1)
+    schedule = CosineWarmup(optimizer, warmup_steps=warmup, total_steps=total, min_lr=config.lr * config.min_lr_ratio)
+    if config.epochs is not None:
+        return schedule, None
+
+    def set_progress(fraction: float) -> None:
+        for group, base in zip(optimizer.param_groups, schedule.base_lrs):
+            group["lr"] = schedule.lr_at(fraction * total, base)
+
+    return None, set_progress
 
 
 @dataclass

@@ -27,15 +27,13 @@ from ..core.module import no_grad
 from ..checkpoint import has_checkpoint, load_checkpoint, section
 from ..data.text import StreamBatcher, Vocab, bundled_path, get_tokenizer, read_text, split
 from ..models import LanguageModel
-from ..optim import Adam, CosineWarmup
+from ..optim import Adam
 from ..runs import atomic_write_text, create_run, read_config, read_metrics
-from ..train import RunConfig, TrainState, fit, resume, save_training_state
+from ..train import RunConfig, TrainState, fit, resume, save_training_state, warmup_cosine
 
 TASK = "lm"
 VOCAB = "vocab.json"
 SAMPLES = "samples.txt"
-# a time budget has no step count: its cosine runs over this many virtual steps of the budget
-_VIRTUAL_STEPS = 1_000_000
 
 
 @dataclass
@@ -189,17 +187,7 @@ class LanguageModelTask:
 def make_optimizer(model: LanguageModel, config: Config, steps_per_epoch: int):
     """Adam, its schedule for an epoch budget (None for a time budget) and the time budget's lr setter."""
     optimizer = Adam(model.parameters(), lr=config.lr)
-    total = config.epochs * steps_per_epoch if config.epochs is not None else _VIRTUAL_STEPS
-    warmup = min(int(round(config.warmup * total)), total - 1)
-    schedule = CosineWarmup(optimizer, warmup_steps=warmup, total_steps=total, min_lr=config.lr * config.min_lr_ratio)
-    if config.epochs is not None:
-        return optimizer, schedule, None
-
-    def set_progress(fraction: float) -> None:
-        for group, base in zip(optimizer.param_groups, schedule.base_lrs):
-            group["lr"] = schedule.lr_at(fraction * total, base)
-
-    return optimizer, None, set_progress
+    return (optimizer, *warmup_cosine(optimizer, config, steps_per_epoch))
 
 
 # ----- text in and out ----------------------------------------------------------------------------
@@ -256,8 +244,7 @@ def train(config: Config | None, out=None, resume_from=None, progress: bool = Tr
     meta = {"config": "config.json", "vocab": VOCAB, "data_sha256": corpus.sha256}
     if resume_from is not None:
         state, task_arrays = resume(run, task, optimizer, schedule)
-        if (config.epochs is not None and state.epoch >= config.epochs) or \
-                (config.minutes is not None and state.elapsed_s >= 60 * config.minutes):
+        if config.budget.spent(state):
             raise ValueError(f"the run in {run} has already spent its budget; start a new run to train longer.")
     else:
         if out is None:

@@ -31,16 +31,15 @@ from ..data.classification import PAD, TRUNCATIONS, ReviewTokenizer, bucket_batc
 from ..data.sentiment_sources import Examples, LabelledData, load_labelled
 from ..data.vocab import Vocab
 from ..models.classifier import POOLINGS, TextClassifier, load_word_vectors
-from ..optim import Adam, AdamW, CosineWarmup
+from ..optim import Adam, AdamW
 from ..runs import append_metrics, create_run, read_config, read_metrics, write_json
-from ..train import RunConfig, TrainState, fit, resume, save_training_state
+from ..train import RunConfig, TrainState, fit, resume, save_training_state, warmup_cosine
 
 TASK = "sentiment"
 VOCAB = "vocab.json"
 RESULTS = "results.json"
 DEFAULT_DATA = "../shared/data/imdb/aclImdb_labelled.tar.gz"
 LENGTH_BUCKETS = (0, 100, 200, 400, 800)       # review length in tokens, before truncation
-_VIRTUAL_STEPS = 1_000_000
 
 
 @dataclass
@@ -234,17 +233,7 @@ def make_optimizer(model: TextClassifier, config: Config, steps_per_epoch: int):
     time budget's lr setter."""
     optimizer = (AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay) if config.weight_decay
                  else Adam(model.parameters(), lr=config.lr))
-    total = config.epochs * steps_per_epoch if config.epochs is not None else _VIRTUAL_STEPS
-    warmup = min(int(round(config.warmup * total)), total - 1)
-    schedule = CosineWarmup(optimizer, warmup_steps=warmup, total_steps=total, min_lr=config.lr * config.min_lr_ratio)
-    if config.epochs is not None:
-        return optimizer, schedule, None
-
-    def set_progress(fraction: float) -> None:
-        for group, base in zip(optimizer.param_groups, schedule.base_lrs):
-            group["lr"] = schedule.lr_at(fraction * total, base)
-
-    return optimizer, None, set_progress
+    return (optimizer, *warmup_cosine(optimizer, config, steps_per_epoch))
 
 
 # ----- scoring -------------------------------------------------------------------------------------
@@ -313,8 +302,7 @@ def train(config: Config, out=None, resume_from=None, progress: bool = True,
     meta = {"config": "config.json", "vocab": VOCAB, "classes": prepared.classes, "data_sha256": data_digest(prepared)}
     if resume_from is not None:
         state, _ = resume(run, task, optimizer, schedule)
-        if (config.epochs is not None and state.epoch >= config.epochs) or \
-                (config.minutes is not None and state.elapsed_s >= 60 * config.minutes):
+        if config.budget.spent(state):
             raise ValueError(f"the run in {run} has already spent its budget; start a new run to train longer.")
     else:
         run = create_run(out, config.to_dict())

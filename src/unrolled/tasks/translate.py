@@ -324,8 +324,7 @@ def train(config: Config, out=None, resume_from=None, progress: bool = True) -> 
     meta = {"config": "config.json", "vocab": [SRC_VOCAB, TGT_VOCAB], "data_sha256": corpus.sha256}
     if resume_from is not None:
         state, _ = resume(run, task, optimizer, schedule)
-        if (config.epochs is not None and state.epoch >= config.epochs) or \
-                (config.minutes is not None and state.elapsed_s >= 60 * config.minutes):
+        if config.budget.spent(state):
             raise ValueError(f"the run in {run} has already spent its budget; start a new run to train longer.")
     else:
         run = create_run(out, config.to_dict())
