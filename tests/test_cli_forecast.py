@@ -62,6 +62,7 @@ def bad(tmp_path, name: str, text: str) -> Path:
     (["--data", "MISSING", "--target", "y"], "expected a CSV file at MISSING, but there is no such file."),
     (["--data", "EMPTY", "--target", "y"], "it is empty."),
     (["--data", str(AIRLINE), "--target", "Passengers", "--split", "0.5,0.5"], "three positive fractions"),
+    (["--data", str(AIRLINE), "--target", "Passengers", "--base", "ar,ar"], "a comma-separated list of distinct"),
 ])
 def test_bad_input_is_one_sentence_and_exit_code_2(tmp_path, capsys, args, message):
     empty = bad(tmp_path, "empty.csv", "")

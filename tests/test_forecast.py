@@ -154,3 +154,25 @@ def test_predict_writes_the_steps_after_the_data(tmp_path):
         other = tmp_path / "other.csv"
         other.write_text("Month,Cars\n1949-01,3\n")
         forecast.predict(run, data=other)
+
+
+def test_an_ensemble_of_bases_averages_its_members_forecasts(tmp_path):
+    log = open(tmp_path / "log", "w")
+    config = forecast.Config(**{**SMALL, "base": "ar,last", "epochs": 3, "patience": 5})
+    run, res = forecast.train(config, tmp_path / "ens", log=log)
+    _, model, _, _, _ = forecast.load_run(run)
+    assert len(model.members) == 2
+    data = prepare(config)
+    ar, last = data.members()
+    assert (ar.base, last.base) == ("ar", "last")
+    with pytest.raises(ValueError, match="use members"):
+        data.inputs(data.test)
+    means = []                                                        # the forecast: the mean of the members'
+    for member, framing in zip(model.members, (ar, last)):
+        x, base = framing.inputs(data.test)
+        means.append(member(x.astype(np.float32)) + base)
+    np.testing.assert_allclose(data.original_units(np.mean(means, axis=0)), res["forecasts"]["model"], rtol=1e-5)
+    lines = forecast.predict(run).read_text().splitlines()             # predict reads both members too
+    assert len(lines) == 3 and 300 < float(lines[1].split(",")[2]) < 700
+    names = [name for name, _ in model.named_parameters()]
+    assert "members.0.encoder.weight_ih_l0" in names and "members.1.head.weight" in names

@@ -25,6 +25,14 @@ def column_list(text: str) -> list[str]:
     return names
 
 
+def bases(text: str) -> str:
+    try:
+        return ",".join(forecast_data.parse_bases(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {', '.join(forecast_data.BASES)} or a comma-separated list of "
+                                         f"distinct ones such as ar,last, but was given {text!r}") from None
+
+
 def fractions(text: str) -> tuple[float, float, float]:
     try:
         values = tuple(float(v) for v in text.split(","))
@@ -74,9 +82,10 @@ def register(tasks) -> None:
     windows.add_argument("--ridge", type=nonnegative_float, metavar="X",
                          help="ridge of the linear AR baseline (default 1e-3)")
     windows.add_argument("--log", action="store_const", const=True, help="model the log of a positive target")
-    windows.add_argument("--base", choices=forecast_data.BASES,
+    windows.add_argument("--base", type=bases, metavar="none|last|ar[,...]",
                          help="what the model corrects: nothing (default), the last value (for trending series) "
-                              "or the linear AR baseline's forecast")
+                              "or the linear AR baseline's forecast; several, e.g. ar,last: an ensemble of one "
+                              "model per base, their forecasts averaged")
     model = train.add_argument_group("model and training")
     model.add_argument("--model", choices=tuple(forecast.MODELS), help="dense head or encoder-decoder (default direct)")
     model.add_argument("--cell", choices=("rnn", "lstm", "gru"), help="recurrent cell (default gru)")

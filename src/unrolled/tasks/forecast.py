@@ -34,7 +34,7 @@ from ..layers import HuberLoss, L1Loss, MSELoss
 from ..optim import Adam, CosineWarmup, ReduceLROnPlateau
 from ..runs import append_metrics, atomic_write_text, create_run, read_config, read_metrics
 from ..train import Budget, TrainState, fit
-from .forecast_data import BASES, Framing, Prepared, aligned, future_times, load, model_values, prepare
+from .forecast_data import Framing, Prepared, aligned, future_times, load, model_values, parse_bases, prepare
 
 TASK = "forecast"
 DATA = "data"                      # data.npz + data.json: normalisation and columns, for predict
@@ -65,7 +65,8 @@ class Config:
     ma_window: int | None = None             # moving-average baseline; None: the season (or the lookback)
     ridge: float = 1e-3                      # of the linear autoregressive baseline
     log: bool = False                        # model the log of a positive target (swings that grow with the level)
-    base: str = "none"                       # the model corrects: "none", "last" value, or the linear "ar"
+    base: str = "none"                       # the model corrects: "none", "last" value, the linear "ar";
+                                             # "ar,last": an ensemble, one model per base, forecasts averaged
     model: str = "direct"                    # "direct" (dense head) or "encdec" (encoder-decoder)
     cell: str = "gru"
     hidden: int = 32
@@ -84,9 +85,10 @@ class Config:
 
     def __post_init__(self):
         self.split = tuple(float(f) for f in self.split)
-        for name in ("model", "cell", "loss", "schedule", "base"):
+        parse_bases(self.base)
+        for name in ("model", "cell", "loss", "schedule"):
             choices = {"model": MODELS, "cell": ("rnn", "lstm", "gru"), "loss": LOSSES,
-                       "schedule": ("plateau", "cosine"), "base": BASES}[name]
+                       "schedule": ("plateau", "cosine")}[name]
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, but was given {getattr(self, name)!r}.")
         for name in ("lookback", "horizon", "stride", "hidden", "layers", "batch", "epochs", "patience"):
@@ -110,27 +112,42 @@ class Config:
 
 # ----- the model and its training ------------------------------------------------------------------
 
-def build(config: Config, n_features: int, dtype=np.float32) -> Module:
-    return MODELS[config.model](n_features, config.horizon, hidden_size=config.hidden, num_layers=config.layers,
-                                cell=config.cell, dropout=config.dropout, dtype=dtype, seed=config.seed)
+class Ensemble(Module):
+    """The forecasters of a run, one per base of `config.base` (usually one): member k reads the
+    window as framing k frames it, and the run's forecast is the mean of the members' forecasts,
+    each with its base forecast added back. Members differ in their framing and their seed."""
+
+    def __init__(self, members: list[Module]):
+        super().__init__()
+        self.members = list(members)
 
 
-def forecast_windows(model: Module, framing: Framing, origins: np.ndarray, batch: int = 1024) -> np.ndarray:
-    """(B, H) normalised forecasts of the windows at `origins` (base forecasts added), without caches."""
-    out = np.empty((len(origins), framing.windows.horizon))
+def build(config: Config, n_features: int, dtype=np.float32) -> Ensemble:
+    return Ensemble([MODELS[config.model](n_features, config.horizon, hidden_size=config.hidden,
+                                          num_layers=config.layers, cell=config.cell, dropout=config.dropout,
+                                          dtype=dtype, seed=config.seed + k)
+                     for k in range(len(parse_bases(config.base)))])
+
+
+def forecast_windows(model: Ensemble, framing: Framing, origins: np.ndarray, batch: int = 1024) -> np.ndarray:
+    """(B, H) normalised forecasts of the windows at `origins` (the mean over members, base forecasts
+    added), without caches."""
+    out = np.zeros((len(origins), framing.windows.horizon))
     dtype = model.parameters()[0].dtype
     with no_grad():
-        for i in range(0, len(origins), batch):
-            x, base = framing.inputs(origins[i:i + batch], dtype)
-            out[i:i + len(base)] = model(x) + base
-    return out
+        for member, member_framing in zip(model.members, framing.members()):
+            for i in range(0, len(origins), batch):
+                x, base = member_framing.inputs(origins[i:i + batch], dtype)
+                out[i:i + len(base)] += member(x) + base
+    return out / len(model.members)
 
 
 class ForecastTask:
     """The `unrolled.train.Task` of a forecaster: shuffled training windows, loss on validation windows."""
 
-    def __init__(self, model: Module, data: Prepared, config: Config):
+    def __init__(self, model: Ensemble, data: Prepared, config: Config):
         self.model, self.data, self.config = model, data, config
+        self.framings = data.members()
         self.loss = LOSSES[config.loss]()
         self.dtype = model.parameters()[0].dtype
         self.order = data.train
@@ -144,11 +161,13 @@ class ForecastTask:
 
     def train_batch(self, epoch: int, index: int) -> tuple[float, int]:
         origins = self.order[index * self.config.batch:(index + 1) * self.config.batch]
-        x, base = self.data.inputs(origins, self.dtype)                            # (L, B, F), (B, H)
-        y = self.data.targets(origins, base, self.dtype)                           # (B, H)
-        loss = self.loss(self.model(x), y)
-        self.model.backward(self.loss.backward())
-        return float(loss), len(origins)
+        total = 0.0
+        for member, framing in zip(self.model.members, self.framings):  # each learns on its own, same batch
+            x, base = framing.inputs(origins, self.dtype)                          # (L, B, F), (B, H)
+            y = framing.targets(origins, base, self.dtype)                         # (B, H)
+            total += float(self.loss(member(x), y))
+            member.backward(self.loss.backward())
+        return total / len(self.framings), len(origins)
 
     def evaluate(self) -> float:
         self.val_forecast = forecast_windows(self.model, self.data, self.data.val)            # (B, H)

@@ -13,10 +13,12 @@ correction to a base forecast (`base`):
   change from that value too, so a trending series' new levels still look familiar;
 - "ar": what the linear autoregressive baseline (fitted on the training windows) misses, as in
   the hybrid linear + neural models of Zhang (2003) or LSTNet's autoregressive highway.
-The other columns are only normalised.
+The other columns are only normalised. A comma-separated base ("ar,last") frames the series once
+per member of an ensemble (`Framing.members`).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,16 @@ from ..data.windows import Normaliser, Split, Windows, chronological_split
 from ..forecasting.baselines import LinearAR
 
 BASES = ("none", "last", "ar")
+
+
+def parse_bases(base: str) -> list[str]:
+    """"ar" -> ["ar"]; "ar,last" -> ["ar", "last"]: one ensemble member per base, each named once."""
+    names = [b.strip() for b in str(base).split(",")]
+    wrong = [b for b in names if b not in BASES]
+    if wrong or len(set(names)) != len(names):
+        raise ValueError(f"base must be one of {', '.join(BASES)} or a comma-separated list of distinct ones, "
+                         f"but was given {base!r}.")
+    return names
 
 
 @dataclass
@@ -41,6 +53,8 @@ class Framing:
 
     def inputs(self, origins: np.ndarray, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
         """Model inputs (L, B, F) and the base forecast (B, H) its output is added to."""
+        if self.base not in BASES:
+            raise ValueError(f"inputs need one base, but this framing has {self.base!r}; use members().")
         x = self.windows.inputs(origins)                                  # (L, B, F), a fresh copy
         if self.base == "ar":
             return x.astype(dtype), self.ar.predict(self.windows, origins)
@@ -58,6 +72,10 @@ class Framing:
         """Normalised target values (of the log, if any) back in the units of the file."""
         y = self.normaliser.inverse_target(y)
         return np.exp(y) if self.log else y
+
+    def members(self) -> list["Framing"]:
+        """One framing per base of a comma-separated `base` ("ar,last"), for the members of an ensemble."""
+        return [dataclasses.replace(self, base=b) for b in parse_bases(self.base)]
 
 
 @dataclass
