@@ -10,7 +10,7 @@ from .tasks import sentiment
 
 DEFAULT_OUT = "runs/sentiment"
 DEFAULT_COMPARE_OUT = "runs/sentiment-compare"
-COMPARE_MINUTES = 16.0
+COMPARE_MINUTES = 15.0
 # train flags that set a Config field of the same name (dashes become underscores)
 CONFIG_FLAGS = ("data", "text_column", "label_column", "cell", "bidirectional", "layers", "embed", "hidden", "pooling",
                 "dropout", "embed_dropout", "vectors", "max_len", "truncation", "min_freq", "max_vocab", "batch", "lr",
@@ -46,8 +46,10 @@ def _model_flags(parser, cell: bool = True) -> None:
     parser.add_argument("--weight-decay", type=nonnegative_float, metavar="X",
                         help=f"AdamW's decoupled weight decay, 0 for Adam (default {d.weight_decay})")
     budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--epochs", type=positive_int, metavar="N")
-    budget.add_argument("--minutes", type=positive_float, metavar="M", help="minutes of training time per model")
+    budget.add_argument("--epochs", type=positive_int, metavar="N",
+                        help=f"epochs per model (train's default {d.epochs}, a cosine over them)")
+    budget.add_argument("--minutes", type=positive_float, metavar="M",
+                        help=f"minutes of training time per model instead (compare's default {COMPARE_MINUTES:g})")
     parser.add_argument("--seed", type=int, metavar="S")
     parser.add_argument("--eval-every", type=positive_int, metavar="N", help=f"steps between evaluations (default {d.eval_every})")
 

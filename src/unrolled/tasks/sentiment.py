@@ -54,13 +54,13 @@ class Config(RunConfig):
     cell: str = "gru"
     bidirectional: bool = True
     layers: int = 1
-    embed: int = 128
-    hidden: int = 64
+    embed: int = 256
+    hidden: int = 128
     pooling: str = "max"
     dropout: float = 0.5             # on the pooled features
     embed_dropout: float = 0.0       # whole words dropped while training
     vectors: str | None = None       # word2vec/GloVe text file of `embed`-dimensional vectors
-    max_len: int = 400               # tokens kept per review
+    max_len: int = 800               # tokens kept per review
     truncation: str = "both"         # keep the "head", the "tail" or "both" ends of a long review
     min_freq: int = 2
     max_vocab: int = 30_000
@@ -72,8 +72,8 @@ class Config(RunConfig):
     warmup: float = 0.02
     min_lr_ratio: float = 0.05
     clip: float = 5.0
-    epochs: int | None = None
-    minutes: float | None = 20.0
+    epochs: int | None = 3
+    minutes: float | None = None
     eval_every: int = 100
     seed: int = 0
 
