@@ -1,4 +1,5 @@
 """The language-model training loop: exact resume, checkpoints kept, budgets, carried state."""
+import importlib
 import json
 import shutil
 import signal
@@ -170,3 +171,12 @@ def test_presets_and_overrides():
         lm.Config.from_dict({"hidden": 3, "colour": "red"})
     with pytest.raises(ValueError, match="minutes must be a positive number"):
         Budget(minutes=-1.0)
+
+
+@pytest.mark.parametrize("task", ["lm", "sentiment", "translate"])
+def test_a_budget_given_replaces_the_default_one(task):
+    module = importlib.import_module(f"unrolled.tasks.{task}")
+    assert module.config_from(minutes=5).budget == Budget(minutes=5)
+    assert module.config_from(epochs=2).budget == Budget(epochs=2)
+    with pytest.raises(ValueError, match="as epochs or as minutes, not both"):
+        module.Config(epochs=2, minutes=5).budget

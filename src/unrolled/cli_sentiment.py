@@ -91,9 +91,7 @@ def _given(args) -> dict:
 
 
 def _config(given: dict) -> sentiment.Config:
-    if "epochs" in given or "minutes" in given:
-        given = {"epochs": None, "minutes": None, **given}
-    return sentiment.Config(**given)
+    return sentiment.config_from(**given)
 
 
 def run_train(args: argparse.Namespace) -> int:

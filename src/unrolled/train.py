@@ -116,6 +116,14 @@ class Budget:
         return state.elapsed_s >= self.seconds
 
 
+def budget_given(overrides: dict) -> dict:
+    """`overrides` that name a budget (epochs or minutes) also clear the other one, so the budget
+    given replaces a default or preset one instead of contradicting it."""
+    if "epochs" in overrides or "minutes" in overrides:
+        return {"epochs": None, "minutes": None, **overrides}
+    return dict(overrides)
+
+
 class RunConfig:
     """What every task's Config dataclass shares: config.json round trip and the training budget.
 

@@ -1,6 +1,6 @@
 """Language modelling: train a recurrent model on a text file, sample from it, look inside it.
 
-    config = Config(level="char", cell="lstm", layers=2, hidden=256, minutes=5)
+    config = config_from(level="char", cell="lstm", layers=2, hidden=256, minutes=5)
     run, state, interrupted = train(config, "runs/shakespeare")
     generate_from_run("runs/shakespeare", prompt="ROMEO:", length=400)
 
@@ -29,7 +29,7 @@ from ..data.text import StreamBatcher, Vocab, bundled_path, get_tokenizer, read_
 from ..models import LanguageModel
 from ..optim import Adam
 from ..runs import atomic_write_text, create_run, read_config, read_metrics
-from ..train import RunConfig, TrainState, fit, resume, save_training_state, warmup_cosine
+from ..train import RunConfig, TrainState, budget_given, fit, resume, save_training_state, warmup_cosine
 
 TASK = "lm"
 VOCAB = "vocab.json"
@@ -82,9 +82,7 @@ def config_from(preset: str | None = None, **overrides) -> Config:
         if preset not in PRESETS:
             raise ValueError(f"preset must be one of {', '.join(PRESETS)}, but was given {preset!r}.")
         values.update(PRESETS[preset])
-    if "epochs" in overrides or "minutes" in overrides:
-        values.update(epochs=None, minutes=None)
-    values.update(overrides)
+    values.update(budget_given(overrides))
     return Config(**values)
 
 

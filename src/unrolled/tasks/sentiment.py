@@ -1,6 +1,6 @@
 """Sentiment classification: train a recurrent classifier on labelled texts, predict, explain.
 
-    config = Config(data="aclImdb_v1.tar.gz", cell="gru", minutes=20)
+    config = config_from(data="aclImdb_v1.tar.gz", cell="gru", minutes=20)
     run, state, interrupted = train(config, "runs/imdb")
     predict_texts("runs/imdb", ["A wonderful, moving film.", "Dull and far too long."])
 
@@ -33,7 +33,7 @@ from ..data.vocab import Vocab
 from ..models.classifier import POOLINGS, TextClassifier, load_word_vectors
 from ..optim import Adam, AdamW
 from ..runs import append_metrics, create_run, read_config, read_metrics, write_json
-from ..train import RunConfig, TrainState, fit, resume, save_training_state, warmup_cosine
+from ..train import RunConfig, TrainState, budget_given, fit, resume, save_training_state, warmup_cosine
 
 TASK = "sentiment"
 VOCAB = "vocab.json"
@@ -88,6 +88,10 @@ class Config(RunConfig):
                 raise ValueError(f"{name} must be {wanted}, but was given {getattr(self, name)!r}.")
         self.budget  # a contradictory budget fails here
 
+
+def config_from(**overrides) -> Config:
+    """Config defaults, then `overrides` (a budget, epochs or minutes, replaces the default one)."""
+    return Config(**budget_given(overrides))
 
 
 # ----- data ----------------------------------------------------------------------------------------

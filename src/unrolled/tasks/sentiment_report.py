@@ -1,6 +1,6 @@
 """`sentiment compare`: train several cells with one configuration and budget, then report.
 
-    report = compare(Config(minutes=16), ["rnn", "lstm", "gru"], "runs/compare")
+    report = compare(sentiment.config_from(minutes=15), ["rnn", "lstm", "gru"], "runs/compare")
 
 Each cell trains into `out/<cell>/` (a finished one is kept, so a stopped comparison picks up
 where it was). Then, for each model: test accuracy and F1, confusion matrix, training time,

@@ -41,7 +41,7 @@ from ..data.vocab import Vocab
 from ..layers import CrossEntropyLoss
 from ..models.seq2seq import ATTENTIONS, CELLS, Seq2Seq, translate_beam, translate_greedy
 from ..runs import append_metrics, atomic_write_text, create_run, read_config, read_metrics, write_json
-from ..train import RunConfig, TrainState, fit, resume, save_training_state
+from ..train import RunConfig, TrainState, budget_given, fit, resume, save_training_state
 from .lm import make_optimizer
 
 TASK = "translate"
@@ -121,9 +121,7 @@ def config_from(preset: str = "tutorial", **overrides) -> Config:
     values = dict(ARCH_DEFAULTS.get(overrides.get("arch", "rnn"), {}))
     if preset == "full":
         values.update(min_freq=3, max_len=60)
-    if "epochs" in overrides or "minutes" in overrides:
-        values.update(epochs=None, minutes=None)
-    values.update(overrides)
+    values.update(budget_given(overrides))
     return Config(preset=preset, **values)
 
 
