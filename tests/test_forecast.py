@@ -176,3 +176,4 @@ def test_an_ensemble_of_bases_averages_its_members_forecasts(tmp_path):
     assert len(lines) == 3 and 300 < float(lines[1].split(",")[2]) < 700
     names = [name for name, _ in model.named_parameters()]
     assert "members.0.encoder.weight_ih_l0" in names and "members.1.head.weight" in names
+    assert "an ensemble of one such model per base (ar,last), forecasts averaged" in (run / "report.md").read_text()

@@ -22,8 +22,8 @@ def write_outputs(run: Path, config, data, results: dict, records: list[dict]) -
     x = series.time if series.time is not None else np.arange(len(series))
     steps = w.gap + 1 + np.arange(w.horizon)
     best = best_baseline(results["scores"])
-    title = f"{series.target}, {config.cell.upper()} {config.model}" + {"ar": " + linear AR", "none": "", "last": ""}.get(
-        config.base, f" ensemble ({config.base})")
+    title = f"{series.target}, {config.cell.upper()} {config.model}"
+    title += f" ensemble ({config.base})" if "," in config.base else " + linear AR" if config.base == "ar" else ""
     plot_forecast(x, series.target_values, w.target_rows(data.test), results["forecasts"]["model"],
                   results["forecasts"][f"baseline_{best}"], best, int(data.test[-1]), config.lookback,
                   run / "plots" / "forecast.png", title)
@@ -39,9 +39,11 @@ def report(config, data, results: dict, final: dict, best: str) -> str:
     series, split = data.series, data.split
     lines = [f"# Forecasting {series.target} from {Path(config.data).name}", ""]
     ahead = f"steps {config.gap + 1}..{config.gap + config.horizon}" if config.horizon > 1 else f"step {config.gap + 1}"
-    corrects = {"none": "", "last": ", forecasting changes from the last value",
-                "ar": ", forecasting corrections to the linear AR"}.get(
-        config.base, f"; an ensemble of one such model per base ({config.base}), forecasts averaged")
+    if "," in config.base:
+        corrects = f"; an ensemble of one such model per base ({config.base}), forecasts averaged"
+    else:
+        corrects = {"none": "", "last": ", forecasting changes from the last value",
+                    "ar": ", forecasting corrections to the linear AR"}[config.base]
     lines += [f"{config.cell.upper()} {config.model} model, {config.layers} x {config.hidden} units, "
               f"{config.loss} loss{corrects}; {config.lookback} steps of {len(series.columns)} columns in, "
               f"{ahead} ahead out.",
