@@ -63,6 +63,7 @@ def bad(tmp_path, name: str, text: str) -> Path:
     (["--data", "EMPTY", "--target", "y"], "it is empty."),
     (["--data", str(AIRLINE), "--target", "Passengers", "--split", "0.5,0.5"], "three positive fractions"),
     (["--data", str(AIRLINE), "--target", "Passengers", "--base", "ar,ar"], "a comma-separated list of distinct"),
+    (["--data", str(AIRLINE), "--target", "Passengers", "--members", "0"], "--members: must be a positive integer"),
 ])
 def test_bad_input_is_one_sentence_and_exit_code_2(tmp_path, capsys, args, message):
     empty = bad(tmp_path, "empty.csv", "")

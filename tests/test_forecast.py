@@ -156,24 +156,37 @@ def test_predict_writes_the_steps_after_the_data(tmp_path):
         forecast.predict(run, data=other)
 
 
-def test_an_ensemble_of_bases_averages_its_members_forecasts(tmp_path):
+@pytest.mark.parametrize("members, described", [(1, "one such model"), (2, "2 such models")])
+def test_an_ensemble_of_bases_averages_its_members_forecasts(tmp_path, members, described):
     log = open(tmp_path / "log", "w")
-    config = forecast.Config(**{**SMALL, "base": "ar,last", "epochs": 3, "patience": 5})
+    config = forecast.Config(**{**SMALL, "base": "ar,last", "members": members, "epochs": 3, "patience": 5})
     run, res = forecast.train(config, tmp_path / "ens", log=log)
     _, model, _, _, _ = forecast.load_run(run)
-    assert len(model.members) == 2
+    assert len(model.members) == 2 * members
     data = prepare(config)
     ar, last = data.members()
     assert (ar.base, last.base) == ("ar", "last")
     with pytest.raises(ValueError, match="use members"):
         data.inputs(data.test)
     means = []                                                        # the forecast: the mean of the members'
-    for member, framing in zip(model.members, (ar, last)):
+    for member, framing in zip(model.members, (ar, last) * members):
         x, base = framing.inputs(data.test)
         means.append(member(x.astype(np.float32)) + base)
     np.testing.assert_allclose(data.original_units(np.mean(means, axis=0)), res["forecasts"]["model"], rtol=1e-5)
-    lines = forecast.predict(run).read_text().splitlines()             # predict reads both members too
+    assert members == 1 or not np.allclose(means[0], means[2])        # the same base, another seed
+    lines = forecast.predict(run).read_text().splitlines()             # predict reads every member too
     assert len(lines) == 3 and 300 < float(lines[1].split(",")[2]) < 700
     names = [name for name, _ in model.named_parameters()]
-    assert "members.0.encoder.weight_ih_l0" in names and "members.1.head.weight" in names
-    assert "an ensemble of one such model per base (ar,last), forecasts averaged" in (run / "report.md").read_text()
+    assert "members.0.encoder.weight_ih_l0" in names and f"members.{2 * members - 1}.head.weight" in names
+    assert f"an ensemble of {described} per base (ar,last), forecasts averaged" in (run / "report.md").read_text()
+
+
+def test_each_member_clips_its_own_gradients():
+    config = forecast.Config(**{**SMALL, "base": "ar,last", "members": 2, "clip": 1e-3})
+    data = prepare(config)
+    model = forecast.build(config, len(data.series.columns))
+    task = forecast.ForecastTask(model, data, config)
+    task.start_epoch(0)
+    task.train_batch(0, 0)
+    norms = [np.sqrt(sum(float((p.grad ** 2).sum()) for p in m.parameters())) for m in model.members]
+    np.testing.assert_allclose(norms, 1e-3, rtol=1e-4)                # each at the bound, not the total

@@ -13,7 +13,7 @@ from .tasks import forecast, forecast_data
 # train flags that set a Config field of the same name (dashes become underscores)
 CONFIG_FLAGS = ("data", "target", "features", "time_col", "missing", "categorical", "resample", "calendar",
                 "split", "test_last", "val_last", "lookback", "horizon", "gap", "stride", "season", "ma_window",
-                "ridge", "log", "base", "model", "cell", "hidden", "layers", "dropout", "loss", "lr",
+                "ridge", "log", "base", "members", "model", "cell", "hidden", "layers", "dropout", "loss", "lr",
                 "schedule", "lr_patience", "batch", "clip", "epochs", "patience", "minutes", "seed")
 DEFAULT_OUT = "runs/forecast"
 
@@ -86,6 +86,8 @@ def register(tasks) -> None:
                          help="what the model corrects: nothing (default), the last value (for trending series) "
                               "or the linear AR baseline's forecast; several, e.g. ar,last: an ensemble of one "
                               "model per base, their forecasts averaged")
+    windows.add_argument("--members", type=positive_int, metavar="N",
+                         help="models per base, each with its own seed, all forecasts averaged (default 1)")
     model = train.add_argument_group("model and training")
     model.add_argument("--model", choices=tuple(forecast.MODELS), help="dense head or encoder-decoder (default direct)")
     model.add_argument("--cell", choices=("rnn", "lstm", "gru"), help="recurrent cell (default gru)")

@@ -6,8 +6,8 @@
 
 Training loads and cleans the series, splits it in time order, fits the normalisation on the
 training rows only and cuts sliding windows (forecast_data.prepare). The model (a direct
-multi-step Forecaster, or an encoder-decoder; with several bases, one per base, their forecasts
-averaged) trains with Adam on shuffled training windows, one `unrolled.train.fit` call per epoch;
+multi-step Forecaster, or an encoder-decoder; with several bases or `members`, an ensemble of
+such models, one or more per base, each clipping its own gradients, their forecasts averaged) trains with Adam on shuffled training windows, one `unrolled.train.fit` call per epoch;
 the learning rate halves when validation stalls (ReduceLROnPlateau) or follows a cosine over the
 planned epochs, training stops early after
 `patience` epochs without a better validation loss, and the best weights are restored. The test
@@ -32,7 +32,7 @@ from ..forecasting import baselines, metrics
 from ..forecasting.baselines import LinearAR
 from ..forecasting.model import EncoderDecoderForecaster, Forecaster
 from ..layers import HuberLoss, L1Loss, MSELoss
-from ..optim import Adam, CosineWarmup, ReduceLROnPlateau
+from ..optim import Adam, CosineWarmup, ReduceLROnPlateau, clip_grad_norm
 from ..runs import append_metrics, atomic_write_text, create_run, read_config, read_metrics
 from ..train import Budget, TrainState, fit
 from .forecast_data import Framing, Prepared, aligned, future_times, load, model_values, parse_bases, prepare
@@ -68,6 +68,7 @@ class Config:
     log: bool = False                        # model the log of a positive target (swings that grow with the level)
     base: str = "none"                       # the model corrects: "none", "last" value, the linear "ar";
                                              # "ar,last": an ensemble, one model per base, forecasts averaged
+    members: int = 1                         # models per base, each with its own seed; all forecasts averaged
     model: str = "direct"                    # "direct" (dense head) or "encdec" (encoder-decoder)
     cell: str = "gru"
     hidden: int = 32
@@ -92,7 +93,7 @@ class Config:
                        "schedule": ("plateau", "cosine")}[name]
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, but was given {getattr(self, name)!r}.")
-        for name in ("lookback", "horizon", "stride", "hidden", "layers", "batch", "epochs", "patience"):
+        for name in ("lookback", "horizon", "stride", "members", "hidden", "layers", "batch", "epochs", "patience"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, but was given {value!r}.")
@@ -114,9 +115,10 @@ class Config:
 # ----- the model and its training ------------------------------------------------------------------
 
 class Ensemble(Module):
-    """The forecasters of a run, one per base of `config.base` (usually one): member k reads the
-    window as framing k frames it, and the run's forecast is the mean of the members' forecasts,
-    each with its base forecast added back. Members differ in their framing and their seed."""
+    """The forecasters of a run, `config.members` per base of `config.base` (usually one in all):
+    member k reads the window as framing k frames it (see member_framings), and the run's forecast
+    is the mean of the members' forecasts, each with its base forecast added back. Members differ in
+    their framing and their seed (config.seed + k)."""
 
     def __init__(self, members: list[Module]):
         super().__init__()
@@ -127,7 +129,13 @@ def build(config: Config, n_features: int, dtype=np.float32) -> Ensemble:
     return Ensemble([MODELS[config.model](n_features, config.horizon, hidden_size=config.hidden,
                                           num_layers=config.layers, cell=config.cell, dropout=config.dropout,
                                           dtype=dtype, seed=config.seed + k)
-                     for k in range(len(parse_bases(config.base)))])
+                     for k in range(config.members * len(parse_bases(config.base)))])
+
+
+def member_framings(model: Ensemble, framing: Framing) -> list[Framing]:
+    """The framing of each member: the bases in turn ("ar,last" with 2 members: ar, last, ar, last)."""
+    bases = framing.members()
+    return bases * (len(model.members) // len(bases))
 
 
 def forecast_windows(model: Ensemble, framing: Framing, origins: np.ndarray, batch: int = 1024) -> np.ndarray:
@@ -136,7 +144,7 @@ def forecast_windows(model: Ensemble, framing: Framing, origins: np.ndarray, bat
     out = np.zeros((len(origins), framing.windows.horizon))
     dtype = model.parameters()[0].dtype
     with no_grad():
-        for member, member_framing in zip(model.members, framing.members()):
+        for member, member_framing in zip(model.members, member_framings(model, framing)):
             for i in range(0, len(origins), batch):
                 x, base = member_framing.inputs(origins[i:i + batch], dtype)
                 out[i:i + len(base)] += member(x) + base
@@ -148,7 +156,7 @@ class ForecastTask:
 
     def __init__(self, model: Ensemble, data: Prepared, config: Config):
         self.model, self.data, self.config = model, data, config
-        self.framings = data.members()
+        self.framings = member_framings(model, data)
         self.loss = LOSSES[config.loss]()
         self.dtype = model.parameters()[0].dtype
         self.order = data.train
@@ -168,6 +176,7 @@ class ForecastTask:
             y = framing.targets(origins, base, self.dtype)                         # (B, H)
             total += float(self.loss(member(x), y))
             member.backward(self.loss.backward())
+            clip_grad_norm(member.parameters(), self.config.clip)                  # its own clip, as if alone
         return total / len(self.framings), len(origins)
 
     def evaluate(self) -> float:
@@ -204,10 +213,11 @@ def fit_with_early_stopping(task: ForecastTask, run: Path, config: Config, log=N
         total = config.epochs * task.batches_per_epoch()
         cosine = CosineWarmup(optimizer, warmup_steps=total // 100, total_steps=total, min_lr=config.lr / 100)
     state, stale = TrainState(), 0
+    clip = config.clip * math.sqrt(len(task.model.members))  # the members clip their own gradients: never binds
     for epoch in range(config.epochs):
         best_before = state.best_val
         state, interrupted = fit(task, optimizer, cosine, run, Budget(epochs=epoch + 1),
-                                 eval_every=task.batches_per_epoch(), clip=config.clip, state=state,
+                                 eval_every=task.batches_per_epoch(), clip=clip, state=state,
                                  progress=False)
         if interrupted:
             print("interrupted: stopping early with the best weights so far.", file=log)

@@ -16,6 +16,10 @@ def best_baseline(scores: dict[str, dict]) -> str:
     return name[len("baseline_"):]
 
 
+def ensemble(config) -> bool:
+    return "," in config.base or config.members > 1
+
+
 def write_outputs(run: Path, config, data, results: dict, records: list[dict]) -> None:
     """report.md, plots/forecast.png, plots/error-by-horizon.png and plots/loss.png of a finished run."""
     series, w = data.series, data.windows
@@ -23,7 +27,7 @@ def write_outputs(run: Path, config, data, results: dict, records: list[dict]) -
     steps = w.gap + 1 + np.arange(w.horizon)
     best = best_baseline(results["scores"])
     title = f"{series.target}, {config.cell.upper()} {config.model}"
-    title += f" ensemble ({config.base})" if "," in config.base else " + linear AR" if config.base == "ar" else ""
+    title += f" ensemble ({config.base})" if ensemble(config) else " + linear AR" if config.base == "ar" else ""
     plot_forecast(x, series.target_values, w.target_rows(data.test), results["forecasts"]["model"],
                   results["forecasts"][f"baseline_{best}"], best, int(data.test[-1]), config.lookback,
                   run / "plots" / "forecast.png", title)
@@ -39,8 +43,9 @@ def report(config, data, results: dict, final: dict, best: str) -> str:
     series, split = data.series, data.split
     lines = [f"# Forecasting {series.target} from {Path(config.data).name}", ""]
     ahead = f"steps {config.gap + 1}..{config.gap + config.horizon}" if config.horizon > 1 else f"step {config.gap + 1}"
-    if "," in config.base:
-        corrects = f"; an ensemble of one such model per base ({config.base}), forecasts averaged"
+    if ensemble(config):
+        corrects = (f"; an ensemble of {config.members if config.members > 1 else 'one'} such "
+                    f"model{'s' if config.members > 1 else ''} per base ({config.base}), forecasts averaged")
     else:
         corrects = {"none": "", "last": ", forecasting changes from the last value",
                     "ar": ", forecasting corrections to the linear AR"}[config.base]
