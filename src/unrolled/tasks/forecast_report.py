@@ -27,7 +27,11 @@ def write_outputs(run: Path, config, data, results: dict, records: list[dict]) -
     steps = w.gap + 1 + np.arange(w.horizon)
     best = best_baseline(results["scores"])
     title = f"{series.target}, {config.cell.upper()} {config.model}"
-    title += f" ensemble ({config.base})" if ensemble(config) else " + linear AR" if config.base == "ar" else ""
+    if ensemble(config):
+        times = f"{config.members} x " if config.members > 1 else ""
+        title += f" ensemble ({times}{config.base})"
+    elif config.base == "ar":
+        title += " + linear AR"
     plot_forecast(x, series.target_values, w.target_rows(data.test), results["forecasts"]["model"],
                   results["forecasts"][f"baseline_{best}"], best, int(data.test[-1]), config.lookback,
                   run / "plots" / "forecast.png", title)
