@@ -7,12 +7,13 @@
 Training loads and cleans the series, splits it in time order, fits the normalisation on the
 training rows only and cuts sliding windows (forecast_data.prepare). The model (a direct
 multi-step Forecaster, or an encoder-decoder; with several bases or `members`, an ensemble of
-such models, one or more per base, each clipping its own gradients, their forecasts averaged) trains with Adam on shuffled training windows, one `unrolled.train.fit` call per epoch;
-the learning rate halves when validation stalls (ReduceLROnPlateau) or follows a cosine over the
-planned epochs, training stops early after
-`patience` epochs without a better validation loss, and the best weights are restored. The test
-period is then forecast, in original units, by the model and by every baseline on exactly the
-same windows; metrics.jsonl ends with that comparison, and report.md and the plots show it.
+such models, one or more per base, each clipping its own gradients, their forecasts averaged)
+trains with Adam on shuffled training windows, one `unrolled.train.fit` call per epoch; the
+learning rate halves when validation stalls (ReduceLROnPlateau) or follows a cosine over the
+planned epochs, training stops early after `patience` epochs without a better validation loss,
+and the best weights are restored. The test period is then forecast, in original units, by the
+model and by every baseline on exactly the same windows; metrics.jsonl ends with that comparison,
+and report.md and the plots show it.
 """
 from __future__ import annotations
 
