@@ -48,8 +48,8 @@ def report(config, data, results: dict, final: dict, best: str) -> str:
     lines = [f"# Forecasting {series.target} from {Path(config.data).name}", ""]
     ahead = f"steps {config.gap + 1}..{config.gap + config.horizon}" if config.horizon > 1 else f"step {config.gap + 1}"
     if ensemble(config):
-        corrects = (f"; an ensemble of {config.members if config.members > 1 else 'one'} such "
-                    f"model{'s' if config.members > 1 else ''} per base ({config.base}), forecasts averaged")
+        models = f"{config.members} such models" if config.members > 1 else "one such model"
+        corrects = f"; an ensemble of {models} per base ({config.base}), forecasts averaged"
     else:
         corrects = {"none": "", "last": ", forecasting changes from the last value",
                     "ar": ", forecasting corrections to the linear AR"}[config.base]
