@@ -214,7 +214,9 @@ def fit_with_early_stopping(task: ForecastTask, run: Path, config: Config, log=N
         total = config.epochs * task.batches_per_epoch()
         cosine = CosineWarmup(optimizer, warmup_steps=total // 100, total_steps=total, min_lr=config.lr / 100)
     state, stale = TrainState(), 0
-    clip = config.clip * math.sqrt(len(task.model.members))  # the members clip their own gradients: never binds
+    # the members clip their own gradients (train_batch), so this bound on all of them together never
+    # binds: fit only checks and records their norm, after the members' clips
+    clip = config.clip * math.sqrt(len(task.model.members))
     for epoch in range(config.epochs):
         best_before = state.best_val
         state, interrupted = fit(task, optimizer, cosine, run, Budget(epochs=epoch + 1),
