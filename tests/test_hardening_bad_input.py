@@ -158,7 +158,7 @@ CASES = [
     ("forecast-too-short", "forecast train {forecast_flags} --data {bad}/five_rows.csv --out {new}", "too short"),
     ("forecast-duplicate-times", "forecast train {forecast_flags} --data {bad}/duplicate_times.csv --out {new}",
      "each timestamp once"),
-    ("forecast-no-target-flag", "forecast train --data {airline} --out {new}", "required"),
+    ("forecast-no-target-flag", "forecast train --data {airline} --out {new}", "a new run needs --target"),
     ("forecast-bad-split", "forecast train {forecast_flags} --data {airline} --split 0.5,0.5,0.5 --out {new}",
      "adding up to 1"),
     ("forecast-log-of-negative", "forecast train --data {bad}/negative.csv --target Passengers --lookback 3 --log "

@@ -1,13 +1,15 @@
 """`unrolled forecast train | predict`: the time-series forecasting sub-commands (see unrolled.cli).
 
     unrolled forecast train --data pollution.csv --target TEMP --lookback 120 --gap 23 --split 0.5,0.25,0.25
+    unrolled forecast train --resume runs/forecast
     unrolled forecast predict runs/forecast --out forecast.csv
 """
 from __future__ import annotations
 
 import argparse
+import sys
 
-from .cli import dropout_rate, nonnegative_float, nonnegative_int, positive_float, positive_int
+from .cli import dropout_rate, nonnegative_float, nonnegative_int, positive_float, positive_int, refuse_flags_with_resume
 from .tasks import forecast, forecast_data
 
 # train flags that set a Config field of the same name (dashes become underscores)
@@ -50,11 +52,12 @@ def register(tasks) -> None:
                                           "compared with baselines.")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    train = actions.add_parser("train", help="train a forecaster and compare it with the baselines on the test period",
+    train = actions.add_parser("train", help="train a forecaster and compare it with the baselines on the test period "
+                                             "(or continue one with --resume)",
                                description="Train a forecaster; the last part of the series is the test period.")
     data = train.add_argument_group("data")
-    data.add_argument("--data", required=True, metavar="CSV", help="a CSV file with a header row")
-    data.add_argument("--target", required=True, metavar="COL", help="the column to forecast")
+    data.add_argument("--data", metavar="CSV", help="a CSV file with a header row (required for a new run)")
+    data.add_argument("--target", metavar="COL", help="the column to forecast (required for a new run)")
     data.add_argument("--features", type=column_list, metavar="COLS",
                       help="comma-separated input columns besides the target (default: every usable column)")
     data.add_argument("--time-col", metavar="COL",
@@ -107,6 +110,7 @@ def register(tasks) -> None:
     model.add_argument("--minutes", type=positive_float, metavar="M", help="stop after M minutes of training")
     model.add_argument("--seed", type=int, metavar="S")
     train.add_argument("--out", metavar="DIR", help=f"a new run folder (default {DEFAULT_OUT})")
+    train.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
     train.set_defaults(func=run_train)
 
     predict = actions.add_parser("predict", help="forecast the steps after the end of the data with a trained run")
@@ -118,7 +122,17 @@ def register(tasks) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     given = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
-    run, results = forecast.train(forecast.Config(**given), out=args.out or DEFAULT_OUT)
+    refuse_flags_with_resume(args, given)
+    if args.resume is None:
+        missing = [f"--{name}" for name in ("data", "target") if name not in given]
+        if missing:
+            raise ValueError(f"a new run needs {' and '.join(missing)} (or --resume DIR to continue a run).")
+    config = None if args.resume is not None else forecast.Config(**given)
+    run, results = forecast.train(config, out=args.out or DEFAULT_OUT, resume_from=args.resume)
+    if results is None:
+        print(f"interrupted: checkpoint saved; continue with `unrolled forecast train --resume {run}`.",
+              file=sys.stderr)
+        return 130
     scores = results["scores"]
     best = min((k for k in scores if k != "model"), key=lambda k: scores[k]["mae"])
     print(f"test MAE {scores['model']['mae']:.4g}, RMSE {scores['model']['rmse']:.4g}; best baseline "

@@ -1,7 +1,8 @@
 """Time-series forecasting: train a recurrent forecaster on a CSV file, compare it with the baselines.
 
     config = Config(data="pollution.csv", target="TEMP", lookback=120, horizon=1, gap=23)
-    run, results = train(config, "runs/beijing")
+    run, results = train(config, "runs/beijing")      # results None: interrupted, continue with
+    run, results = train(resume_from="runs/beijing")  # (a killed run continues from its last epoch)
     predict("runs/beijing", out="forecast.csv")
 
 Training loads and cleans the series, splits it in time order, fits the normalisation on the
@@ -11,13 +12,16 @@ such models, one or more per base, each clipping its own gradients, their foreca
 trains with Adam on shuffled training windows, one `unrolled.train.fit` call per epoch; the
 learning rate halves when validation stalls (ReduceLROnPlateau) or follows a cosine over the
 planned epochs, training stops early after `patience` epochs without a better validation loss,
-and the best weights are restored. The test period is then forecast, in original units, by the
+and the best weights are restored. Every epoch ends with a checkpoint of the whole training state
+(the plateau schedule and the early-stopping count included), so an interrupted or killed run
+continues exactly where it stopped. The test period is then forecast, in original units, by the
 model and by every baseline on exactly the same windows; metrics.jsonl ends with that comparison,
 and report.md and the plots show it.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import sys
 import time
@@ -35,7 +39,7 @@ from ..forecasting.model import EncoderDecoderForecaster, Forecaster
 from ..layers import HuberLoss, L1Loss, MSELoss
 from ..optim import Adam, CosineWarmup, ReduceLROnPlateau, clip_grad_norm
 from ..runs import append_metrics, atomic_write_text, create_run, read_config, read_metrics
-from ..train import Budget, TrainState, fit
+from ..train import Budget, TrainState, fit, resume, save_training_state
 from .forecast_data import Framing, Prepared, aligned, future_times, load, model_values, parse_bases, prepare
 
 TASK = "forecast"
@@ -162,6 +166,9 @@ class ForecastTask:
         self.dtype = model.parameters()[0].dtype
         self.order = data.train
         self.val_forecast = None
+        self.plateau: ReduceLROnPlateau | None = None  # set by make_optimizer for the "plateau" schedule
+        self.best_val: float | None = None
+        self.stale = 0                                  # evaluations since the best validation loss
 
     def batches_per_epoch(self) -> int:
         return math.ceil(len(self.data.train) / self.config.batch)
@@ -192,59 +199,77 @@ class ForecastTask:
         return {"val_mae": float(metrics.mae(truth, self.data.original_units(self.val_forecast)))}
 
     def after_eval(self, step: int, val_loss: float) -> None:
-        pass
+        """Early stopping's count and the plateau schedule; `fit` calls this before it saves the
+        checkpoint of the epoch, so both are saved with it (state_arrays)."""
+        if self.best_val is None or val_loss < self.best_val:
+            self.best_val, self.stale = val_loss, 0
+        else:
+            self.stale += 1
+        if self.plateau is not None:
+            self.plateau.step(val_loss)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        return {}
+        best = np.nan if self.best_val is None else self.best_val
+        arrays = {"best_val": np.asarray(best, dtype=np.float64), "stale": np.asarray(self.stale, dtype=np.int64)}
+        if self.plateau is not None:
+            arrays.update(prefixed("plateau", self.plateau.state_dict()))
+        return arrays
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        pass
+        best = float(arrays["best_val"])
+        self.best_val, self.stale = (None if math.isnan(best) else best), int(arrays["stale"])
+        if self.plateau is not None:
+            self.plateau.load_state_dict(section(arrays, "plateau"))
 
 
-def fit_with_early_stopping(task: ForecastTask, run: Path, config: Config, log=None) -> TrainState:
-    """One `fit` per epoch; stop after `patience` epochs without a better validation loss, or `minutes`.
+def make_optimizer(task: ForecastTask, config: Config) -> tuple[Adam, CosineWarmup | None]:
+    """Adam and its cosine schedule (stepped by `fit`), or None with the plateau schedule set on the
+    task (stepped after each epoch's evaluation)."""
+    optimizer = Adam(task.model.parameters(), lr=config.lr)
+    if config.schedule == "plateau":
+        task.plateau = ReduceLROnPlateau(optimizer, factor=0.5, patience=config.lr_patience)
+        return optimizer, None
+    # one batch of warm-up per 100 planned steps, then down to 1% of the lr at the last epoch's end
+    total = config.epochs * task.batches_per_epoch()
+    return optimizer, CosineWarmup(optimizer, warmup_steps=total // 100, total_steps=total, min_lr=config.lr / 100)
+
+
+def stop_reason(task: ForecastTask, state: TrainState, config: Config) -> str | None:
+    """Why training is over (an empty string: every epoch done), or None while it goes on."""
+    if task.stale >= config.patience:
+        return f"early stop: no better validation loss for {task.stale} epochs."
+    if config.minutes is not None and state.elapsed_s >= 60 * config.minutes:
+        return f"time budget of {config.minutes:g} min spent."
+    return "" if state.epoch >= config.epochs else None
+
+
+def fit_with_early_stopping(task: ForecastTask, run: Path, config: Config, optimizer, schedule, state: TrainState,
+                            meta: dict, log=None) -> tuple[TrainState, bool]:
+    """One `fit` per epoch until stop_reason; returns (state, interrupted). Without an interruption
+    the best weights are loaded into the model.
 
     Prints one line per epoch to `log` (default stderr)."""
     log = log or sys.stderr
-    optimizer = Adam(task.model.parameters(), lr=config.lr)
-    plateau, cosine = None, None
-    if config.schedule == "plateau":
-        plateau = ReduceLROnPlateau(optimizer, factor=0.5, patience=config.lr_patience)
-    else:  # one batch of warm-up per 100 planned steps, then down to 1% of the lr at the last epoch's end
-        total = config.epochs * task.batches_per_epoch()
-        cosine = CosineWarmup(optimizer, warmup_steps=total // 100, total_steps=total, min_lr=config.lr / 100)
-    state, stale = TrainState(), 0
     # the members clip their own gradients (train_batch), so this bound on all of them together never
     # binds: fit only checks and records their norm, after the members' clips
     clip = config.clip * math.sqrt(len(task.model.members))
-    for epoch in range(config.epochs):
-        best_before = state.best_val
-        state, interrupted = fit(task, optimizer, cosine, run, Budget(epochs=epoch + 1),
-                                 eval_every=task.batches_per_epoch(), clip=clip, state=state,
+    while (reason := stop_reason(task, state, config)) is None:
+        state, interrupted = fit(task, optimizer, schedule, run, Budget(epochs=state.epoch + 1),
+                                 eval_every=task.batches_per_epoch(), clip=clip, state=state, meta=meta,
                                  progress=False)
         if interrupted:
-            print("interrupted: stopping early with the best weights so far.", file=log)
-            break
+            return state, True
         record = read_metrics(run)[-1]
-        if plateau is not None:
-            plateau.step(record["val_loss"])
-        improved = best_before is None or state.best_val < best_before
-        stale = 0 if improved else stale + 1
-        print(f"epoch {epoch + 1}: train {record['train_loss']:.4f}, val {record['val_loss']:.4f} "
+        print(f"epoch {state.epoch}: train {record['train_loss']:.4f}, val {record['val_loss']:.4f} "
               f"(MAE {record['val_mae']:.4g})"
-              f"{' (best)' if improved else ''}, lr {optimizer.param_groups[0]['lr']:.2g}, "
+              f"{' (best)' if task.stale == 0 else ''}, lr {optimizer.param_groups[0]['lr']:.2g}, "
               f"{state.elapsed_s:.0f} s", file=log)
-        if stale >= config.patience:
-            print(f"early stop: no better validation loss for {stale} epochs.", file=log)
-            break
-        if config.minutes is not None and state.elapsed_s >= 60 * config.minutes:
-            print(f"time budget of {config.minutes:g} min spent.", file=log)
-            break
-    if has_checkpoint(run, "best"):  # absent only when interrupted before the first evaluation
-        arrays, _ = load_checkpoint(run, "best")
-        task.model.load_state_dict(section(arrays, "model"))
+    if reason:
+        print(reason, file=log)
+    arrays, _ = load_checkpoint(run, "best")
+    task.model.load_state_dict(section(arrays, "model"))
     task.model.eval()
-    return state
+    return state, False
 
 
 # ----- evaluation ----------------------------------------------------------------------------------
@@ -284,29 +309,61 @@ def final_record(state: TrainState, results: dict) -> dict:
 
 # ----- training a run ------------------------------------------------------------------------------
 
-def train(config: Config, out, log=None) -> tuple[Path, dict]:
-    """Train into the new run folder `out`; returns (run, evaluation results). Data is checked first.
+def file_sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def train(config: Config | None = None, out=None, resume_from=None, log=None) -> tuple[Path, dict | None]:
+    """Train into the new run folder `out`, or continue the run in `resume_from`; returns (run,
+    evaluation results), results None when interrupted. Data is checked before the folder is touched.
 
     What cleaning did and one line per epoch go to `log` (default stderr)."""
     log = log or sys.stderr
+    if resume_from is not None:
+        run = Path(resume_from)
+        config = Config.from_dict(read_config(run, TASK))
+        _, meta = load_checkpoint(run)  # a damaged checkpoint is reported before anything runs
+        if "test_mae" in (read_metrics(run) or [{}])[-1]:
+            raise ValueError(f"the run in {run} has finished (its test scores end metrics.jsonl); "
+                             "start a new run to train again.")
+    elif out is None:
+        raise ValueError("give --out DIR (a new run folder) or --resume DIR.")
+    else:  # an absolute path, so the run resumes and predicts from any folder
+        config = dataclasses.replace(config, data=str(Path(config.data).resolve()))
     data = prepare(config)
     baseline_forecasts(data, data.test[:1])   # a baseline that cannot run fails before the run folder exists
-    run = create_run(out, config.to_dict())
-    save_checkpoint(run, {**prefixed("normaliser", data.normaliser.state_dict()), "ar/coef": data.ar.coef},
-                    {"columns": data.series.columns, "report": data.series.report, "season": data.season,
-                     "split": list(data.split.sizes)}, DATA)
-    for line in data.series.report:
-        print(line, file=log)
-    print(f"{len(data.train)} training, {len(data.val)} validation and {len(data.test)} test windows of "
-          f"{config.lookback} x {len(data.series.columns)} values.", file=log)
+    digest = file_sha256(config.data)
+    if resume_from is not None and digest != meta.get("data_sha256"):
+        raise ValueError(f"the data file {config.data} has changed since the run in {run} started, "
+                         "so it cannot continue exactly; start a new run.")
     model = build(config, len(data.series.columns))
     task = ForecastTask(model, data, config)
+    optimizer, schedule = make_optimizer(task, config)
+    meta = {"config": "config.json", "data_sha256": digest}
+    if resume_from is not None:
+        state, arrays = resume(run, task, optimizer, schedule)
+        task.load_state_arrays(arrays)
+        print(f"continuing {run} after epoch {state.epoch} (step {state.step}).", file=log)
+    else:
+        run = create_run(out, config.to_dict())
+        save_checkpoint(run, {**prefixed("normaliser", data.normaliser.state_dict()), "ar/coef": data.ar.coef},
+                        {"columns": data.series.columns, "report": data.series.report, "season": data.season,
+                         "split": list(data.split.sizes)}, DATA)
+        state = TrainState()
+        save_training_state(run, task, optimizer, schedule, state, meta)  # resumable from the first step
+        for line in data.series.report:
+            print(line, file=log)
+        print(f"{len(data.train)} training, {len(data.val)} validation and {len(data.test)} test windows of "
+              f"{config.lookback} x {len(data.series.columns)} values.", file=log)
+    state, interrupted = fit_with_early_stopping(task, run, config, optimizer, schedule, state, meta, log)
+    if interrupted:
+        return run, None
     started = time.perf_counter()
-    state = fit_with_early_stopping(task, run, config, log)
     results = evaluate(model, data, config)
-    append_metrics(run, {**final_record(state, results), "wall_s": round(time.perf_counter() - started, 3)})
+    final = {**final_record(state, results), "wall_s": round(state.wall_s + time.perf_counter() - started, 3)}
     from .forecast_report import write_outputs  # matplotlib is loaded only here
-    write_outputs(run, config, data, results, read_metrics(run))
+    write_outputs(run, config, data, results, read_metrics(run) + [final])
+    append_metrics(run, final)  # last: the record that marks the run finished
     return run, results
 
 

@@ -1,0 +1,108 @@
+"""`unrolled forecast train --resume`: a run stopped by Ctrl-C, a crash or a kill during its evaluation
+continues to exactly the run that was never stopped; a finished run, a changed data file and extra
+flags are refused in one sentence."""
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from unrolled.checkpoint import load_checkpoint
+from unrolled.cli import main
+from unrolled.tasks import forecast, forecast_report
+
+AIRLINE = Path(__file__).parent / "fixtures" / "airline-passengers.csv"
+# the plateau schedule with a short patience and early stopping: both counts must survive a stop
+FLAGS = ["--data", str(AIRLINE), "--target", "Passengers", "--test-last", "24", "--val-last", "12", "--lookback", "12",
+         "--log", "--base", "ar,last", "--hidden", "6", "--batch", "16", "--lr", "0.02", "--lr-patience", "0",
+         "--epochs", "14", "--patience", "5", "--dropout", "0.1", "--seed", "3"]
+TIMES = ("elapsed_s", "wall_s", "tokens_per_s")
+
+
+def records(run: Path) -> list[dict]:
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMES}
+            for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    assert records(a) == records(b)
+    for name in ("best", "checkpoint"):
+        arrays_a, arrays_b = load_checkpoint(a, name)[0], load_checkpoint(b, name)[0]
+        assert sorted(arrays_a) == sorted(arrays_b)
+        for key in arrays_a:
+            assert np.array_equal(arrays_a[key], arrays_b[key]), (name, key)
+    assert (a / "report.md").read_text() == (b / "report.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    run = tmp_path_factory.mktemp("reference") / "run"
+    assert main(["forecast", "train", *FLAGS, "--out", str(run)]) == 0
+    lrs = [r["lr"] for r in records(run)[:-1]]
+    assert lrs[-1] < lrs[0] and len(lrs) < 14          # the plateau halved the lr, and training stopped early
+    return run
+
+
+def test_ctrl_c_mid_epoch_then_resume_equals_the_run_never_stopped(reference, tmp_path, monkeypatch, capsys):
+    run, calls = tmp_path / "run", [0]
+    train_batch = forecast.ForecastTask.train_batch
+
+    def ctrl_c_at_step_17(self, epoch, index):  # inside the third epoch of six batches
+        calls[0] += 1
+        if calls[0] == 17:
+            os.kill(os.getpid(), signal.SIGINT)
+        return train_batch(self, epoch, index)
+
+    monkeypatch.setattr(forecast.ForecastTask, "train_batch", ctrl_c_at_step_17)
+    assert main(["forecast", "train", *FLAGS, "--out", str(run)]) == 130
+    assert f"continue with `unrolled forecast train --resume {run}`" in capsys.readouterr().err
+    assert load_checkpoint(run)[1]["step"] == 17 and not (run / "report.md").exists()
+    monkeypatch.setattr(forecast.ForecastTask, "train_batch", train_batch)
+    assert main(["forecast", "train", "--resume", str(run)]) == 0
+    assert_same_run(reference, run)
+
+
+def test_a_crash_then_a_kill_while_reporting_resume_to_the_same_run(reference, tmp_path, monkeypatch):
+    run, after_eval = tmp_path / "run", forecast.ForecastTask.after_eval
+
+    def crash_at_epoch_5(self, step, val_loss):  # before the fifth epoch's checkpoint is saved
+        if step == 30:
+            raise RuntimeError("power cut")
+        after_eval(self, step, val_loss)
+
+    monkeypatch.setattr(forecast.ForecastTask, "after_eval", crash_at_epoch_5)
+    with pytest.raises(RuntimeError):
+        main(["forecast", "train", *FLAGS, "--out", str(run)])
+    assert load_checkpoint(run)[1]["epoch"] == 4
+    monkeypatch.setattr(forecast.ForecastTask, "after_eval", after_eval)
+    def killed(*args):
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(forecast_report, "write_outputs", killed)
+    with pytest.raises(RuntimeError, match="killed"):  # trained to the end, stopped while writing the report
+        main(["forecast", "train", "--resume", str(run)])
+    assert "test_mae" not in records(run)[-1]
+    monkeypatch.undo()
+    assert main(["forecast", "train", "--resume", str(run)]) == 0  # evaluates and reports, trains no more
+    assert_same_run(reference, run)
+
+
+def test_resume_refuses_a_finished_run_a_changed_file_and_extra_flags(reference, tmp_path, capsys):
+    assert main(["forecast", "train", "--resume", str(reference)]) == 2
+    assert "has finished (its test scores end metrics.jsonl); start a new run" in capsys.readouterr().err
+    data = tmp_path / "airline.csv"
+    data.write_text(AIRLINE.read_text())
+    run = tmp_path / "run"
+    assert main(["forecast", "train", *FLAGS, "--data", str(data), "--epochs", "1", "--out", str(run)]) == 0
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    (run / "metrics.jsonl").write_text("\n".join(lines[:-1]) + "\n")   # as if killed before the final record
+    data.write_text(AIRLINE.read_text().replace('"1960-12",432', '"1960-12",433'))
+    assert main(["forecast", "train", "--resume", str(run)]) == 2
+    assert f"the data file {data} has changed since the run in {run} started" in capsys.readouterr().err
+    assert main(["forecast", "train", "--resume", str(run), "--epochs", "3"]) == 2
+    assert "--resume continues a run with its saved settings, so it takes no other flags, but was given --epochs" \
+        in capsys.readouterr().err
+    assert main(["forecast", "train", "--target", "Passengers"]) == 2
+    assert "a new run needs --data (or --resume DIR to continue a run)." in capsys.readouterr().err
