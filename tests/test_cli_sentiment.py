@@ -117,3 +117,22 @@ def test_compare_writes_report_and_results(tmp_path, capsys):
 def test_compare_rejects_unknown_cells(capsys):
     assert main(["sentiment", "compare", "--cells", "rnn,transformer", "--data", TARBALL]) == 2
     assert "--cells must list distinct cells among rnn, lstm, gru" in capsys.readouterr().err
+
+
+def test_a_run_stopped_while_reporting_finishes_when_resumed(run, tmp_path, monkeypatch):
+    from unrolled.tasks import sentiment_plots
+
+    def killed(*args):
+        raise RuntimeError("killed")
+
+    again = tmp_path / "run"
+    monkeypatch.setattr(sentiment_plots, "plot_accuracy", killed)      # after results.json, before the test record
+    with pytest.raises(RuntimeError, match="killed"):
+        main(["sentiment", "train", "--data", TARBALL, "--cell", "lstm", "--epochs", "2", *TINY, "--out", str(again)])
+    monkeypatch.undo()
+    records = lambda r: [{k: v for k, v in json.loads(line).items() if not k.endswith("_s") and k != "load_1min"}
+                         for line in (r / "metrics.jsonl").read_text().splitlines()]
+    assert "test_accuracy" not in records(again)[-1]
+    assert main(["sentiment", "train", "--resume", str(again)]) == 0   # scores the test set, trains no more
+    assert records(again) == records(run)
+    assert main(["sentiment", "train", "--resume", str(again)]) == 2   # now finished

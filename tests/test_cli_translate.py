@@ -201,3 +201,22 @@ def test_a_training_batch_does_not_depend_on_the_batches_before_it():
     assert loss_of_last(config, [(1, 0)]) == after_others
     forced = dataclasses.replace(config, teacher_forcing=1.0)
     assert loss_of_last(forced, [(1, 0)]) != after_others         # the draws do change what the batch computes
+
+
+def test_a_run_stopped_while_reporting_finishes_when_resumed(tmp_path, monkeypatch):
+    from unrolled.tasks import translate, translate_plots
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("killed")
+
+    run = tmp_path / "run"
+    monkeypatch.setattr(translate_plots, "plot_attention", killed)    # after results.json, before the BLEU record
+    with pytest.raises(RuntimeError, match="killed"):
+        main(["translate", "train", *TINY, "--epochs", "1", "--out", str(run)])
+    monkeypatch.undo()
+    assert "test_bleu_greedy" not in metrics_of(run)[-1]
+    assert main(["translate", "train", "--resume", str(run)]) == 0     # scores the test set, trains no more
+    records = metrics_of(run)
+    assert [r["step"] for r in records] == [records[0]["step"]] * 2     # one evaluation, then the test record
+    scores = translate.evaluate_run(run)
+    assert records[-1]["test_bleu_greedy"] == scores["test_bleu_greedy"] and (run / "plots" / "attention.png").exists()

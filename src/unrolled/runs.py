@@ -183,6 +183,13 @@ def read_metrics(run) -> list[dict]:
     return records
 
 
+def finished(run, key: str) -> bool:
+    """Whether the run's metrics.jsonl ends with its closing record (the one holding `key`), which
+    a task writes last, once its test scores, report and plots are written."""
+    records = read_metrics(run)
+    return bool(records) and key in records[-1]
+
+
 def append_metrics(run, record: dict) -> None:
     """Append one JSON line to metrics.jsonl and make it durable."""
     with open(Path(run) / METRICS, "a", encoding="utf-8") as f:

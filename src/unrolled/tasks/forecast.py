@@ -38,7 +38,7 @@ from ..forecasting.baselines import LinearAR
 from ..forecasting.model import EncoderDecoderForecaster, Forecaster
 from ..layers import HuberLoss, L1Loss, MSELoss
 from ..optim import Adam, CosineWarmup, ReduceLROnPlateau, clip_grad_norm
-from ..runs import append_metrics, atomic_write_text, create_run, read_config, read_metrics
+from ..runs import append_metrics, atomic_write_text, create_run, finished, read_config, read_metrics
 from ..train import Budget, TrainState, fit, resume, save_training_state
 from .forecast_data import Framing, Prepared, aligned, future_times, load, model_values, parse_bases, prepare
 
@@ -323,7 +323,7 @@ def train(config: Config | None = None, out=None, resume_from=None, log=None) ->
         run = Path(resume_from)
         config = Config.from_dict(read_config(run, TASK))
         _, meta = load_checkpoint(run)  # a damaged checkpoint is reported before anything runs
-        if "test_mae" in (read_metrics(run) or [{}])[-1]:
+        if finished(run, "test_mae"):
             raise ValueError(f"the run in {run} has finished (its test scores end metrics.jsonl); "
                              "start a new run to train again.")
     elif out is None:

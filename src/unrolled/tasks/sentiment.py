@@ -32,7 +32,7 @@ from ..data.sentiment_sources import Examples, LabelledData, load_labelled
 from ..data.vocab import Vocab
 from ..models.classifier import POOLINGS, TextClassifier, load_word_vectors
 from ..optim import Adam, AdamW
-from ..runs import append_metrics, create_run, read_config, read_metrics, write_json
+from ..runs import append_metrics, create_run, finished, read_config, read_metrics, write_json
 from ..train import RunConfig, TrainState, budget_given, fit, resume, save_training_state, warmup_cosine
 
 TASK = "sentiment"
@@ -306,15 +306,18 @@ def train(config: Config, out=None, resume_from=None, progress: bool = True,
     meta = {"config": "config.json", "vocab": VOCAB, "classes": prepared.classes, "data_sha256": data_digest(prepared)}
     if resume_from is not None:
         state, _ = resume(run, task, optimizer, schedule)
-        if config.budget.spent(state):
+        if finished(run, "test_accuracy"):
             raise ValueError(f"the run in {run} has already spent its budget; start a new run to train longer.")
     else:
         run = create_run(out, config.to_dict())
         prepared.vocab.save(run / VOCAB)
         state = TrainState()
         save_training_state(run, task, optimizer, schedule, state, meta)  # resumable from the first step
-    state, interrupted = fit(task, optimizer, schedule, run, config.budget, eval_every=config.eval_every,
-                             clip=config.clip, state=state, meta=meta, progress=progress, set_progress=set_progress)
+    interrupted = False
+    if not config.budget.spent(state):  # spent: stopped while scoring the test set, which is done again
+        state, interrupted = fit(task, optimizer, schedule, run, config.budget, eval_every=config.eval_every,
+                                 clip=config.clip, state=state, meta=meta, progress=progress,
+                                 set_progress=set_progress)
     if not interrupted:
         finish(run, config, prepared, model, state, task.batches_per_epoch())
     return run, state, interrupted
@@ -322,7 +325,8 @@ def train(config: Config, out=None, resume_from=None, progress: bool = True,
 
 def finish(run: Path, config: Config, prepared: Prepared, model: TextClassifier, state: TrainState,
            steps_per_epoch: int) -> dict:
-    """Score the best weights on the test set: a test record in metrics.jsonl, results.json, plots."""
+    """Score the best weights on the test set: results.json, plots, then a test record in metrics.jsonl
+    (last, as the mark of a finished run)."""
     from .sentiment_plots import plot_accuracy
 
     if has_checkpoint(run, "best"):
@@ -332,8 +336,6 @@ def finish(run: Path, config: Config, prepared: Prepared, model: TextClassifier,
     test = score(model, prepared.test, prepared.classes)
     test_s = time.perf_counter() - t0
     val = evaluate(model, prepared.val)
-    append_metrics(run, {"step": state.step, "test_accuracy": test["accuracy"], "test_loss": test["loss"],
-                         "test_f1": test["f1"], "val_accuracy_best": val["accuracy"]})
     results = {"cell": config.cell, "bidirectional": config.bidirectional, "pooling": config.pooling,
                "source": prepared.source, "classes": prepared.classes,
                "sizes": {"train": len(prepared.train), "val": len(prepared.val), "test": len(prepared.test),
@@ -351,6 +353,8 @@ def finish(run: Path, config: Config, prepared: Prepared, model: TextClassifier,
     plot_losses([m for m in metrics if "val_loss" in m], run / "plots" / "loss.png",
                 title=f"{config.cell.upper()} sentiment classifier", unit="nats/review")
     plot_accuracy({config.cell.upper(): metrics}, run / "plots" / "accuracy.png")
+    append_metrics(run, {"step": state.step, "test_accuracy": test["accuracy"], "test_loss": test["loss"],
+                         "test_f1": test["f1"], "val_accuracy_best": val["accuracy"]})
     return results
 
 

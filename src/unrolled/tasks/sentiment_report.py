@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.sentiment_sources import load_labelled
-from ..runs import atomic_write_text, read_json, read_metrics, write_json
+from ..runs import atomic_write_text, finished, read_json, read_metrics, write_json
 from . import sentiment
 from .sentiment_plots import plot_accuracy, plot_by_length, plot_confusions, plot_gradient_flow
 
@@ -63,7 +63,7 @@ def compare(config: sentiment.Config, cells: list[str], out, progress: bool = Tr
     results, curves, flows = {}, {}, {}
     for cell in cells:
         run = out / cell
-        if not (run / sentiment.RESULTS).exists():
+        if not finished(run, "test_accuracy"):
             if run.exists():
                 raise ValueError(f"{run} holds an unfinished run; continue it with `unrolled sentiment train "
                                  f"--resume {run}` or remove it, then compare again.")

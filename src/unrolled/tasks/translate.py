@@ -40,7 +40,7 @@ from ..data.text import bundled_path
 from ..data.vocab import Vocab
 from ..layers import CrossEntropyLoss
 from ..models.seq2seq import ATTENTIONS, CELLS, Seq2Seq, translate_beam, translate_greedy
-from ..runs import append_metrics, atomic_write_text, create_run, read_config, read_metrics, write_json
+from ..runs import append_metrics, atomic_write_text, create_run, finished, read_config, read_metrics, write_json
 from ..train import RunConfig, TrainState, budget_given, fit, resume, save_training_state
 from .lm import make_optimizer
 
@@ -322,7 +322,7 @@ def train(config: Config, out=None, resume_from=None, progress: bool = True) -> 
     meta = {"config": "config.json", "vocab": [SRC_VOCAB, TGT_VOCAB], "data_sha256": corpus.sha256}
     if resume_from is not None:
         state, _ = resume(run, task, optimizer, schedule)
-        if config.budget.spent(state):
+        if finished(run, "test_bleu_greedy"):
             raise ValueError(f"the run in {run} has already spent its budget; start a new run to train longer.")
     else:
         run = create_run(out, config.to_dict())
@@ -331,8 +331,11 @@ def train(config: Config, out=None, resume_from=None, progress: bool = True) -> 
         state = TrainState()
         save_training_state(run, task, optimizer, schedule, state, meta)  # resumable from the first step
     task.run = run
-    state, interrupted = fit(task, optimizer, schedule, run, config.budget, eval_every=config.eval_every,
-                             clip=config.clip, state=state, meta=meta, progress=progress, set_progress=set_progress)
+    interrupted = False
+    if not config.budget.spent(state):  # spent: stopped while scoring the test set, which is done again
+        state, interrupted = fit(task, optimizer, schedule, run, config.budget, eval_every=config.eval_every,
+                                 clip=config.clip, state=state, meta=meta, progress=progress,
+                                 set_progress=set_progress)
     if not interrupted:
         finish(run, config, corpus, model, state)
     return run, state, interrupted
@@ -345,15 +348,14 @@ def _load_best(run: Path, model) -> None:
 
 
 def finish(run: Path, config: Config, corpus: Corpus, model, state: TrainState) -> dict:
-    """Score the best weights on the test set: the closing metrics record, results.json, translations, plots."""
+    """Score the best weights on the test set: results.json, translations, plots, then the closing
+    metrics record (last, as the mark of a finished run)."""
     from ..viz import plot_losses
     from .translate_plots import plot_attention
 
     _load_best(run, model)
     scores = score_test(model, corpus, config)
     test_loss = evaluate_loss(model, corpus.test, corpus.src_vocab, corpus.tgt_vocab)
-    append_metrics(run, {"step": state.step, "test_loss": test_loss, "test_bleu_greedy": scores["test_bleu_greedy"],
-                         "test_bleu_beam": scores["test_bleu_beam"]})
     lines = [f"{t['source']}\n  greedy {t['greedy']}\n  beam   {t['beam']}\n" +
              "".join(f"  ref    {r}\n" for r in t["references"]) for t in scores["translations"]]
     atomic_write_text(run / TRANSLATIONS, "\n".join(lines))
@@ -372,6 +374,8 @@ def finish(run: Path, config: Config, corpus: Corpus, model, state: TrainState) 
     source, target, weights = attention_of(model, longest["source"], longest["beam"], corpus.src_vocab, corpus.tgt_vocab)
     if weights is not None:
         plot_attention(weights, source, target, run / "plots" / "attention.png", title=describe(config))
+    append_metrics(run, {"step": state.step, "test_loss": test_loss, "test_bleu_greedy": scores["test_bleu_greedy"],
+                         "test_bleu_beam": scores["test_bleu_beam"]})
     return results
 
 
