@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .checkpoint import load_checkpoint
 from .cli import dropout_rate, nonnegative_float, nonnegative_int, positive_float, positive_int, refuse_flags_with_resume
 from .tasks import forecast, forecast_data
 
@@ -130,7 +131,8 @@ def run_train(args: argparse.Namespace) -> int:
     config = None if args.resume is not None else forecast.Config(**given)
     run, results = forecast.train(config, out=args.out or DEFAULT_OUT, resume_from=args.resume)
     if results is None:
-        print(f"interrupted: checkpoint saved; continue with `unrolled forecast train --resume {run}`.",
+        step = load_checkpoint(run)[1]["step"]
+        print(f"interrupted at step {step}: checkpoint saved; continue with `unrolled forecast train --resume {run}`.",
               file=sys.stderr)
         return 130
     scores = results["scores"]

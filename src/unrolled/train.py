@@ -437,7 +437,9 @@ def fit(task: Task, optimizer, schedule, run, budget: Budget, *, eval_every: int
                 if state.step % eval_every == 0:
                     evaluate_and_save()
                     last_eval = state.step
-        if interrupted.is_set():
+        # Ctrl-C in the budget's last step comes too late to stop anything: the run ends as usual
+        stopped = interrupted.is_set() and budget_left()
+        if stopped:
             save_training_state(run, task, optimizer, schedule, state, meta)
         elif last_eval != state.step:
             evaluate_and_save()
@@ -447,4 +449,4 @@ def fit(task: Task, optimizer, schedule, run, budget: Budget, *, eval_every: int
             signal.signal(signal.SIGINT, previous_handler)
         model.eval()
         release_run(run)
-    return state, interrupted.is_set()
+    return state, stopped

@@ -1,8 +1,9 @@
 """Time-series forecasting: train a recurrent forecaster on a CSV file, compare it with the baselines.
 
     config = Config(data="pollution.csv", target="TEMP", lookback=120, horizon=1, gap=23)
-    run, results = train(config, "runs/beijing")      # results None: interrupted, continue with
-    run, results = train(resume_from="runs/beijing")  # (a killed run continues from its last epoch)
+    run, results = train(config, "runs/beijing")
+    # results None: stopped by Ctrl-C; this continues it (or a killed run, from its last epoch)
+    run, results = train(resume_from="runs/beijing")
     predict("runs/beijing", out="forecast.csv")
 
 Training loads and cleans the series, splits it in time order, fits the normalisation on the
@@ -235,7 +236,10 @@ def make_optimizer(task: ForecastTask, config: Config) -> tuple[Adam, CosineWarm
 
 
 def stop_reason(task: ForecastTask, state: TrainState, config: Config) -> str | None:
-    """Why training is over (an empty string: every epoch done), or None while it goes on."""
+    """Why training is over (an empty string: every epoch done), or None while it goes on (an epoch
+    begun, and stopped by Ctrl-C, is always finished)."""
+    if state.batch > 0:
+        return None
     if task.stale >= config.patience:
         return f"early stop: no better validation loss for {task.stale} epochs."
     if config.minutes is not None and state.elapsed_s >= 60 * config.minutes:
@@ -310,7 +314,11 @@ def final_record(state: TrainState, results: dict) -> dict:
 # ----- training a run ------------------------------------------------------------------------------
 
 def file_sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def train(config: Config | None = None, out=None, resume_from=None, log=None) -> tuple[Path, dict | None]:
@@ -326,24 +334,26 @@ def train(config: Config | None = None, out=None, resume_from=None, log=None) ->
         if finished(run, "test_mae"):
             raise ValueError(f"the run in {run} has finished (its test scores end metrics.jsonl); "
                              "start a new run to train again.")
-    elif out is None:
-        raise ValueError("give --out DIR (a new run folder) or --resume DIR.")
+        if "data_sha256" not in meta:
+            raise ValueError(f"the run in {run} was made by a version of unrolled whose forecasting runs could "
+                             "not be resumed; start a new run.")
+        if Path(config.data).is_file() and file_sha256(config.data) != meta["data_sha256"]:
+            raise ValueError(f"the data file {config.data} has changed since the run in {run} started, "
+                             "so it cannot continue exactly; start a new run.")
+    elif config is None or out is None:
+        raise ValueError("give a config and --out DIR (a new run folder), or --resume DIR.")
     else:  # an absolute path, so the run resumes and predicts from any folder
         config = dataclasses.replace(config, data=str(Path(config.data).resolve()))
-    data = prepare(config)
+    data = prepare(config)   # a missing file or column fails here, before the run folder is touched
     baseline_forecasts(data, data.test[:1])   # a baseline that cannot run fails before the run folder exists
-    digest = file_sha256(config.data)
-    if resume_from is not None and digest != meta.get("data_sha256"):
-        raise ValueError(f"the data file {config.data} has changed since the run in {run} started, "
-                         "so it cannot continue exactly; start a new run.")
     model = build(config, len(data.series.columns))
     task = ForecastTask(model, data, config)
     optimizer, schedule = make_optimizer(task, config)
-    meta = {"config": "config.json", "data_sha256": digest}
+    meta = {"config": "config.json", "data_sha256": file_sha256(config.data)}
     if resume_from is not None:
         state, arrays = resume(run, task, optimizer, schedule)
         task.load_state_arrays(arrays)
-        print(f"continuing {run} after epoch {state.epoch} (step {state.step}).", file=log)
+        print(f"continuing {run} from step {state.step}.", file=log)
     else:
         run = create_run(out, config.to_dict())
         save_checkpoint(run, {**prefixed("normaliser", data.normaliser.state_dict()), "ar/coef": data.ar.coef},
