@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import has_checkpoint, load_checkpoint, prefixed, save_checkpoint, section
+from ..checkpoint import load_checkpoint, prefixed, save_checkpoint, section
 from ..core.module import Module, no_grad
 from ..data.windows import Normaliser, Windows
 from ..forecasting import baselines, metrics
