@@ -233,8 +233,8 @@ class Progress:
     """
 
     def __init__(self, total_steps: int | None, budget_s: float | None, initial_step: int = 0,
-                 initial_s: float = 0.0, enabled: bool = True, desc: str = "train"):
-        self.total_steps, self.budget_s = total_steps, budget_s
+                 initial_s: float = 0.0, enabled: bool = True, desc: str = "train", rate: str = "tok/s"):
+        self.total_steps, self.budget_s, self.rate = total_steps, budget_s, rate
         self.bar = None
         if not enabled:
             return
@@ -261,7 +261,7 @@ class Progress:
             left = self.budget_s - elapsed_s
             position = min(round(elapsed_s), self.bar.total)
         loss_text = f"{loss:.3f}" if math.isfinite(loss) else "-"
-        self.bar.set_postfix_str(f"loss {loss_text}, {tokens_per_s:,.0f} tok/s, {format_duration(left)} left",
+        self.bar.set_postfix_str(f"loss {loss_text}, {tokens_per_s:,.0f} {self.rate}, {format_duration(left)} left",
                                  refresh=False)
         self.bar.update(position - self.bar.n)  # redraws only when `mininterval` has passed
 

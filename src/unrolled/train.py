@@ -294,13 +294,16 @@ def resume(run, task: Task, optimizer, schedule) -> tuple[TrainState, dict[str, 
 
 def fit(task: Task, optimizer, schedule, run, budget: Budget, *, eval_every: int, clip: float | None = None,
         state: TrainState | None = None, task_arrays: dict | None = None, meta: dict | None = None,
-        progress: bool = True, set_progress=None, on_nonfinite: str | None = None) -> tuple[TrainState, bool]:
+        progress: bool = True, set_progress=None, on_nonfinite: str | None = None,
+        bar: Progress | None = None) -> tuple[TrainState, bool]:
     """Train until the budget is spent or Ctrl-C; returns (state, interrupted).
 
     `set_progress(fraction)` is called before every step with the fraction of the budget spent,
     for schedules that follow a time budget. `meta` is stored in every checkpoint (e.g. the names
     of the config and vocabulary files). `on_nonfinite` is "stop" or "skip" (see the module
-    docstring; None: the policy of the enclosing `nonfinite_policy`). The model is left in eval mode.
+    docstring; None: the policy of the enclosing `nonfinite_policy`). `bar`: a caller's progress bar
+    to draw on instead of one of fit's own (kept open, and evaluations are left to the caller to
+    report), for a caller that calls fit once per epoch. The model is left in eval mode.
     """
     if not isinstance(eval_every, (int, np.integer)) or eval_every < 1:
         raise ValueError(f"eval_every must be a positive integer, but was given {eval_every!r}.")
@@ -315,7 +318,8 @@ def fit(task: Task, optimizer, schedule, run, budget: Budget, *, eval_every: int
     groups = optimizer.param_groups
     saved_step = state.step if has_checkpoint(run) else None  # the last good checkpoint, for messages
     lock_run(run)
-    bar = Progress(total_steps, budget.seconds, state.step, state.elapsed_s, enabled=progress)
+    own_bar = bar is None  # a caller's bar (one fit per epoch) stays open, and the caller reports evaluations
+    bar = Progress(total_steps, budget.seconds, state.step, state.elapsed_s, enabled=progress) if own_bar else bar
 
     def spent() -> float:
         if total_steps is not None:
@@ -363,7 +367,8 @@ def fit(task: Task, optimizer, schedule, run, budget: Budget, *, eval_every: int
         save_training_state(run, task, optimizer, schedule, state, meta)
         saved_step = state.step
         train_text = "-" if record["train_loss"] is None else f"{record['train_loss']:.4f}"
-        bar.write(f"step {state.step}: train {train_text}, val {val:.4f}")
+        if own_bar:
+            bar.write(f"step {state.step}: train {train_text}, val {val:.4f}")
 
     def update() -> None:
         """optimizer.step() with the learning rates scaled by state.lr_scale (the schedule's own lrs kept)."""
@@ -444,7 +449,8 @@ def fit(task: Task, optimizer, schedule, run, budget: Budget, *, eval_every: int
         elif last_eval != state.step:
             evaluate_and_save()
     finally:
-        bar.close()
+        if own_bar:
+            bar.close()
         if previous_handler is not None and not interrupted.is_set():
             signal.signal(signal.SIGINT, previous_handler)
         model.eval()

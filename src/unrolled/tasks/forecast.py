@@ -39,7 +39,7 @@ from ..forecasting.baselines import LinearAR
 from ..forecasting.model import EncoderDecoderForecaster, Forecaster
 from ..layers import HuberLoss, L1Loss, MSELoss
 from ..optim import Adam, CosineWarmup, ReduceLROnPlateau, clip_grad_norm
-from ..runs import append_metrics, atomic_write_text, create_run, finished, read_config, read_metrics
+from ..runs import Progress, append_metrics, atomic_write_text, create_run, finished, read_config, read_metrics
 from ..train import Budget, TrainState, fit, resume, save_training_state
 from .forecast_data import Framing, Prepared, aligned, future_times, load, model_values, parse_bases, prepare
 
@@ -248,26 +248,30 @@ def stop_reason(task: ForecastTask, state: TrainState, config: Config) -> str | 
 
 
 def fit_with_early_stopping(task: ForecastTask, run: Path, config: Config, optimizer, schedule, state: TrainState,
-                            meta: dict, log=None) -> tuple[TrainState, bool]:
+                            meta: dict, log=None, progress: bool = True) -> tuple[TrainState, bool]:
     """One `fit` per epoch until stop_reason; returns (state, interrupted). Without an interruption
     the best weights are loaded into the model.
 
-    Prints one line per epoch to `log` (default stderr)."""
+    Prints one line per epoch to `log` (default stderr, above the progress bar over all epochs)."""
     log = log or sys.stderr
+    bar = Progress(config.epochs * task.batches_per_epoch(), None, state.step, state.elapsed_s, enabled=progress,
+                   rate="windows/s")
+    say = bar.note if log is sys.stderr else (lambda text: print(text, file=log))
     # the members clip their own gradients (train_batch), so this bound on all of them together never
     # binds: fit only checks and records their norm, after the members' clips
     clip = config.clip * math.sqrt(len(task.model.members))
-    while (reason := stop_reason(task, state, config)) is None:
-        state, interrupted = fit(task, optimizer, schedule, run, Budget(epochs=state.epoch + 1),
-                                 eval_every=task.batches_per_epoch(), clip=clip, state=state, meta=meta,
-                                 progress=False)
-        if interrupted:
-            return state, True
-        record = read_metrics(run)[-1]
-        print(f"epoch {state.epoch}: train {record['train_loss']:.4f}, val {record['val_loss']:.4f} "
-              f"(MAE {record['val_mae']:.4g})"
-              f"{' (best)' if task.stale == 0 else ''}, lr {optimizer.param_groups[0]['lr']:.2g}, "
-              f"{state.elapsed_s:.0f} s", file=log)
+    try:
+        while (reason := stop_reason(task, state, config)) is None:
+            state, interrupted = fit(task, optimizer, schedule, run, Budget(epochs=state.epoch + 1),
+                                     eval_every=task.batches_per_epoch(), clip=clip, state=state, meta=meta, bar=bar)
+            if interrupted:
+                return state, True
+            record = read_metrics(run)[-1]
+            say(f"epoch {state.epoch}: train {record['train_loss']:.4f}, val {record['val_loss']:.4f} "
+                f"(MAE {record['val_mae']:.4g}){' (best)' if task.stale == 0 else ''}, "
+                f"lr {optimizer.param_groups[0]['lr']:.2g}, {state.elapsed_s:.0f} s")
+    finally:
+        bar.close()
     if reason:
         print(reason, file=log)
     arrays, _ = load_checkpoint(run, "best")
@@ -321,11 +325,13 @@ def file_sha256(path) -> str:
     return digest.hexdigest()
 
 
-def train(config: Config | None = None, out=None, resume_from=None, log=None) -> tuple[Path, dict | None]:
+def train(config: Config | None = None, out=None, resume_from=None, log=None,
+          progress: bool = True) -> tuple[Path, dict | None]:
     """Train into the new run folder `out`, or continue the run in `resume_from`; returns (run,
     evaluation results), results None when interrupted. Data is checked before the folder is touched.
 
-    What cleaning did and one line per epoch go to `log` (default stderr)."""
+    What cleaning did and one line per epoch go to `log` (default stderr); `progress` draws a bar
+    over the training steps on stderr (needs tqdm)."""
     log = log or sys.stderr
     if resume_from is not None:
         run = Path(resume_from)
@@ -365,7 +371,8 @@ def train(config: Config | None = None, out=None, resume_from=None, log=None) ->
             print(line, file=log)
         print(f"{len(data.train)} training, {len(data.val)} validation and {len(data.test)} test windows of "
               f"{config.lookback} x {len(data.series.columns)} values.", file=log)
-    state, interrupted = fit_with_early_stopping(task, run, config, optimizer, schedule, state, meta, log)
+    state, interrupted = fit_with_early_stopping(task, run, config, optimizer, schedule, state, meta, log,
+                                                 progress)
     if interrupted:
         return run, None
     started = time.perf_counter()
