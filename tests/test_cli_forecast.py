@@ -19,6 +19,7 @@ def test_train_and_predict_smoke(tmp_path, capsys):
     assert code == 0
     captured = capsys.readouterr()
     assert "test MAE" in captured.out and "interpolated 24 missing values" in captured.err
+    assert "epoch 8: train" in captured.err and "24/24 steps" in captured.err  # epoch lines above the bar
     for name in ("config.json", "metrics.jsonl", "best.npz", "data.npz", "report.md",
                  "plots/forecast.png", "plots/error-by-horizon.png", "plots/loss.png"):
         assert (out / name).exists(), name
