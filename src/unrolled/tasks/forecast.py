@@ -14,8 +14,8 @@ trains with Adam on shuffled training windows, one `unrolled.train.fit` call per
 learning rate halves when validation stalls (ReduceLROnPlateau) or follows a cosine over the
 planned epochs, training stops early after `patience` epochs without a better validation loss,
 and the best weights are restored. Every epoch ends with a checkpoint of the whole training state
-(the plateau schedule and the early-stopping count included), so an interrupted or killed run
-continues exactly where it stopped. The test period is then forecast, in original units, by the
+(the plateau schedule's included; early stopping counts in metrics.jsonl), so an interrupted or
+killed run continues exactly where it stopped. The test period is then forecast, in original units, by the
 model and by every baseline on exactly the same windows; metrics.jsonl ends with that comparison,
 and report.md and the plots show it.
 """
@@ -168,8 +168,6 @@ class ForecastTask:
         self.order = data.train
         self.val_forecast = None
         self.plateau: ReduceLROnPlateau | None = None  # set by make_optimizer for the "plateau" schedule
-        self.best_val: float | None = None
-        self.stale = 0                                  # evaluations since the best validation loss
 
     def batches_per_epoch(self) -> int:
         return math.ceil(len(self.data.train) / self.config.batch)
@@ -200,25 +198,15 @@ class ForecastTask:
         return {"val_mae": float(metrics.mae(truth, self.data.original_units(self.val_forecast)))}
 
     def after_eval(self, step: int, val_loss: float) -> None:
-        """Early stopping's count and the plateau schedule; `fit` calls this before it saves the
-        checkpoint of the epoch, so both are saved with it (state_arrays)."""
-        if self.best_val is None or val_loss < self.best_val:
-            self.best_val, self.stale = val_loss, 0
-        else:
-            self.stale += 1
+        """The plateau schedule steps here, before `fit` saves the epoch's checkpoint, so its state is
+        saved with it (state_arrays)."""
         if self.plateau is not None:
             self.plateau.step(val_loss)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        best = np.nan if self.best_val is None else self.best_val
-        arrays = {"best_val": np.asarray(best, dtype=np.float64), "stale": np.asarray(self.stale, dtype=np.int64)}
-        if self.plateau is not None:
-            arrays.update(prefixed("plateau", self.plateau.state_dict()))
-        return arrays
+        return prefixed("plateau", self.plateau.state_dict()) if self.plateau is not None else {}
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        best = float(arrays["best_val"])
-        self.best_val, self.stale = (None if math.isnan(best) else best), int(arrays["stale"])
         if self.plateau is not None:
             self.plateau.load_state_dict(section(arrays, "plateau"))
 
@@ -235,13 +223,20 @@ def make_optimizer(task: ForecastTask, config: Config) -> tuple[Adam, CosineWarm
     return optimizer, CosineWarmup(optimizer, warmup_steps=total // 100, total_steps=total, min_lr=config.lr / 100)
 
 
-def stop_reason(task: ForecastTask, state: TrainState, config: Config) -> str | None:
+def epochs_since_best(run: Path) -> int:
+    """Evaluations after the lowest validation loss in metrics.jsonl (which `resume` cuts back to the
+    checkpoint, so this holds for a resumed run too)."""
+    losses = [r["val_loss"] for r in read_metrics(run) if "val_loss" in r]
+    return len(losses) - 1 - int(np.argmin(losses)) if losses else 0
+
+
+def stop_reason(run: Path, state: TrainState, config: Config) -> str | None:
     """Why training is over (an empty string: every epoch done), or None while it goes on (an epoch
     begun, and stopped by Ctrl-C, is always finished)."""
     if state.batch > 0:
         return None
-    if task.stale >= config.patience:
-        return f"early stop: no better validation loss for {task.stale} epochs."
+    if (stale := epochs_since_best(run)) >= config.patience:
+        return f"early stop: no better validation loss for {stale} epochs."
     if config.minutes is not None and state.elapsed_s >= 60 * config.minutes:
         return f"time budget of {config.minutes:g} min spent."
     return "" if state.epoch >= config.epochs else None
@@ -261,14 +256,14 @@ def fit_with_early_stopping(task: ForecastTask, run: Path, config: Config, optim
     # binds: fit only checks and records their norm, after the members' clips
     clip = config.clip * math.sqrt(len(task.model.members))
     try:
-        while (reason := stop_reason(task, state, config)) is None:
+        while (reason := stop_reason(run, state, config)) is None:
             state, interrupted = fit(task, optimizer, schedule, run, Budget(epochs=state.epoch + 1),
                                      eval_every=task.batches_per_epoch(), clip=clip, state=state, meta=meta, bar=bar)
             if interrupted:
                 return state, True
             record = read_metrics(run)[-1]
             say(f"epoch {state.epoch}: train {record['train_loss']:.4f}, val {record['val_loss']:.4f} "
-                f"(MAE {record['val_mae']:.4g}){' (best)' if task.stale == 0 else ''}, "
+                f"(MAE {record['val_mae']:.4g}){' (best)' if epochs_since_best(run) == 0 else ''}, "
                 f"lr {optimizer.param_groups[0]['lr']:.2g}, {state.elapsed_s:.0f} s")
     finally:
         bar.close()
