@@ -60,13 +60,14 @@ def ctrl_c_at(monkeypatch, step: int) -> None:
     monkeypatch.setattr(forecast.ForecastTask, "train_batch", pressed)
 
 
-def test_ctrl_c_mid_epoch_then_resume_equals_the_run_never_stopped(reference, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("step", [17, 12])  # inside the third epoch of six batches; the second's last batch
+def test_ctrl_c_then_resume_equals_the_run_never_stopped(reference, tmp_path, monkeypatch, capsys, step):
     run = tmp_path / "run"
-    ctrl_c_at(monkeypatch, 17)                                  # inside the third epoch of six batches
+    ctrl_c_at(monkeypatch, step)
     assert main(["forecast", "train", *FLAGS, "--out", str(run)]) == 130
-    assert f"interrupted at step 17: checkpoint saved; continue with `unrolled forecast train --resume {run}`" \
+    assert f"interrupted at step {step}: checkpoint saved; continue with `unrolled forecast train --resume {run}`" \
         in capsys.readouterr().err
-    assert load_checkpoint(run)[1]["step"] == 17 and not (run / "report.md").exists()
+    assert load_checkpoint(run)[1]["step"] == step and not (run / "report.md").exists()
     monkeypatch.undo()
     assert main(["forecast", "train", "--resume", str(run)]) == 0
     assert_same_run(reference, run)

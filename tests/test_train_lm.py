@@ -74,11 +74,11 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(uninterrupted, tmp_path,
     _assert_same_run(uninterrupted, run)
 
 
-def test_ctrl_c_in_the_last_step_ends_the_run_as_usual(uninterrupted, tmp_path, monkeypatch):
+def test_ctrl_c_in_the_last_step_still_evaluates_and_saves_the_end(uninterrupted, tmp_path, monkeypatch):
     _on_step(monkeypatch, 154, lambda task: signal.raise_signal(signal.SIGINT))
     run, state, interrupted = lm.train(tiny(), tmp_path / "run", progress=False)
-    assert not interrupted and state.step == 154                # evaluated and saved, nothing left to resume
-    _assert_same_run(uninterrupted, run)
+    assert interrupted and state.step == 154
+    _assert_same_run(uninterrupted, run)                        # the last evaluation and checkpoint too
 
 
 def test_a_killed_run_resumes_from_its_last_evaluation(uninterrupted, tmp_path, monkeypatch):

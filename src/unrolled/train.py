@@ -442,11 +442,9 @@ def fit(task: Task, optimizer, schedule, run, budget: Budget, *, eval_every: int
                 if state.step % eval_every == 0:
                     evaluate_and_save()
                     last_eval = state.step
-        # Ctrl-C in the budget's last step comes too late to stop anything: the run ends as usual
-        stopped = interrupted.is_set() and budget_left()
-        if stopped:
+        if interrupted.is_set() and budget_left():
             save_training_state(run, task, optimizer, schedule, state, meta)
-        elif last_eval != state.step:
+        elif last_eval != state.step:  # the budget's end is always evaluated, Ctrl-C in its last step too
             evaluate_and_save()
     finally:
         if own_bar:
@@ -455,4 +453,4 @@ def fit(task: Task, optimizer, schedule, run, budget: Budget, *, eval_every: int
             signal.signal(signal.SIGINT, previous_handler)
         model.eval()
         release_run(run)
-    return state, stopped
+    return state, interrupted.is_set()
