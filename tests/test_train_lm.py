@@ -74,10 +74,10 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(uninterrupted, tmp_path,
     _assert_same_run(uninterrupted, run)
 
 
-def test_ctrl_c_in_the_last_step_still_evaluates_and_saves_the_end(uninterrupted, tmp_path, monkeypatch):
+def test_ctrl_c_in_the_last_step_completes_the_run(uninterrupted, tmp_path, monkeypatch):
     _on_step(monkeypatch, 154, lambda task: signal.raise_signal(signal.SIGINT))
     run, state, interrupted = lm.train(tiny(), tmp_path / "run", progress=False)
-    assert interrupted and state.step == 154
+    assert not interrupted and state.step == 154                # nothing is left to resume
     _assert_same_run(uninterrupted, run)                        # the last evaluation and checkpoint too
 
 

@@ -255,6 +255,7 @@ def train(config: Config | None, out=None, resume_from=None, progress: bool = Tr
     state, interrupted = fit(task, optimizer, schedule, run, budget, eval_every=config.eval_every,
                              clip=config.clip, state=state, task_arrays=task_arrays, meta=meta,
                              progress=progress, set_progress=set_progress)
+    interrupted = interrupted and not budget.spent(state)  # Ctrl-C in the last step: the run is complete
     metrics = read_metrics(run)
     if metrics:
         from ..viz import plot_losses
