@@ -303,7 +303,8 @@ def fit(task: Task, optimizer, schedule, run, budget: Budget, *, eval_every: int
     of the config and vocabulary files). `on_nonfinite` is "stop" or "skip" (see the module
     docstring; None: the policy of the enclosing `nonfinite_policy`). `bar`: a caller's progress bar
     to draw on instead of one of fit's own (kept open, and evaluations are left to the caller to
-    report), for a caller that calls fit once per epoch. The model is left in eval mode.
+    report), for a caller that calls fit once per epoch. The model is left in eval mode. A state
+    whose budget is already spent is evaluated (and recorded) again: callers check `budget.spent`.
     """
     if not isinstance(eval_every, (int, np.integer)) or eval_every < 1:
         raise ValueError(f"eval_every must be a positive integer, but was given {eval_every!r}.")
