@@ -304,13 +304,16 @@ def fit(task: Task, optimizer, schedule, run, budget: Budget, *, eval_every: int
     docstring; None: the policy of the enclosing `nonfinite_policy`). `bar`: a caller's progress bar
     to draw on instead of one of fit's own (kept open, and evaluations are left to the caller to
     report), for a caller that calls fit once per epoch. The model is left in eval mode. A state
-    whose budget is already spent is evaluated (and recorded) again: callers check `budget.spent`.
+    whose budget is already spent returns at once: its end was evaluated when the budget ran out.
     """
     if not isinstance(eval_every, (int, np.integer)) or eval_every < 1:
         raise ValueError(f"eval_every must be a positive integer, but was given {eval_every!r}.")
     policy = _check_policy(on_nonfinite) if on_nonfinite is not None else _POLICY.get()
     run, meta = Path(run), dict(meta or {})
     state = state or TrainState()
+    if budget.spent(state):  # e.g. a run resumed after it was stopped while scoring its test set
+        task.model.eval()
+        return state, False
     n_batches = task.batches_per_epoch()
     total_steps = budget.epochs * n_batches if budget.epochs is not None else None
     model = task.model

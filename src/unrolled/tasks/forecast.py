@@ -15,9 +15,9 @@ learning rate halves when validation stalls (ReduceLROnPlateau) or follows a cos
 planned epochs, training stops early after `patience` epochs without a better validation loss,
 and the best weights are restored. Every epoch ends with a checkpoint of the whole training state
 (the plateau schedule's included; early stopping counts in metrics.jsonl), so an interrupted or
-killed run continues exactly where it stopped. The test period is then forecast, in original units, by the
-model and by every baseline on exactly the same windows; metrics.jsonl ends with that comparison,
-and report.md and the plots show it.
+killed run continues exactly where it stopped. The test period is then forecast, in original
+units, by the model and by every baseline on exactly the same windows; metrics.jsonl ends with
+that comparison, and report.md and the plots show it.
 """
 from __future__ import annotations
 
@@ -263,7 +263,7 @@ def fit_with_early_stopping(task: ForecastTask, run: Path, config: Config, optim
                 return state, True
             record = read_metrics(run)[-1]
             say(f"epoch {state.epoch}: train {record['train_loss']:.4f}, val {record['val_loss']:.4f} "
-                f"(MAE {record['val_mae']:.4g}){' (best)' if epochs_since_best(run) == 0 else ''}, "
+                f"(MAE {record['val_mae']:.4g}){' (best)' if record['val_loss'] == state.best_val else ''}, "
                 f"lr {optimizer.param_groups[0]['lr']:.2g}, {state.elapsed_s:.0f} s")
     finally:
         bar.close()

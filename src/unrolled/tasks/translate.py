@@ -331,11 +331,8 @@ def train(config: Config, out=None, resume_from=None, progress: bool = True) -> 
         state = TrainState()
         save_training_state(run, task, optimizer, schedule, state, meta)  # resumable from the first step
     task.run = run
-    interrupted = False
-    if not config.budget.spent(state):  # spent: stopped while scoring the test set, which is done again
-        state, interrupted = fit(task, optimizer, schedule, run, config.budget, eval_every=config.eval_every,
-                                 clip=config.clip, state=state, meta=meta, progress=progress,
-                                 set_progress=set_progress)
+    state, interrupted = fit(task, optimizer, schedule, run, config.budget, eval_every=config.eval_every,
+                             clip=config.clip, state=state, meta=meta, progress=progress, set_progress=set_progress)
     if not interrupted:
         finish(run, config, corpus, model, state)
     return run, state, interrupted
