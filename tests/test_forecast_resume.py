@@ -84,7 +84,7 @@ def test_an_epoch_stopped_after_the_time_budget_is_still_finished(tmp_path, monk
     assert_same_run(tmp_path / "reference", tmp_path / "run")
 
 
-def test_a_crash_then_a_kill_while_reporting_resume_to_the_same_run(reference, tmp_path, monkeypatch):
+def test_a_crash_then_a_stop_while_reporting_resume_to_the_same_run(reference, tmp_path, monkeypatch, capsys):
     run, after_eval = tmp_path / "run", forecast.ForecastTask.after_eval
 
     def crash_at_epoch_5(self, step, val_loss):  # before the fifth epoch's checkpoint is saved
@@ -101,9 +101,15 @@ def test_a_crash_then_a_kill_while_reporting_resume_to_the_same_run(reference, t
     def killed(*args):
         raise RuntimeError("killed")
 
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+
     monkeypatch.setattr(forecast_report, "write_outputs", killed)
     with pytest.raises(RuntimeError, match="killed"):  # trained to the end, stopped while writing the report
         main(["forecast", "train", "--resume", str(run)])
+    monkeypatch.setattr(forecast_report, "write_outputs", ctrl_c)
+    assert main(["forecast", "train", "--resume", str(run)]) == 130   # and again, by Ctrl-C
+    assert f"continue with `unrolled forecast train --resume {run}`" in capsys.readouterr().err
     assert "test_mae" not in records(run)[-1]
     monkeypatch.undo()
     assert main(["forecast", "train", "--resume", str(run)]) == 0  # evaluates and reports, trains no more

@@ -371,10 +371,13 @@ def train(config: Config | None = None, out=None, resume_from=None, log=None,
     if interrupted:
         return run, None
     started = time.perf_counter()
-    results = evaluate(model, data, config)
-    final = {**final_record(state, results), "wall_s": round(state.wall_s + time.perf_counter() - started, 3)}
-    from .forecast_report import write_outputs  # matplotlib is loaded only here
-    write_outputs(run, config, data, results, read_metrics(run) + [final])
+    try:
+        results = evaluate(model, data, config)
+        final = {**final_record(state, results), "wall_s": round(state.wall_s + time.perf_counter() - started, 3)}
+        from .forecast_report import write_outputs  # matplotlib is loaded only here
+        write_outputs(run, config, data, results, read_metrics(run) + [final])
+    except KeyboardInterrupt:  # stopped while reporting: resuming reports again
+        return run, None
     append_metrics(run, final)  # last: the record that marks the run finished
     return run, results
 

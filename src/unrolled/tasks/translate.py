@@ -334,7 +334,10 @@ def train(config: Config, out=None, resume_from=None, progress: bool = True) -> 
     state, interrupted = fit(task, optimizer, schedule, run, config.budget, eval_every=config.eval_every,
                              clip=config.clip, state=state, meta=meta, progress=progress, set_progress=set_progress)
     if not interrupted:
-        finish(run, config, corpus, model, state)
+        try:
+            finish(run, config, corpus, model, state)
+        except KeyboardInterrupt:  # stopped while scoring: resuming scores again
+            interrupted = True
     return run, state, interrupted
 
 
