@@ -110,8 +110,20 @@ def test_compare_writes_report_and_results(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert set(results["models"]) == {"rnn", "gru"}
     assert results["models"]["rnn"]["gradient_flow"]["k=0"] > 0
+    assert results["models"]["rnn"]["gradient_flow_reviews"] == [4, 20]     # every test review, cut to 20 tokens
     for name in ("learning_curves", "confusion", "accuracy_by_length", "gradient_flow"):
         assert (out / "plots" / f"{name}.png").is_file()
+
+
+def test_compare_measures_gradient_flow_over_reviews_shorter_than_max_len(tmp_path):
+    out = tmp_path / "compare"                                   # the test reviews hold 113 to 124 tokens
+    assert main(["sentiment", "compare", "--cells", "rnn", "--data", TARBALL, "--epochs", "1", *TINY,
+                 "--max-len", "1000", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())["models"]["rnn"]
+    tokens = results["gradient_flow_reviews"][1]
+    assert results["gradient_flow_reviews"] == [4, tokens] and 100 < tokens < 124
+    assert set(results["gradient_flow"]) == {"k=0", "k=10", "k=50", "k=100"}
+    assert f"averaged over the 4 longest test reviews (their last {tokens} tokens;" in (out / "report.md").read_text()
 
 
 def test_compare_rejects_unknown_cells(capsys):

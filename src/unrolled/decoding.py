@@ -61,6 +61,10 @@ def _as_prompt(prompt_ids) -> np.ndarray:
 # ----- calling the model --------------------------------------------------------------------
 
 
+class NonFiniteLogits(ValueError):
+    """The model gave no usable next-token distribution (in training: its weights have diverged)."""
+
+
 def _step(step, tokens: np.ndarray, state):
     """One model step, with its logits checked: (B, V) and a finite maximum in every row."""
     logits, state = step(tokens, state)
@@ -71,7 +75,7 @@ def _step(step, tokens: np.ndarray, state):
             f"but returned shape {logits.shape}."
         )
     if not np.isfinite(logits.max(axis=1)).all():
-        raise ValueError(
+        raise NonFiniteLogits(
             "step returned logits that are NaN, +inf or all -inf; the model has no usable next-token distribution."
         )
     return logits, state

@@ -44,6 +44,7 @@ import numpy as np
 from .checkpoint import (CheckpointError, generator_states, has_checkpoint, load_checkpoint, module_generators,
                          prefixed, restore_generators, save_checkpoint, section)
 from .core.module import Module
+from .decoding import NonFiniteLogits
 from .optim import CosineWarmup, clip_grad_norm
 from .runs import (Progress, append_metrics, lock_run, release_run, remove_temporaries, truncate_metrics,
                    truncate_samples)
@@ -355,7 +356,11 @@ def fit(task: Task, optimizer, schedule, run, budget: Budget, *, eval_every: int
         if state.skipped_steps:
             record.update(skipped_steps=list(state.skipped_steps), lr_scale=state.lr_scale)
         record.update(getattr(task, "eval_metrics", dict)())  # e.g. a classifier's val_accuracy
-        task.after_eval(state.step, val)
+        try:
+            task.after_eval(state.step, val)
+        except NonFiniteLogits:  # finite weights whose outputs overflow (a language model's samples)
+            raise diverged("the model's next-token logits are no longer finite, so this state is not saved",
+                           f"by step {state.step}", lower) from None
         model.train()
         improved = state.best_val is None or val < state.best_val
         if improved:

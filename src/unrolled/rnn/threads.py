@@ -17,6 +17,7 @@ library is found (NumPy on MKL, Accelerate, BLIS...), `one_blas_thread()` does n
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import ctypes
 import glob
 import os
@@ -109,7 +110,7 @@ class Job:
 
     def __init__(self, fn, args, shareable: bool):
         self.fn, self.args, self.shareable = fn, args, shareable
-        self.future = _executor().submit(fn, *args)
+        self.future = _executor().submit(contextvars.copy_context().run, fn, *args)  # the caller's np.errstate
         self.joined = False
 
     def join(self) -> None:

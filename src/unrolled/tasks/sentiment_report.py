@@ -48,11 +48,12 @@ def gradient_flow(model, ids: np.ndarray, seed: int = 0) -> np.ndarray:
     return np.linalg.norm(dx, axis=2).mean(axis=1)[::-1]            # (T,), k = 0 is the last word
 
 
-def _long_reviews(prepared, max_len: int, n: int) -> np.ndarray:
-    full = [ids for ids in prepared.test.ids if len(ids) == max_len][:n]
-    if not full:
-        raise ValueError(f"expected test reviews of at least {max_len} tokens for the gradient flow, but found none.")
-    return np.stack(full)                                           # (B, T)
+def _long_reviews(prepared, n: int) -> np.ndarray:
+    """The n longest test reviews (full length `max_len` on IMDB), each cut to its last T words, T the
+    length of the shortest of them."""
+    longest = sorted(prepared.test.ids, key=len, reverse=True)[:n]
+    T = len(longest[-1])
+    return np.stack([ids[len(ids) - T:] for ids in longest])       # (B, T)
 
 
 def compare(config: sentiment.Config, cells: list[str], out, progress: bool = True) -> Path:
@@ -75,8 +76,10 @@ def compare(config: sentiment.Config, cells: list[str], out, progress: bool = Tr
         run_config, vocab, classes, model = sentiment.load_run(out / cell)
         if prepared is None:
             prepared = sentiment.prepare(run_config, vocab, data)
-        norms = gradient_flow(model, _long_reviews(prepared, run_config.max_len, FLOW_REVIEWS), config.seed)
+        reviews = _long_reviews(prepared, FLOW_REVIEWS)                # (B, T)
+        norms = gradient_flow(model, reviews, config.seed)
         flows[cell.upper()] = norms
+        results[cell]["gradient_flow_reviews"] = list(reviews.shape)
         results[cell]["gradient_flow"] = {f"k={k}": float(norms[k]) for k in FLOW_MARKS if k < len(norms)}
     classes = results[cells[0]]["classes"]
     plots = out / "plots"
@@ -153,8 +156,8 @@ def render(config: sentiment.Config, cells: list[str], results: dict) -> str:
         lines.append(f"| {c.upper()} | " + " | ".join(_pct(b["accuracy"]) for b in results[c]["test"]["by_length"]) + " |")
     lines += ["", "![accuracy by length](plots/accuracy_by_length.png)", "",
               "Gradient norm through time: the norm of the gradient that the top layer's final forward state "
-              f"sends back to the word k steps before the last one, averaged over {FLOW_REVIEWS} test reviews "
-              f"of {config.max_len} tokens (relative to k = 0 in brackets).", "",
+              "sends back to the word k steps before the last one, averaged over the {} longest test reviews "
+              "(their last {} tokens; relative to k = 0 in brackets).".format(*first["gradient_flow_reviews"]), "",
               "| model | " + " | ".join(f"k = {k}" for k in FLOW_MARKS) + " |", "|---|" + "---|" * len(FLOW_MARKS)]
     for c in cells:
         flow = results[c]["gradient_flow"]
