@@ -175,6 +175,17 @@ def test_a_run_stopped_before_its_first_checkpoint_starts_again(tmp_path):
     assert (foreign / "config.json").read_text() == '{"editor": "vim"}'
 
 
+def test_a_run_that_lost_its_latest_checkpoint_is_not_started_over(tmp_path):
+    run = create_run(tmp_path / "run", {"task": "lm", "hidden": 8})
+    save_checkpoint(run, _arrays(), {"step": 50}, "best")
+    with pytest.raises(CheckpointError) as error:            # checkpoint.json deleted; best.json is there
+        load_checkpoint(run)
+    assert "same --out" not in str(error.value)
+    with pytest.raises(ValueError, match="already holds a run"):
+        create_run(run, {"task": "lm", "hidden": 16})
+    assert read_config(run, "lm")["hidden"] == 8 and load_checkpoint(run, "best")[1]["step"] == 50
+
+
 def _kill_at_replace(monkeypatch, target: str):
     """Make os.replace raise (a stand-in for a kill) when it is about to put `target` in place."""
     original = os.replace

@@ -312,3 +312,22 @@ def test_the_table_covers_every_command():
     assert commands >= {"lm train", "lm sample", "lm inspect", "sentiment train", "sentiment predict",
                         "sentiment explain", "sentiment compare", "forecast train", "forecast predict",
                         "translate train", "translate run", "translate eval"}
+
+
+@pytest.mark.parametrize("command", [
+    "lm train {lm_flags} --out {mine}",
+    "sentiment train {sentiment_flags} --data {tarball} --out {mine}",
+    "forecast train {forecast_flags} --data {airline} --out {mine}",
+    "translate train {translate_flags} --data {pairs} --out {mine}",
+    "lm inspect {lm} --text 'To be, or not to be' --out {mine}",
+], ids=lambda c: " ".join(c.split()[:2]))
+def test_out_never_writes_into_a_folder_of_other_files(command, runs, bad, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    (mine / "plots").mkdir(parents=True)
+    for name in ("report.md", "notes.txt", "plots/loss.png"):   # names a run would write over
+        (mine / name).write_text("mine")
+    argv, _ = _argv(command.replace("{mine}", str(mine)), runs, bad, tmp_path / "new")
+    assert main(argv) == 2
+    assert f"{mine} holds files that are not a" in capsys.readouterr().err
+    assert _snapshot(mine) == {name: hashlib.sha256(b"mine").hexdigest()
+                               for name in ("notes.txt", "plots/loss.png", "report.md")}

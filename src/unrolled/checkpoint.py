@@ -155,7 +155,8 @@ def load_checkpoint(directory, name: str = "checkpoint") -> tuple[dict[str, np.n
     meta_path, npz_path, pending = directory / f"{name}.json", directory / f"{name}.npz", _pending(directory, name)
     if not meta_path.exists() and not pending.exists():
         hint = ("; a run stopped before its first checkpoint starts again with the same --out"
-                if name == "checkpoint" and (directory / CONFIG).exists() else "")
+                if name == "checkpoint" and (directory / CONFIG).exists() and not has_checkpoint(directory, "best")
+                else "")
         raise CheckpointError(f"expected a checkpoint ({meta_path.name}) in {directory}, but there is none{hint}.")
     try:
         payload = npz_path.read_bytes()

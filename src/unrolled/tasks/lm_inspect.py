@@ -78,6 +78,16 @@ def unit_activations(internals: list[dict[str, np.ndarray]], cell: str) -> dict[
     return found
 
 
+def _check_output_folder(out: Path) -> None:
+    """`out` must be new, empty, or an earlier inspection's folder (its report.md replaced, nothing else)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out must be a folder, but {out} is a file.")
+    if out.is_dir() and any(out.iterdir()):
+        report = out / "report.md"
+        if not (report.is_file() and report.read_text(encoding="utf-8", errors="replace").startswith("# Units of ")):
+            raise ValueError(f"{out} holds files that are not an inspection; choose an empty or new folder for --out.")
+
+
 def inspect_run(run, text: str, out=None, max_tokens: int = 2000) -> str:
     """Write the heatmaps, unit plots and report.md for `text` into `out` (default run/inspect); returns the report."""
     config, vocab, model, meta = load_run(run)
@@ -87,6 +97,7 @@ def inspect_run(run, text: str, out=None, max_tokens: int = 2000) -> str:
         raise ValueError(f"--text must hold at least 2 tokens to inspect, but was given {len(ids)}.")
     tokens = vocab.decode(ids)
     internals = model.internals(ids[:, None])                            # per layer: dict of (T, 1, H)
+    _check_output_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     plots = []
     n = min(len(tokens), HEATMAP_TOKENS)  # few enough to label every column
