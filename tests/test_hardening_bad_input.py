@@ -89,6 +89,7 @@ CASES = [
     ("lm-resume-finished", "lm train --resume {lm}", "already spent its budget"),
     ("lm-out-is-a-run", "lm train {lm_flags} --out {lm}", "already holds a run"),
     ("lm-out-is-a-file", "lm train {lm_flags} --out {bad}/empty.txt", "is a file"),
+    ("lm-negative-seed", "lm train {lm_flags} --seed -1 --out {new}", "argument --seed: must be an integer >= 0"),
     ("lm-unknown-nonfinite", "lm train {lm_flags} --on-nonfinite ignore --out {new}", "invalid choice"),
     # ----- lm sample / inspect -----------------------------------------------------------------
     ("lm-sample-prompt-outside-vocab", "lm sample {lm} --prompt ROMEO\u00a7", "not in the vocabulary"),
@@ -189,12 +190,18 @@ CASES = [
     ("translate-huge", "translate train {translate_flags} --data {bad}/huge.txt --out {new}", "MiB allowed"),
     ("translate-heads-do-not-divide", "translate train {translate_flags} --data {pairs} --arch transformer "
      "--heads 3 --out {new}", "multiple of heads"),
+    ("translate-rnn-flags-on-a-transformer", "translate train {translate_flags} --data {pairs} --arch transformer "
+     "--cell lstm --teacher-forcing 0.5 --out {new}", "--cell, --embed and --teacher-forcing apply to --arch rnn only"),
+    ("translate-transformer-flag-on-an-rnn", "translate train {translate_flags} --data {pairs} --heads 2 --out {new}",
+     "--heads applies to --arch transformer only"),
+    ("translate-negative-seed", "translate train {translate_flags} --seed -3 --out {new}", "must be an integer >= 0"),
     ("translate-epochs-and-minutes", "translate train {translate_flags} --minutes 2 --out {new}",
      "not allowed with argument"),
     ("translate-resume-with-flags", "translate train --resume {translate} --lr 0.1", "takes no other flags"),
     ("translate-resume-finished", "translate train --resume {translate}", "already spent its budget"),
     # ----- translate run / eval ----------------------------------------------------------------
     ("translate-run-no-words", "translate run {translate} '123 456'", "at least one word"),
+    ("translate-run-plot-not-png", "translate run {translate} 'I am cold.' --plot {bad}/empty.txt", "must name a .png"),
     ("translate-run-other-task", "translate run {sentiment} 'I am cold.'", "expected a 'translate' run"),
     ("translate-run-pickled-checkpoint", "translate run {broken:translate:pickle} 'I am cold.'", "only numeric arrays"),
     ("translate-eval-data-gone", "translate eval {broken:translate:data}", "does not exist"),

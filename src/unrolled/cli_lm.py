@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli import dropout_rate, nonnegative_float, positive_float, positive_int, probability, refuse_flags_with_resume
+from .cli import (dropout_rate, nonnegative_float, nonnegative_int, positive_float, positive_int, probability,
+                  refuse_flags_with_resume)
 from .tasks import lm
 
 # train flags that set a Config field of the same name (dashes become underscores)
@@ -37,7 +38,7 @@ def register(tasks) -> None:
     budget = train.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=positive_int, metavar="N", help=f"passes over the training text (default {d.epochs})")
     budget.add_argument("--minutes", type=positive_float, metavar="M", help="minutes of training time instead of epochs")
-    train.add_argument("--seed", type=int, metavar="S", help=f"weights, dropout and samples (default {d.seed})")
+    train.add_argument("--seed", type=nonnegative_int, metavar="S", help=f"weights, dropout and samples (default {d.seed})")
     train.add_argument("--eval-every", type=positive_int, metavar="N",
                        help=f"steps between evaluations and checkpoints (default {d.eval_every})")
     train.add_argument("--preset", choices=tuple(lm.PRESETS),
@@ -55,7 +56,7 @@ def register(tasks) -> None:
     sample.add_argument("--top-k", type=positive_int, metavar="K")
     sample.add_argument("--top-p", type=probability, metavar="P")
     sample.add_argument("--beam", type=positive_int, metavar="B", help="beam search of width B instead of sampling")
-    sample.add_argument("--seed", type=int, metavar="S")
+    sample.add_argument("--seed", type=nonnegative_int, metavar="S")
     sample.set_defaults(func=run_sample)
 
     inspect = actions.add_parser("inspect", help="heatmaps of hidden states and gates, and the readable units")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli import dropout_rate, _number, positive_float, positive_int, refuse_flags_with_resume
+from .cli import dropout_rate, _number, nonnegative_int, positive_float, positive_int, refuse_flags_with_resume
 from .runs import read_json
 from .tasks import translate
 
@@ -13,6 +13,8 @@ DEFAULT_OUT = "runs/translate"
 CONFIG_FLAGS = ("data", "arch", "cell", "attention", "bidirectional", "layers", "embed", "hidden", "heads", "ff",
                 "dropout", "teacher_forcing", "label_smoothing", "min_freq", "batch", "lr", "epochs", "minutes",
                 "max_len", "beam", "length_penalty", "seed", "eval_every")
+# flags of one architecture that the other has no use for
+ARCH_ONLY = {"rnn": ("attention", "cell", "bidirectional", "embed", "teacher_forcing"), "transformer": ("heads", "ff")}
 
 
 def _fraction(text: str) -> float:
@@ -65,7 +67,7 @@ def register(tasks) -> None:
     train.add_argument("--beam", type=positive_int, metavar="K", help=f"beam width of the test score (default {d.beam})")
     train.add_argument("--length-penalty", type=_alpha, metavar="A",
                        help=f"GNMT length normalisation of beam scores, 0: none (default {d.length_penalty})")
-    train.add_argument("--seed", type=int, metavar="S")
+    train.add_argument("--seed", type=nonnegative_int, metavar="S")
     train.add_argument("--eval-every", type=positive_int, metavar="N", help=f"steps between evaluations (default {d.eval_every})")
     train.add_argument("--out", metavar="DIR", help=f"a new run folder (default {DEFAULT_OUT})")
     train.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
@@ -89,6 +91,13 @@ def run_train(args: argparse.Namespace) -> int:
     given = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
     refuse_flags_with_resume(args, given)
     config = None if args.resume is not None else translate.config_from(args.preset or "tutorial", **given)
+    if config is not None:
+        other = next(arch for arch in ARCH_ONLY if arch != config.arch)
+        unused = [f"--{name.replace('_', '-')}" for name in ARCH_ONLY[other] if name in given]
+        if unused:
+            named = " and ".join([", ".join(unused[:-1]), unused[-1]] if len(unused) > 1 else unused)
+            raise ValueError(f"{named} appl{'ies' if len(unused) == 1 else 'y'} to --arch {other} "
+                             f"only, but this run's model is {config.arch}.")
     run, state, interrupted = translate.train(config, out=args.out or DEFAULT_OUT, resume_from=args.resume)
     if interrupted:
         print(f"interrupted at step {state.step}: checkpoint saved; continue with "
@@ -101,6 +110,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_run(args: argparse.Namespace) -> int:
+    if args.plot is not None and not args.plot.lower().endswith(".png"):
+        raise ValueError(f"--plot must name a .png file, but was given {args.plot}.")
     result = translate.translate_text(args.run, args.sentence, beam=args.beam)
     if args.plot is not None and result.weights is None:
         raise ValueError(f"the model in {args.run} has no attention to plot (it was trained with --attention none).")

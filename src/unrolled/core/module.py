@@ -64,6 +64,12 @@ class Parameter:
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
 
 
+def _some(names: list[str], shown: int = 3) -> str:
+    """'a', 'b', 'c' (and 4 more): a list of names short enough for a one-sentence error."""
+    more = f" (and {len(names) - shown} more)" if len(names) > shown else ""
+    return ", ".join(f"'{n}'" for n in names[:shown]) + more
+
+
 class Module:
     """Base class of every layer and model.
 
@@ -204,10 +210,9 @@ class Module:
         missing = [k for k in params if k not in state]
         unexpected = [k for k in state if k not in params]
         if strict and (missing or unexpected):
-            raise ValueError(
-                f"{type(self).__name__}.load_state_dict expected the names {sorted(params)}, "
-                f"but is missing {missing} and was given unexpected {unexpected}."
-            )
+            raise ValueError(f"{type(self).__name__}.load_state_dict " + " and ".join(
+                f"{what} {_some(names)}" for what, names in (("is missing", missing), ("was given unexpected", unexpected))
+                if names) + ".")
         arrays = {}
         for name, p in params.items():
             if name not in state:
