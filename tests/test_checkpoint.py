@@ -304,3 +304,12 @@ def test_a_second_process_cannot_train_a_run_being_trained(tmp_path):
     lock_run(run)  # again in the same process: fine
     release_run(run)
     assert subprocess.run(other, capture_output=True, timeout=60).returncode == 0
+
+
+def test_an_atomic_write_to_a_folder_or_into_a_missing_folder_names_the_path_asked_for(tmp_path):
+    (tmp_path / "plot.png").mkdir()
+    with pytest.raises(ValueError, match=f"expected a file to write at {tmp_path / 'plot.png'}, but it is a folder"):
+        atomic_write(tmp_path / "plot.png", lambda f: f.write(b"x"))
+    with pytest.raises(ValueError, match=f"the folder {tmp_path / 'nowhere'} does not exist"):
+        atomic_write(tmp_path / "nowhere" / "forecast.csv", lambda f: f.write(b"x"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plot.png"]   # no temporary file left

@@ -44,7 +44,14 @@ _SECTION = re.compile(r"^=== step (\d+)\b", re.MULTILINE)
 def atomic_write(path, write: Callable[[IO[bytes]], None]) -> None:
     """Call `write(file)` on a temporary file beside `path`, then move it over `path`."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise ValueError(f"expected a file to write at {path}, but it is a folder.")
+    if not path.parent.is_dir():
+        raise ValueError(f"cannot write {path}: the folder {path.parent} does not exist.")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:  # named by the file asked for, not the temporary one
+        raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
