@@ -97,6 +97,7 @@ CASES = [
     ("lm-sample-no-run", "lm sample {bad}/no-run", "is not a folder"),
     ("lm-sample-other-task", "lm sample {forecast}", "expected a 'lm' run"),
     ("lm-sample-bad-top-p", "lm sample {lm} --top-p 0", "must be a number in (0, 1]"),
+    ("lm-sample-beam-too-wide", "lm sample {lm} --beam 100000", "must be an integer from 1 to 100"),
     ("lm-sample-beam-and-top-k", "lm sample {lm} --beam 3 --top-k 5", "--beam"),
     ("lm-sample-torn-checkpoint", "lm sample {broken:lm:best.npz}", "truncated, corrupted"),
     ("lm-sample-missing-vocab", "lm sample {broken:lm:vocab.json}", "does not exist"),
@@ -205,6 +206,7 @@ CASES = [
     ("translate-run-other-task", "translate run {sentiment} 'I am cold.'", "expected a 'translate' run"),
     ("translate-run-pickled-checkpoint", "translate run {broken:translate:pickle} 'I am cold.'", "only numeric arrays"),
     ("translate-eval-data-gone", "translate eval {broken:translate:data}", "does not exist"),
+    ("translate-eval-beam-too-wide", "translate eval {translate} --beam 101", "must be an integer from 1 to 100"),
     ("translate-eval-other-task", "translate eval {forecast}", "expected a 'translate' run"),
 ]
 

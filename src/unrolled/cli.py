@@ -81,6 +81,13 @@ def nonnegative_int(text: str) -> int:
     return _number(int, text, lambda v: v >= 0, "an integer >= 0")
 
 
+MAX_BEAM = 100  # far past where a wider beam helps; a width of thousands would run for hours
+
+
+def beam_width(text: str) -> int:
+    return _number(int, text, lambda v: 1 <= v <= MAX_BEAM, f"an integer from 1 to {MAX_BEAM}")
+
+
 def positive_float(text: str) -> float:
     return _number(float, text, lambda v: 0 < v < float("inf"), "a positive number")
 

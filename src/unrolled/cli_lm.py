@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli import (dropout_rate, nonnegative_float, nonnegative_int, positive_float, positive_int, probability,
-                  refuse_flags_with_resume)
+from .cli import (beam_width, dropout_rate, nonnegative_float, nonnegative_int, positive_float, positive_int,
+                  probability, refuse_flags_with_resume)
 from .tasks import lm
 
 # train flags that set a Config field of the same name (dashes become underscores)
@@ -55,7 +55,7 @@ def register(tasks) -> None:
                         help="0 picks the argmax (default 0.8)")
     sample.add_argument("--top-k", type=positive_int, metavar="K")
     sample.add_argument("--top-p", type=probability, metavar="P")
-    sample.add_argument("--beam", type=positive_int, metavar="B", help="beam search of width B instead of sampling")
+    sample.add_argument("--beam", type=beam_width, metavar="B", help="beam search of width B instead of sampling")
     sample.add_argument("--seed", type=nonnegative_int, metavar="S")
     sample.set_defaults(func=run_sample)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli import dropout_rate, _number, nonnegative_int, positive_float, positive_int, refuse_flags_with_resume
+from .cli import (beam_width, dropout_rate, _number, nonnegative_int, positive_float, positive_int,
+                  refuse_flags_with_resume)
 from .runs import read_json
 from .tasks import translate
 
@@ -64,7 +65,7 @@ def register(tasks) -> None:
     budget.add_argument("--minutes", type=positive_float, metavar="M",
                         help=f"minutes of training time (default {d.minutes:g})")
     train.add_argument("--max-len", type=positive_int, metavar="N", help="tokens at most per translation (default 30; full: 60)")
-    train.add_argument("--beam", type=positive_int, metavar="K", help=f"beam width of the test score (default {d.beam})")
+    train.add_argument("--beam", type=beam_width, metavar="K", help=f"beam width of the test score (default {d.beam})")
     train.add_argument("--length-penalty", type=_alpha, metavar="A",
                        help=f"GNMT length normalisation of beam scores, 0: none (default {d.length_penalty})")
     train.add_argument("--seed", type=nonnegative_int, metavar="S")
@@ -76,13 +77,13 @@ def register(tasks) -> None:
     run = actions.add_parser("run", help="translate a sentence with a trained run")
     run.add_argument("run", metavar="DIR")
     run.add_argument("sentence", metavar="SENTENCE")
-    run.add_argument("--beam", type=positive_int, metavar="K", help="beam search of width K (default: greedy)")
+    run.add_argument("--beam", type=beam_width, metavar="K", help="beam search of width K (default: greedy)")
     run.add_argument("--plot", metavar="PNG", help="write the attention heatmap to this file")
     run.set_defaults(func=run_run)
 
     evaluate = actions.add_parser("eval", help="BLEU of greedy decoding and beam search on the held-out test split")
     evaluate.add_argument("run", metavar="DIR")
-    evaluate.add_argument("--beam", type=positive_int, metavar="K", help="beam width (default: the run's)")
+    evaluate.add_argument("--beam", type=beam_width, metavar="K", help="beam width (default: the run's)")
     evaluate.add_argument("--length-penalty", type=_alpha, metavar="A", help="GNMT alpha (default: the run's)")
     evaluate.set_defaults(func=run_eval)
 
