@@ -89,6 +89,7 @@ CASES = [
     ("lm-resume-finished", "lm train --resume {lm}", "already spent its budget"),
     ("lm-out-is-a-run", "lm train {lm_flags} --out {lm}", "already holds a run"),
     ("lm-out-is-a-file", "lm train {lm_flags} --out {bad}/empty.txt", "is a file"),
+    ("lm-empty-out", "lm train {lm_flags} --out ''", "argument --out: must name a path, but was given ''"),
     ("lm-negative-seed", "lm train {lm_flags} --seed -1 --out {new}", "argument --seed: must be an integer >= 0"),
     ("lm-unknown-nonfinite", "lm train {lm_flags} --on-nonfinite ignore --out {new}", "invalid choice"),
     # ----- lm sample / inspect -----------------------------------------------------------------
@@ -113,9 +114,9 @@ CASES = [
      "expected a column named 'text'"),
     ("sentiment-latin1", "sentiment train {sentiment_flags} --data {bad}/latin1.csv --out {new}", "not valid UTF-8"),
     ("sentiment-one-text", "sentiment train {sentiment_flags} --data {bad}/one_text.csv --out {new}",
-     "at least 2 labelled texts"),
+     "at least 3 labelled texts"),
     ("sentiment-one-class", "sentiment train {sentiment_flags} --data {bad}/one_class.csv --out {new}",
-     "num_classes must be"),
+     "has only one label"),
     ("sentiment-unknown-format", "sentiment train {sentiment_flags} --data {bad}/reviews.xlsx --out {new}",
      "format is unknown"),
     ("sentiment-binary-tarball", "sentiment train {sentiment_flags} --data {bad}/binary.tar.gz --out {new}",
@@ -124,15 +125,17 @@ CASES = [
      "found none"),
     ("sentiment-huge", "sentiment train {sentiment_flags} --data {bad}/huge.csv --out {new}", "MiB allowed"),
     ("sentiment-vectors-missing", "sentiment train {sentiment_flags} --data {tarball} --vectors {bad}/missing.txt "
-     "--out {new}", "No such file"),
+     "--out {new}", "does not exist"),
     ("sentiment-vectors-wrong-size", "sentiment train {sentiment_flags} --data {tarball} --vectors "
      "{bad}/vectors_short.txt --out {new}", "expected a word and 6 numbers"),
     ("sentiment-vectors-binary", "sentiment train {sentiment_flags} --data {tarball} --vectors {bad}/binary.txt "
-     "--out {new}", "utf-8"),
+     "--out {new}", "is not UTF-8 text"),
     ("sentiment-epochs-and-minutes", "sentiment train {sentiment_flags} --minutes 1 --data {tarball} --out {new}",
      "not allowed with argument"),
     ("sentiment-resume-with-flags", "sentiment train --resume {sentiment} --cell rnn", "takes no other flags"),
     ("sentiment-resume-other-task", "sentiment train --resume {lm}", "expected a 'sentiment' run"),
+    ("sentiment-negative-seed", "sentiment train {sentiment_flags} --data {tarball} --seed -1 --out {new}",
+     "argument --seed: must be an integer >= 0"),
     ("sentiment-compare-same-cell", "sentiment compare --cells gru,gru {sentiment_flags} --data {tarball} --out {new}",
      "distinct cells"),
     # ----- sentiment predict / explain ---------------------------------------------------------

@@ -81,6 +81,12 @@ def nonnegative_int(text: str) -> int:
     return _number(int, text, lambda v: v >= 0, "an integer >= 0")
 
 
+def path_name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"must name a path, but was given {text!r}")
+    return text
+
+
 MAX_BEAM = 100  # far past where a wider beam helps; a width of thousands would run for hours
 
 

@@ -10,7 +10,8 @@ import argparse
 import sys
 
 from .checkpoint import load_checkpoint
-from .cli import dropout_rate, nonnegative_float, nonnegative_int, positive_float, positive_int, refuse_flags_with_resume
+from .cli import (dropout_rate, nonnegative_float, nonnegative_int, path_name, positive_float, positive_int,
+                  refuse_flags_with_resume)
 from .tasks import forecast, forecast_data
 
 # train flags that set a Config field of the same name (dashes become underscores)
@@ -41,7 +42,7 @@ def fractions(text: str) -> tuple[float, float, float]:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         values = ()
-    if len(values) != 3 or min(values) <= 0 or abs(sum(values) - 1) > 1e-6:
+    if len(values) != 3 or min(values) <= 0 or not abs(sum(values) - 1) <= 1e-6:  # a NaN fails too
         raise argparse.ArgumentTypeError(f"must be three positive fractions adding up to 1, such as 0.5,0.25,0.25, "
                                          f"but was given {text!r}")
     return values
@@ -109,16 +110,25 @@ def register(tasks) -> None:
     model.add_argument("--epochs", type=positive_int, metavar="N", help="at most (default 100)")
     model.add_argument("--patience", type=positive_int, metavar="N", help="early stopping, in epochs (default 10)")
     model.add_argument("--minutes", type=positive_float, metavar="M", help="stop after M minutes of training")
-    model.add_argument("--seed", type=int, metavar="S")
-    train.add_argument("--out", metavar="DIR", help=f"a new run folder (default {DEFAULT_OUT})")
-    train.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
+    model.add_argument("--seed", type=nonnegative_int, metavar="S")
+    train.add_argument("--out", type=path_name, metavar="DIR", help=f"a new run folder (default {DEFAULT_OUT})")
+    train.add_argument("--resume", type=path_name, metavar="DIR", help="continue the run in DIR exactly where it stopped")
     train.set_defaults(func=run_train)
 
     predict = actions.add_parser("predict", help="forecast the steps after the end of the data with a trained run")
     predict.add_argument("run", metavar="DIR")
     predict.add_argument("--data", metavar="CSV", help="newer data with the same columns (default: the run's CSV)")
-    predict.add_argument("--out", metavar="FILE", help="the CSV of forecasts to write (default DIR/forecast.csv)")
+    predict.add_argument("--out", type=path_name, metavar="FILE", help="the CSV of forecasts to write (default DIR/forecast.csv)")
     predict.set_defaults(func=run_predict)
+
+
+def refuse_split_clash(given: dict) -> None:
+    """--split and --test-last both place the test period; --val-last counts back from --test-last's."""
+    if "split" in given and "test_last" in given:
+        raise ValueError("--split and --test-last both set the test period, so give only one of them.")
+    if "val_last" in given and "test_last" not in given:
+        raise ValueError("--val-last sets the validation rows just before the --test-last N test rows, "
+                         "so it needs --test-last too.")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -128,6 +138,7 @@ def run_train(args: argparse.Namespace) -> int:
         missing = [f"--{name}" for name in ("data", "target") if name not in given]
         if missing:
             raise ValueError(f"a new run needs {' and '.join(missing)} (or --resume DIR to continue a run).")
+        refuse_split_clash(given)
     config = None if args.resume is not None else forecast.Config(**given)
     run, results = forecast.train(config, out=args.out or DEFAULT_OUT, resume_from=args.resume)
     if results is None:

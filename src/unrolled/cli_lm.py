@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli import (beam_width, dropout_rate, nonnegative_float, nonnegative_int, positive_float, positive_int,
-                  probability, refuse_flags_with_resume)
+from .cli import (beam_width, dropout_rate, nonnegative_float, nonnegative_int, path_name, positive_float,
+                  positive_int, probability, refuse_flags_with_resume)
 from .tasks import lm
 
 # train flags that set a Config field of the same name (dashes become underscores)
@@ -43,8 +43,8 @@ def register(tasks) -> None:
                        help=f"steps between evaluations and checkpoints (default {d.eval_every})")
     train.add_argument("--preset", choices=tuple(lm.PRESETS),
                        help="a measured configuration (quick: 5 minutes, full: 30 minutes); flags override it")
-    train.add_argument("--out", metavar="DIR", help=f"a new run folder (default {DEFAULT_OUT})")
-    train.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
+    train.add_argument("--out", type=path_name, metavar="DIR", help=f"a new run folder (default {DEFAULT_OUT})")
+    train.add_argument("--resume", type=path_name, metavar="DIR", help="continue the run in DIR exactly where it stopped")
     train.set_defaults(func=run_train)
 
     sample = actions.add_parser("sample", help="generate text from a trained run, streamed as it is made")
@@ -62,7 +62,7 @@ def register(tasks) -> None:
     inspect = actions.add_parser("inspect", help="heatmaps of hidden states and gates, and the readable units")
     inspect.add_argument("run", metavar="DIR")
     inspect.add_argument("--text", required=True, metavar="TEXT", help="the text to run the model over")
-    inspect.add_argument("--out", metavar="DIR", help="where to write the plots and report.md (default DIR/inspect)")
+    inspect.add_argument("--out", type=path_name, metavar="DIR", help="where to write the plots and report.md (default DIR/inspect)")
     inspect.set_defaults(func=run_inspect)
 
 

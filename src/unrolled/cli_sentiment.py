@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from .cli import dropout_rate, nonnegative_float, positive_float, positive_int, refuse_flags_with_resume
+from .cli import (dropout_rate, nonnegative_float, nonnegative_int, path_name, positive_float, positive_int,
+                  refuse_flags_with_resume)
+from .data.sentiment_sources import is_table
 from .runs import read_json
 from .tasks import sentiment
 
@@ -50,7 +53,7 @@ def _model_flags(parser, cell: bool = True) -> None:
                         help=f"epochs per model (train's default {d.epochs}, a cosine over them)")
     budget.add_argument("--minutes", type=positive_float, metavar="M",
                         help=f"minutes of training time per model instead (compare's default {COMPARE_MINUTES:g})")
-    parser.add_argument("--seed", type=int, metavar="S")
+    parser.add_argument("--seed", type=nonnegative_int, metavar="S")
     parser.add_argument("--eval-every", type=positive_int, metavar="N", help=f"steps between evaluations (default {d.eval_every})")
 
 
@@ -62,8 +65,8 @@ def register(tasks) -> None:
     train = actions.add_parser("train", help="train a classifier (defaults: the best configuration found)",
                                description="Train a sentiment classifier; its defaults are the best configuration found.")
     _model_flags(train)
-    train.add_argument("--out", metavar="DIR", help=f"a new run folder (default {DEFAULT_OUT})")
-    train.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
+    train.add_argument("--out", type=path_name, metavar="DIR", help=f"a new run folder (default {DEFAULT_OUT})")
+    train.add_argument("--resume", type=path_name, metavar="DIR", help="continue the run in DIR exactly where it stopped")
     train.set_defaults(func=run_train)
 
     compare = actions.add_parser("compare", help="train several cells with the same budget and write a report",
@@ -71,7 +74,7 @@ def register(tasks) -> None:
                                              "results.json and plots.")
     compare.add_argument("--cells", default="rnn,lstm,gru", metavar="LIST", help="comma-separated (default rnn,lstm,gru)")
     _model_flags(compare, cell=False)
-    compare.add_argument("--out", metavar="DIR", help=f"the report folder (default {DEFAULT_COMPARE_OUT})")
+    compare.add_argument("--out", type=path_name, metavar="DIR", help=f"the report folder (default {DEFAULT_COMPARE_OUT})")
     compare.set_defaults(func=run_compare)
 
     predict = actions.add_parser("predict", help="label and probability of texts (arguments, or one per stdin line)")
@@ -82,7 +85,7 @@ def register(tasks) -> None:
     explain = actions.add_parser("explain", help="plot the prediction after each word of a text")
     explain.add_argument("run", metavar="DIR")
     explain.add_argument("text", metavar="TEXT")
-    explain.add_argument("--out", metavar="PNG", help="where to write the plot (default DIR/plots/explain.png)")
+    explain.add_argument("--out", type=path_name, metavar="PNG", help="where to write the plot (default DIR/plots/explain.png)")
     explain.set_defaults(func=run_explain)
 
 
@@ -91,6 +94,11 @@ def _given(args) -> dict:
 
 
 def _config(given: dict) -> sentiment.Config:
+    columns = [f"--{name.replace('_', '-')}" for name in ("text_column", "label_column") if name in given]
+    data = given.get("data", sentiment.Config.data)
+    if columns and not is_table(data):
+        raise ValueError(f"{' and '.join(columns)} {'apply' if len(columns) == 2 else 'applies'} only to .csv/.tsv "
+                         f"data, but --data {data} is not a table.")
     return sentiment.config_from(**given)
 
 
@@ -121,21 +129,49 @@ def run_compare(args: argparse.Namespace) -> int:
         given["minutes"] = COMPARE_MINUTES
     config = _config(given)
     report = compare(config, cells, args.out or DEFAULT_COMPARE_OUT)
+    if report is None:
+        print("interrupted: checkpoint saved; run the same command again to continue.", file=sys.stderr)
+        return 130
     print(f"report: {report}")
     return 0
 
 
+def _stdin_lines() -> list[str]:
+    """stdin's lines, decoded strictly as UTF-8 (a stream that is already text is taken as it is)."""
+    if not hasattr(sys.stdin, "buffer"):
+        return sys.stdin.read().splitlines()
+    lines = []
+    for number, raw in enumerate(sys.stdin.buffer.read().splitlines(), 1):
+        try:
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError:
+            line = None
+        if line is None or "\0" in line:  # a NUL: binary data or UTF-16
+            raise ValueError(f"stdin line {number} is not UTF-8 text.")
+        lines.append(line)
+    return lines
+
+
 def _stdin_texts() -> list[str]:
-    texts = [line.strip() for line in sys.stdin]
-    texts = [t for t in texts if t]
+    texts = [t for t in (line.strip() for line in _stdin_lines()) if t]
     if not texts:
         raise ValueError("expected texts to classify as arguments or as lines on stdin, but was given none.")
     return texts
 
 
+def _argument_text(text: str, which: str) -> str:
+    """A text argument, refused when its bytes were not UTF-8 (Python keeps them as lone surrogates)."""
+    try:
+        os.fsencode(text).decode("utf-8")
+    except UnicodeError:
+        raise ValueError(f"{which} is not UTF-8 text.") from None
+    return text
+
+
 def run_predict(args: argparse.Namespace) -> int:
+    texts = [_argument_text(t, f"text argument {i}") for i, t in enumerate(args.texts, 1)]
     loaded = sentiment.load_run(args.run)  # a bad run folder is reported before stdin is read
-    texts = args.texts or _stdin_texts()
+    texts = texts or _stdin_texts()
     for text, (label, probability) in zip(texts, sentiment.classify(loaded, texts)):
         shown = text if len(text) <= 60 else text[:57] + "..."
         print(f"{label}\t{probability:.4f}\t{shown}")
@@ -143,7 +179,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_explain(args: argparse.Namespace) -> int:
-    path, tokens, probs = sentiment.explain_text(args.run, args.text, out=args.out)
+    path, tokens, probs = sentiment.explain_text(args.run, _argument_text(args.text, "the text"), out=args.out)
     moves = sorted(zip(probs - [0.5, *probs[:-1]], tokens), key=lambda m: -abs(m[0]))[:5]
     print(f"p(last class) {probs[-1]:.4f} after {len(tokens)} words; biggest moves: "
           + ", ".join(f"{t} {d:+.3f}" for d, t in moves))

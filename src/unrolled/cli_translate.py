@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli import (beam_width, dropout_rate, _number, nonnegative_int, positive_float, positive_int,
+from .cli import (beam_width, dropout_rate, nonnegative_int, _number, path_name, positive_float, positive_int,
                   refuse_flags_with_resume)
 from .runs import read_json
 from .tasks import translate
@@ -70,8 +70,8 @@ def register(tasks) -> None:
                        help=f"GNMT length normalisation of beam scores, 0: none (default {d.length_penalty})")
     train.add_argument("--seed", type=nonnegative_int, metavar="S")
     train.add_argument("--eval-every", type=positive_int, metavar="N", help=f"steps between evaluations (default {d.eval_every})")
-    train.add_argument("--out", metavar="DIR", help=f"a new run folder (default {DEFAULT_OUT})")
-    train.add_argument("--resume", metavar="DIR", help="continue the run in DIR exactly where it stopped")
+    train.add_argument("--out", type=path_name, metavar="DIR", help=f"a new run folder (default {DEFAULT_OUT})")
+    train.add_argument("--resume", type=path_name, metavar="DIR", help="continue the run in DIR exactly where it stopped")
     train.set_defaults(func=run_train)
 
     run = actions.add_parser("run", help="translate a sentence with a trained run")

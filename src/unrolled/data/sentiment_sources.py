@@ -88,8 +88,9 @@ def load_imdb(path) -> LabelledData:
                     if m and member.isfile():
                         raw = archive.extractfile(member).read()
                         found[(m[1], m[2], int(m[3]))] = _decode(raw, f"{path}:{member.name}")
-        except (tarfile.TarError, EOFError, OSError) as e:
-            raise ValueError(f"expected a readable tar archive at {path}, but reading it failed ({e}).") from None
+        except (tarfile.TarError, EOFError, OSError):
+            raise ValueError(f"expected a readable tar archive at {path}, but it is damaged or not a tar "
+                             "archive.") from None
     splits = _imdb_examples(found)
     if not len(splits["train"]):
         raise ValueError(f"expected IMDB reviews as aclImdb/train/{{pos,neg}}/<id>_<stars>.txt in {path}, "
@@ -104,6 +105,9 @@ def load_table(path, text_column: str = "text", label_column: str = "label",
                delimiter: str | None = None) -> LabelledData:
     """Texts and labels from the named columns of a CSV (or, by suffix, TSV) file with a header row."""
     path = Path(path)
+    if text_column == label_column:
+        raise ValueError(f"--text-column and --label-column both name {text_column!r}; the texts and their labels "
+                         "must be different columns.")
     delimiter = delimiter or _TABLE.get(path.suffix.lower(), ",")
     text = _decode(path.read_bytes(), str(path)).lstrip("\ufeff")
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
@@ -116,11 +120,15 @@ def load_table(path, text_column: str = "text", label_column: str = "label",
     for row in reader:
         if row.get(text_column) is None or row.get(label_column) is None:
             raise ValueError(f"expected every row of {path} to have all {len(columns)} columns, "
-                             f"but row {reader.line_num} is short.")
+                             f"but line {reader.line_num} is short.")
+        if not row[label_column].strip():
+            raise ValueError(f"line {reader.line_num} of {path} has no label in column {label_column!r}.")
         texts.append(row[text_column])
         raw_labels.append(row[label_column].strip())
     if not texts:
         raise ValueError(f"expected at least one row of data in {path}, but it has only a header.")
+    if not any(t.strip() for t in texts):
+        raise ValueError(f"{path} has no text in column {text_column!r}; choose the text column with --text-column.")
     classes = sorted(set(raw_labels))
     index = {c: i for i, c in enumerate(classes)}
     return LabelledData(classes, Examples(texts, np.array([index[c] for c in raw_labels], dtype=np.int64)), None,
@@ -161,6 +169,12 @@ def load_vader(path, neutral: float = 0.5) -> LabelledData:
 
 
 # ----- by form -----------------------------------------------------------------------------------
+
+def is_table(path) -> bool:
+    """Whether `path` is read as a CSV/TSV table (whose columns are chosen by name)."""
+    path = Path(path)
+    return not path.is_dir() and path.suffix.lower() in _TABLE
+
 
 def load_labelled(path, text_column: str = "text", label_column: str = "label") -> LabelledData:
     """Whatever `path` holds: IMDB tarball or folder, CSV/TSV, or VADER file or folder."""

@@ -9,12 +9,14 @@
 Choices, each reported in `series.report`:
 - time: `time_col` names the column of timestamps; without it, columns named year/month/day/hour
   (any case) are composed into one, or else a first column holding dates is used. Rows are put in
-  time order. Time columns are never features.
+  time order. Time columns are never features. A time that cannot be read is an error naming its row
+  (in a first column, once most of its cells look like dates).
 - features: by default every other column, except one that only counts rows (1, 2, 3, ...). The
   target is always an input too (the model is autoregressive), placed first.
 - missing values (NA, ?, empty, ...): `missing="interpolate"` fills numbers linearly in time (the
   nearest value before the first or after the last known one) and labels with the previous label;
-  `missing="drop"` drops every row with a missing value.
+  `missing="drop"` drops every row with a missing value. A number that is not finite ("inf",
+  "1e400") is an error naming its row.
 - labels (a column that is not all numbers): `categorical="onehot"` makes one 0/1 column per label
   (at most `max_categories`), `categorical="drop"` leaves the column out. The target must be numeric.
 - `resample="daily"` (or hourly, monthly, yearly) averages the rows of each period.
@@ -26,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .series_io import compose_times, first_non_number, missing_mask, parse_numeric, parse_times, read_csv_columns
+from .series_io import (compose_times, first_non_finite, first_non_number, looks_like_times, missing_mask,
+                        parse_numeric, parse_times, read_csv_columns)
 
 TIME_PARTS = ("year", "month", "day", "hour", "minute")
 RESAMPLE_UNITS = {"hourly": "h", "daily": "D", "monthly": "M", "yearly": "Y"}
@@ -106,6 +109,8 @@ def load_series(path, target: str, features: list[str] | None = None, time_col: 
     for name in inputs:
         text = table[name] if order is None else table[name][order]
         values = parse_numeric(text)
+        if values is None:
+            _refuse_infinite(table[name], name, target)     # the file's order, for the row number
         if name == target:
             if values is None:
                 raise ValueError(f"target column '{target}' must hold numbers, but holds {first_non_number(text)!r}.")
@@ -152,12 +157,7 @@ def _find_time(table: dict, time_col: str | None, report: list[str]) -> tuple[np
         return parse_times(table[time_col], time_col), {time_col}
     parts = {name.lower(): name for name in table if name.lower() in TIME_PARTS}
     if "year" in parts:
-        ints = {}
-        for part, name in parts.items():
-            values = parse_numeric(table[name])
-            if values is None or np.isnan(values).any() or (values != np.round(values)).any():
-                raise ValueError(f"time column '{name}' must hold whole numbers in every row, but does not.")
-            ints[part] = values
+        ints = {part: _whole_numbers(table[name], name) for part, name in parts.items()}
         report.append(f"time composed from the columns {', '.join(parts.values())}.")
         return compose_times(ints), set(parts.values())
     first = next(iter(table))
@@ -165,10 +165,38 @@ def _find_time(table: dict, time_col: str | None, report: list[str]) -> tuple[np
         try:
             times = parse_times(table[first], first)
         except ValueError:
+            if looks_like_times(table[first]):       # a column of dates with a bad cell: say which
+                raise
             return None, set()
         report.append(f"time taken from the column '{first}'.")
         return times, {first}
     return None, set()
+
+
+def _whole_numbers(text: np.ndarray, name: str) -> np.ndarray:
+    """A year/month/day/hour column as float64 whole numbers; a missing or other value names its row."""
+    values = parse_numeric(text)
+    if values is not None and not np.isnan(values).any() and (values == np.round(values)).all():
+        return values
+    row, cell = next((row, cell) for row, cell in enumerate(text, start=1) if not _is_whole(cell))
+    raise ValueError(f"time column '{name}' must hold whole numbers in every row, but data row {row} "
+                     f"holds {str(cell)!r}.")
+
+
+def _is_whole(cell: str) -> bool:
+    try:
+        return float(cell) == round(float(cell))
+    except (ValueError, OverflowError):               # a label, a missing value, inf
+        return False
+
+
+def _refuse_infinite(text: np.ndarray, name: str, target: str) -> None:
+    """A column of numbers with an infinite one ("inf", "1e400") is an error naming the row, not labels."""
+    bad = first_non_finite(text)
+    if bad is None or (name != target and first_non_number(text)):
+        return                                       # a column of labels may hold "inf" as a label
+    what = "target column" if name == target else "column"
+    raise ValueError(f"{what} '{name}' must hold finite numbers, but data row {bad[0]} holds {bad[1]!r}.")
 
 
 def _choose_columns(table: dict, target: str, features: list[str] | None, time_names: set[str],

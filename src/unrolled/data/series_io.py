@@ -18,6 +18,7 @@ import numpy as np
 # how a missing value is written in the files people have (compared case-insensitively)
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?", "-"})
 _SLASH_DATE = re.compile(r"^(\d{4})/(\d{1,2})(?:/(\d{1,2}))?(.*)$")
+_DATE_START = re.compile(r"^\d{4}[-/]\d{1,2}")
 
 
 def read_csv_columns(path) -> dict[str, np.ndarray]:
@@ -77,11 +78,23 @@ def first_non_number(text: np.ndarray) -> str:
     return ""
 
 
+def first_non_finite(text: np.ndarray) -> tuple[int, str] | None:
+    """(data row, cell) of the first number that is not finite ("inf", "-inf", "1e400"), or None."""
+    for row, cell in enumerate(text, start=1):
+        if cell.lower() not in MISSING:
+            try:
+                if not np.isfinite(float(cell)):
+                    return row, str(cell)
+            except ValueError:
+                pass
+    return None
+
+
 def parse_times(text: np.ndarray, name: str) -> np.ndarray:
     """ISO dates and times ("1949-01", "1981-01-01", "2010-01-01 13:00") or "YYYY/MM/DD" as datetime64."""
     cells = [_SLASH_DATE.sub(_iso_from_slashes, str(cell)) for cell in text]
     try:
-        return np.array(cells, dtype="datetime64")
+        times = np.array(cells, dtype="datetime64")
     except ValueError:
         for row, cell in enumerate(cells, start=1):
             try:
@@ -90,6 +103,16 @@ def parse_times(text: np.ndarray, name: str) -> np.ndarray:
                 raise ValueError(f"time column '{name}' must hold ISO dates such as 1981-01-31 or 2010-01-01 13:00, "
                                  f"but data row {row} holds {str(text[row - 1])!r}.") from None
         raise
+    if np.isnat(times).any():                                            # "" and "NaT" parse as no time
+        row = int(np.flatnonzero(np.isnat(times))[0]) + 1
+        raise ValueError(f"time column '{name}' must hold a time in every row, but data row {row} holds "
+                         f"{str(text[row - 1])!r}.")
+    return times
+
+
+def looks_like_times(text: np.ndarray) -> bool:
+    """True when most cells start like a date (YYYY-MM or YYYY/MM): a time column, even if a cell is bad."""
+    return np.mean([bool(_DATE_START.match(str(cell))) for cell in text]) > 0.5
 
 
 def _iso_from_slashes(m: re.Match) -> str:

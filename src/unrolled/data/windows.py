@@ -41,7 +41,7 @@ def chronological_split(n: int, fractions=(0.5, 0.25, 0.25), test_last: int | No
     the ratio of the first two fractions, unless `val_last` fixes the validation length.
     """
     fractions = tuple(float(f) for f in fractions)
-    if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-6:
+    if len(fractions) != 3 or min(fractions) <= 0 or not abs(sum(fractions) - 1) <= 1e-6:  # a NaN fails too
         raise ValueError(f"split fractions must be three positive numbers (train, validation, test) that add up "
                          f"to 1, but were given {fractions}.")
     for name, value in (("test_last", test_last), ("val_last", val_last)):
@@ -60,6 +60,8 @@ def chronological_split(n: int, fractions=(0.5, 0.25, 0.25), test_last: int | No
 class Normaliser:
     """Per-column standardisation (x - mean) / std with the statistics of the rows it was fitted on."""
 
+    MIN_STD = 1e-12                                                       # below it a column counts as constant
+
     def __init__(self, mean: np.ndarray, std: np.ndarray):
         self.mean = np.asarray(mean, dtype=np.float64)                    # (F,)
         self.std = np.asarray(std, dtype=np.float64)                      # (F,)
@@ -68,7 +70,7 @@ class Normaliser:
     def fit(cls, rows: np.ndarray) -> "Normaliser":
         """Mean and standard deviation of each column of `rows`; a constant column gets std 1."""
         std = rows.std(axis=0)
-        return cls(rows.mean(axis=0), np.where(std > 1e-12, std, 1.0))
+        return cls(rows.mean(axis=0), np.where(std > cls.MIN_STD, std, 1.0))
 
     def transform(self, values: np.ndarray) -> np.ndarray:
         return (values - self.mean) / self.std

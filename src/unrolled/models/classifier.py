@@ -177,23 +177,51 @@ def load_word_vectors(path, vocab, embed: int) -> tuple[dict[int, np.ndarray], i
     """Vectors of the vocabulary's words from a word2vec/GloVe text file: ({id: vector}, rows read).
 
     One word per line followed by `embed` numbers; a word2vec header line "<count> <dim>" is
-    skipped. Words outside the vocabulary are ignored; a line with the wrong number of values is
-    an error naming it.
+    skipped. Words outside the vocabulary are ignored; a missing, empty or non-UTF-8 file, a line
+    with the wrong number of values and a vocabulary word's value that is not a finite number are
+    errors naming the file (and the line).
     """
     path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"--vectors {path} " + ("is a folder, not a file of word vectors." if path.is_dir()
+                                                 else "does not exist."))
     found, read = {}, 0
-    with open(path, encoding="utf-8", errors="strict") as f:
-        for number, line in enumerate(f, 1):
-            parts = line.rstrip().split(" ")
-            if number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
-                continue
-            if not line.strip():
-                continue
-            if len(parts) != embed + 1:
-                raise ValueError(f"expected a word and {embed} numbers on line {number} of {path}, "
-                                 f"but found {len(parts) - 1} values.")
-            read += 1
-            index = vocab.stoi.get(parts[0])
-            if index is not None and index not in found:
-                found[index] = np.array(parts[1:], dtype=np.float64)
+    try:
+        with open(path, encoding="utf-8", errors="strict") as f:
+            for number, line in enumerate(f, 1):
+                parts = line.rstrip().split(" ")
+                if number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+                    continue
+                if not line.strip():
+                    continue
+                if len(parts) != embed + 1:
+                    raise ValueError(f"expected a word and {embed} numbers on line {number} of {path}, "
+                                     f"but found {len(parts) - 1} values.")
+                read += 1
+                index = vocab.stoi.get(parts[0])
+                if index is not None and index not in found:
+                    found[index] = _finite_vector(parts[1:], f"line {number} of --vectors {path}")
+    except UnicodeDecodeError:
+        raise ValueError(f"--vectors {path} is not UTF-8 text (line {_first_bad_line(path)}).") from None
+    if not read:
+        raise ValueError(f"--vectors {path} holds no word vectors.")
     return found, read
+
+
+def _first_bad_line(path: Path) -> int:
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return raw.count(b"\n", 0, e.start) + 1
+    return 1
+
+
+def _finite_vector(values: list[str], where: str) -> np.ndarray:
+    try:
+        vector = np.array(values, dtype=np.float64)
+    except ValueError:
+        vector = np.array([np.nan])
+    if not np.isfinite(vector).all():
+        raise ValueError(f"{where} holds a value that is not a finite number.")
+    return vector

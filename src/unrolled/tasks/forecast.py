@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -103,8 +104,9 @@ class Config:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, but was given {value!r}.")
-        if not isinstance(self.gap, int) or self.gap < 0:
-            raise ValueError(f"gap must be an integer >= 0, but was given {self.gap!r}.")
+        for name in ("gap", "seed"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"{name} must be an integer >= 0, but was given {getattr(self, name)!r}.")
 
     @classmethod
     def from_dict(cls, values: dict) -> "Config":
@@ -403,12 +405,13 @@ def predict(run, data=None, out=None) -> Path:
     """Forecast the steps after the end of the data (the run's CSV, or `data` with the same columns).
 
     Writes a CSV with one row per step ahead (`step`, `time` when the series has one, the target)
-    to `out` (default: forecast.csv in the run folder) and returns its path.
+    to `out` (default: forecast.csv in the run folder; a missing folder is made) and returns its path.
     """
     run = Path(run)
     config, model, normaliser, ar, meta = load_run(run)
     if data is not None:
         config = dataclasses.replace(config, data=str(data))
+    path = output_file(out, config.data) if out is not None else run / "forecast.csv"
     series = aligned(load(config), meta["columns"], config.data)
     if len(series) < config.lookback:
         raise ValueError(f"{Path(config.data).name} has {len(series)} rows after cleaning, fewer than the "
@@ -424,6 +427,20 @@ def predict(run, data=None, out=None) -> Path:
     for k, step in enumerate(steps):
         cells = [str(step)] + ([str(times[k])] if times is not None else []) + [f"{y[k]:.6g}"]
         lines.append(",".join(cells))
-    path = Path(out) if out is not None else run / "forecast.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def output_file(out, data) -> Path:
+    """The file `predict --out` names, checked before anything is computed: not a folder, not the data
+    file, and below a folder or a path where one can be made (made when the forecast is written)."""
+    path = Path(out)
+    if path.is_dir() or str(out).endswith(("/", os.sep)):
+        raise ValueError(f"--out must name a file to write the forecast to, but {out} names a folder.")
+    if path.resolve() == Path(data).resolve():
+        raise ValueError(f"--out {out} is the data file the forecast is made from; name another file.")
+    folder = next(parent for parent in path.resolve().parents if parent.exists())
+    if not folder.is_dir():
+        raise ValueError(f"--out {out} cannot be written, because {folder} is a file, not a folder.")
     return path

@@ -113,6 +113,14 @@ def model_values(series: Series, log: bool) -> np.ndarray:
     return values
 
 
+def refuse_constant_target(series: Series, train: np.ndarray, source) -> None:
+    """A target that does not change over the training period cannot be normalised or learned."""
+    if train.std() <= Normaliser.MIN_STD:
+        raise ValueError(f"the target column '{series.target}' of {Path(source).name} does not change over the "
+                         f"{len(train)} rows of the training period (it is {series.target_values[0]:g}), "
+                         "so there is nothing to learn; choose another --target or a longer training period.")
+
+
 def prepare(config, series: Series | None = None) -> Prepared:
     """Split, normalise (training rows only) and window the series; every size is checked here."""
     series = series if series is not None else load(config)
@@ -130,6 +138,7 @@ def prepare(config, series: Series | None = None) -> Prepared:
             raise ValueError(f"the {name} period has {rows} rows, fewer than the {ahead} steps ahead "
                              f"that one forecast covers.")
     values = model_values(series, config.log)
+    refuse_constant_target(series, values[:split.train_end, 0], config.data)
     normaliser = Normaliser.fit(values[:split.train_end])
     windows = Windows(normaliser.transform(values), config.lookback, config.horizon, config.gap)
     ar = LinearAR(config.ridge).fit(windows, windows.origins(0, split.train_end))

@@ -16,6 +16,14 @@ def best_baseline(scores: dict[str, dict]) -> str:
     return name[len("baseline_"):]
 
 
+def versus_best(model_mae: float, best_mae: float, best: str) -> str:
+    """The model's MAE against the best baseline's, in percent; a baseline may be exact (MAE 0)."""
+    if best_mae == 0:
+        return f"The best baseline ({best}) is exact on the test period; the model's MAE is {model_mae:.4g}."
+    change = 100 * (1 - model_mae / best_mae)
+    return f"The model's MAE is {abs(change):.1f}% {'below' if change >= 0 else 'above'} the best baseline's ({best})."
+
+
 def ensemble(config) -> bool:
     return "," in config.base or config.members > 1
 
@@ -66,10 +74,8 @@ def report(config, data, results: dict, final: dict, best: str) -> str:
         shown = "**model**" if name == "model" else name.replace("baseline_", "")
         lines.append(f"| {shown} | {s['mae']:.4g} | {s['rmse']:.4g} | {s['smape']:.4g} | {s['mase']:.4g} |")
     model_mae, best_mae = results["scores"]["model"]["mae"], results["scores"][f"baseline_{best}"]["mae"]
-    change = 100 * (1 - model_mae / best_mae)
-    lines += ["", f"The model's MAE is {abs(change):.1f}% {'below' if change >= 0 else 'above'} the best baseline's "
-              f"({best}). MASE is scaled by the seasonal naive MAE on the training period "
-              f"({results['mase_scale']:.4g}).", ""]
+    lines += ["", f"{versus_best(model_mae, best_mae, best)} MASE is scaled by the seasonal naive MAE on the "
+              f"training period ({results['mase_scale']:.4g}).", ""]
     if config.horizon > 1:
         curves = results["curves"]
         names = [k.replace("baseline_", "") for k in curves]

@@ -86,6 +86,9 @@ class Config(RunConfig):
         for name, ok, wanted in checks:
             if not ok:
                 raise ValueError(f"{name} must be {wanted}, but was given {getattr(self, name)!r}.")
+        if self.max_vocab is not None and self.max_vocab < 3:
+            raise ValueError(f"--max-vocab must be at least 3 (two ids are <unk> and <pad>), but was given "
+                             f"{self.max_vocab!r}.")
         self.budget  # a contradictory budget fails here
 
 
@@ -127,18 +130,46 @@ def encode(texts, labels, vocab: Vocab, config: Config, tokenizer=ReviewTokenize
     return Encoded(ids, np.asarray(labels, dtype=np.int64), np.array(lengths, dtype=np.int64))
 
 
+def _held(n: int, fraction: float) -> int:
+    """How many of n texts a split holds out (at least one)."""
+    return max(1, int(round(fraction * n)))
+
+
 def _split(examples: Examples, fraction: float, rng: np.random.Generator) -> tuple[Examples, Examples]:
     order = rng.permutation(len(examples))
-    n_held = max(1, int(round(fraction * len(examples))))
-    if len(examples) - n_held < 1:
-        raise ValueError(f"expected at least 2 labelled texts to split, but was given {len(examples)}.")
+    n_held = _held(len(examples), fraction)
     held, kept = np.sort(order[:n_held]), np.sort(order[n_held:])
     return tuple(Examples([examples.texts[i] for i in rows], examples.labels[rows]) for rows in (kept, held))
+
+
+def _fewest_texts(config: Config, own_test: bool) -> int:
+    """The fewest training texts (all texts, without a test split of the source's own) that leave at
+    least one text for training after the test and validation texts are held out."""
+    n = 1
+    while True:
+        n += 1
+        kept = n if own_test else n - _held(n, config.test_fraction)
+        if kept - _held(kept, config.val_fraction) >= 1:
+            return n
+
+
+def _check_data(data: LabelledData, config: Config) -> None:
+    """Enough texts to split, and more than one label among them."""
+    fewest = _fewest_texts(config, data.test is not None)
+    if len(data.train) < fewest:
+        what = "training texts" if data.test is not None else "texts"
+        raise ValueError(f"expected at least {fewest} labelled {what} in {config.data} (some are held out for "
+                         f"validation{'' if data.test is not None else ' and testing'}), but it has {len(data.train)}.")
+    present = np.unique(np.concatenate([data.train.labels] + ([data.test.labels] if data.test is not None else [])))
+    if len(present) < 2:
+        raise ValueError(f"the data in {config.data} has only one label ({data.classes[present[0]]!r}); "
+                         "a classifier needs at least two.")
 
 
 def prepare(config: Config, vocab: Vocab | None = None, data: LabelledData | None = None) -> Prepared:
     """Load, split, build the vocabulary (unless given) and encode every split."""
     data = data or load_labelled(config.data, config.text_column, config.label_column)
+    _check_data(data, config)
     rng = np.random.default_rng([config.seed, 7])
     train, test = data.train, data.test
     if test is None:
@@ -407,6 +438,8 @@ def explain_text(run, text: str, out=None) -> tuple[Path, list[str], np.ndarray]
     """
     from .sentiment_plots import plot_explanation
 
+    if out is not None and Path(out).suffix.lower() != ".png":
+        raise ValueError(f"--out must name a .png file, but was given {out}.")
     config, vocab, classes, model = load_run(run)
     tokens, ids = _ids(text, vocab, config)
     tokens, ids = tokens[:config.max_len], ids[:config.max_len]

@@ -2,10 +2,11 @@
 
     report = compare(sentiment.config_from(minutes=15), ["rnn", "lstm", "gru"], "runs/compare")
 
-Each cell trains into `out/<cell>/` (a finished one is kept, so a stopped comparison picks up
-where it was). Then, for each model: test accuracy and F1, confusion matrix, training time,
-parameters, tokens/s, test accuracy by review length, and the gradient norm through time (how much
-of the final forward state's gradient reaches the word k steps earlier). `out/report.md` says what
+Each cell trains into `out/<cell>/` (a finished one is kept and an unfinished one continues, so a
+stopped comparison picks up where it was, with the same settings only; Ctrl-C returns None). Then,
+for each model: test accuracy and F1, confusion matrix, training time, parameters, tokens/s, test
+accuracy by review length, and the gradient norm through time (how much of the final forward
+state's gradient reaches the word k steps earlier). `out/report.md` says what
 the numbers show; `out/results.json` holds them; `out/plots/*.png` draws them.
 """
 from __future__ import annotations
@@ -16,11 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checkpoint import has_checkpoint
 from ..data.sentiment_sources import load_labelled
-from ..runs import atomic_write_text, finished, read_json, read_metrics, write_json
+from ..runs import CONFIG, atomic_write_text, finished, read_config, read_json, read_metrics, write_json
 from . import sentiment
 from .sentiment_plots import plot_accuracy, plot_by_length, plot_confusions, plot_gradient_flow
 
+CELLS = ("rnn", "lstm", "gru")
 FLOW_REVIEWS = 64          # long test reviews over which the gradient flow is averaged
 FLOW_MARKS = (0, 10, 50, 100, 200)
 SHORT, LONG = 200, 400     # "short" and "long" reviews in the findings, in tokens before truncation
@@ -56,21 +59,79 @@ def _long_reviews(prepared, n: int) -> np.ndarray:
     return np.stack([ids[len(ids) - T:] for ids in longest])       # (B, T)
 
 
-def compare(config: sentiment.Config, cells: list[str], out, progress: bool = True) -> Path:
-    """Train each cell of `cells` with `config` (cell replaced) and write the report; returns its path."""
+def compare(config: sentiment.Config, cells: list[str], out, progress: bool = True) -> Path | None:
+    """Train each cell of `cells` with `config` (cell replaced) and write the report; returns its path,
+    or None when Ctrl-C stopped it (the same call continues it)."""
     out = Path(out)
+    _check_out(out)
+    _check_settings(out, config)
     data = load_labelled(config.data, config.text_column, config.label_column)
     out.mkdir(parents=True, exist_ok=True)
-    results, curves, flows = {}, {}, {}
     for cell in cells:
-        run = out / cell
-        if not finished(run, "test_accuracy"):
-            if run.exists():
-                raise ValueError(f"{run} holds an unfinished run; continue it with `unrolled sentiment train "
-                                 f"--resume {run}` or remove it, then compare again.")
-            sentiment.train(dataclasses.replace(config, cell=cell), run, progress=progress, data=data)
-        results[cell] = read_json(run / sentiment.RESULTS, "the run's results")
-        curves[cell.upper()] = read_metrics(run)
+        if finished(out / cell, "test_accuracy"):
+            continue
+        if not _train_cell(dataclasses.replace(config, cell=cell), out / cell, data, progress):
+            return None
+    try:
+        return _report(config, cells, out, data)
+    except KeyboardInterrupt:  # stopped while drawing: the same call draws it again
+        return None
+
+
+def _is_comparison(out: Path) -> bool:
+    """Whether `out` is a folder that `compare` made: results.json with "cells", or only its cell runs
+    (and the plots of a report stopped before its results.json)."""
+    if (out / "results.json").is_file():
+        try:
+            return "cells" in read_json(out / "results.json", "a comparison's results")
+        except ValueError:
+            return False
+    return all(p.is_dir() and (p.name == "plots" or p.name in CELLS and _is_cell_run(p)) for p in out.iterdir())
+
+
+def _is_cell_run(folder: Path) -> bool:
+    """A run folder (config.json), or one stopped before create_run wrote its config."""
+    return (folder / CONFIG).is_file() or {p.name for p in folder.iterdir()} <= {"plots", ".lock"}
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an --out that is a file, a training run, or a folder of other files."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out must be a folder, but {out} is a file.")
+    if (out / CONFIG).exists():
+        raise ValueError(f"{out} holds a training run, not a comparison; choose another --out for the comparison.")
+    if out.is_dir() and any(out.iterdir()) and not _is_comparison(out):
+        raise ValueError(f"{out} holds files that are not a comparison; choose an empty or new folder for --out.")
+
+
+def _check_settings(out: Path, config: sentiment.Config) -> None:
+    """Refuse to continue a comparison whose cell runs were made with other settings than `config`."""
+    differ = {}
+    for cell in CELLS:
+        if (out / cell / CONFIG).is_file():
+            theirs = dataclasses.asdict(sentiment.Config.from_dict(read_config(out / cell, sentiment.TASK)))
+            ours = dataclasses.asdict(dataclasses.replace(config, cell=cell))
+            differ.update({k: (theirs[k], ours[k]) for k in ours if theirs[k] != ours[k]})
+    if differ:
+        said = "; ".join(f"--{k.replace('_', '-')} {old} then, {new} now" for k, (old, new) in differ.items())
+        raise ValueError(f"{out} holds a comparison made with other settings ({said}); give the same settings to "
+                         "continue it, or choose another --out.")
+
+
+def _train_cell(config: sentiment.Config, run: Path, data, progress: bool) -> bool:
+    """Train one cell's run, or continue it from its checkpoint; False when Ctrl-C stopped it."""
+    if has_checkpoint(run):
+        _, _, interrupted = sentiment.train(None, resume_from=run, progress=progress, data=data)
+    else:  # new, or stopped before its first checkpoint: starts afresh
+        _, _, interrupted = sentiment.train(config, run, progress=progress, data=data)
+    return not interrupted
+
+
+def _report(config: sentiment.Config, cells: list[str], out: Path, data) -> Path:
+    """Gradient flow of each cell's model, the plots, results.json and report.md."""
+    results = {cell: read_json(out / cell / sentiment.RESULTS, "the run's results") for cell in cells}
+    curves = {cell.upper(): read_metrics(out / cell) for cell in cells}
+    flows = {}
     prepared = None
     for cell in cells:
         run_config, vocab, classes, model = sentiment.load_run(out / cell)

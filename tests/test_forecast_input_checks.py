@@ -1,0 +1,161 @@
+"""Bad forecasting input found by probing: one sentence naming the flag, row or value, exit code 2, no run folder."""
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from unrolled.cli import main
+from unrolled.data.series import load_series
+from unrolled.tasks import forecast, forecast_report
+
+FIXTURES = Path(__file__).parent / "fixtures"
+AIRLINE = FIXTURES / "airline-passengers.csv"
+TINY = ["--target", "Passengers", "--lookback", "12", "--hidden", "4", "--epochs", "1"]
+
+
+def airline_with(tmp_path, row: int, cells: str, name: str = "data.csv") -> Path:
+    """A copy of the airline CSV whose data row `row` (1-based) is `cells`."""
+    lines = AIRLINE.read_text().splitlines()
+    lines[row] = cells
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def refused(capsys, args: list[str]) -> str:
+    """The one-line error of a command that must exit with code 2 (argparse's SystemExit for a bad flag)."""
+    try:
+        code = main(args)
+    except SystemExit as e:
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("unrolled") and err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+def train_refused(tmp_path, capsys, args: list[str]) -> str:
+    out = tmp_path / "run"
+    err = refused(capsys, ["forecast", "train", *args, "--out", str(out)])
+    assert not out.exists()                                                  # refused before the run folder
+    return err
+
+
+# ----- 1. a constant target --------------------------------------------------------------------------
+
+def test_a_constant_target_is_refused_before_the_run_folder(tmp_path, capsys):
+    path = tmp_path / "const.csv"
+    path.write_text("Month,Passengers\n" + "".join(f"{1950 + m // 12}-{m % 12 + 1:02d},100\n" for m in range(48)))
+    err = train_refused(tmp_path, capsys, ["--data", str(path), *TINY])
+    assert "the target column 'Passengers' of const.csv does not change over the 34 rows of the training period" in err
+
+
+def test_the_report_survives_a_baseline_with_no_error():
+    config = forecast.Config(data="flat.csv", target="y")
+    data = SimpleNamespace(series=SimpleNamespace(target="y", columns=["y"], report=[]),
+                           split=SimpleNamespace(sizes=(70, 15, 15)), train=range(46), val=range(15), test=range(15),
+                           season=12)
+    score = lambda mae: {"mae": mae, "rmse": mae, "smape": mae, "mase": mae}
+    results = {"scores": {"model": score(0.5), "baseline_persistence": score(0.0)}, "mase_scale": 1.0}
+    final = {"epoch": 1, "step": 2, "elapsed_s": 0.1, "best_val_loss": 0.2}
+    text = forecast_report.report(config, data, results, final, "persistence")
+    assert "The best baseline (persistence) is exact on the test period; the model's MAE is 0.5." in text
+
+
+# ----- 2. split flags that contradict each other -----------------------------------------------------
+
+@pytest.mark.parametrize("flags, message", [
+    (["--test-last", "10", "--split", "0.7,0.15,0.15"], "--split and --test-last both set the test period"),
+    (["--val-last", "10"], "--val-last sets the validation rows just before the --test-last N test rows"),
+])
+def test_split_flags_that_clash_are_refused(tmp_path, capsys, flags, message):
+    assert message in train_refused(tmp_path, capsys, ["--data", str(AIRLINE), *TINY, *flags])
+
+
+# ----- 3. a time column with a cell that is not a time -------------------------------------------------
+
+@pytest.mark.parametrize("cells, message", [
+    ('"notadate",135', "time column 'Month' must hold ISO dates such as 1981-01-31 or 2010-01-01 13:00, "
+                       "but data row 5 holds 'notadate'."),
+    (",135", "time column 'Month' must hold a time in every row, but data row 5 holds ''."),
+])
+def test_a_bad_cell_in_a_first_column_of_dates_names_its_row(tmp_path, capsys, cells, message):
+    path = airline_with(tmp_path, 5, cells)
+    with pytest.raises(ValueError, match="data row 5"):
+        load_series(path, "Passengers")
+    assert message in train_refused(tmp_path, capsys, ["--data", str(path), *TINY])
+
+
+def test_a_bad_cell_in_an_hour_column_names_its_row(tmp_path):
+    path = tmp_path / "hours.csv"
+    path.write_text("year,month,day,hour,y\n" + "".join(f"2010,1,1,{h},{h}\n" for h in range(5)) + "2010,1,1,NA,5\n")
+    with pytest.raises(ValueError, match=re.escape("time column 'hour' must hold whole numbers in every row, "
+                                                   "but data row 6 holds 'NA'.")):
+        load_series(path, "y")
+
+
+# ----- 4. --split values that are not fractions ------------------------------------------------------
+
+@pytest.mark.parametrize("split", ["nan,0.5,0.5", "0.5,nan,0.5", "-0.1,0.6,0.5"])
+def test_split_values_that_are_not_fractions_name_the_flag(tmp_path, capsys, split):
+    err = train_refused(tmp_path, capsys, ["--data", str(AIRLINE), *TINY, f"--split={split}"])
+    assert f"argument --split: must be three positive fractions adding up to 1, such as 0.5,0.25,0.25, " \
+           f"but was given '{split}'" in err
+
+
+def test_a_negative_seed_names_the_flag(tmp_path, capsys):
+    assert "argument --seed: must be an integer >= 0, but was given '-3'" in \
+        train_refused(tmp_path, capsys, ["--data", str(AIRLINE), *TINY, "--seed", "-3"])
+
+
+# ----- 5. numbers that are not finite -------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "1e400"])
+def test_an_infinite_target_value_names_its_row_and_value(tmp_path, capsys, value):
+    path = airline_with(tmp_path, 7, f'"1949-07",{value}')
+    message = f"target column 'Passengers' must hold finite numbers, but data row 7 holds '{value}'."
+    assert message in train_refused(tmp_path, capsys, ["--data", str(path), *TINY])
+
+
+def test_an_infinite_feature_value_names_its_row_and_value(tmp_path):
+    path = tmp_path / "two.csv"
+    path.write_text("Month,Passengers,Cargo\n" + "".join(f"1950-{m:02d},{100 + m},{m}\n" for m in range(1, 10)) +
+                    "1950-10,110,inf\n")
+    with pytest.raises(ValueError, match=re.escape("column 'Cargo' must hold finite numbers, but data row 10 "
+                                                   "holds 'inf'.")):
+        load_series(path, "Passengers")
+
+
+# ----- 6. predict --out --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("forecast") / "run"
+    assert main(["forecast", "train", "--data", str(AIRLINE), *TINY, "--out", str(out)]) == 0
+    return out
+
+
+def test_predict_out_that_is_a_folder_is_refused(run, tmp_path, capsys):
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    for out in (str(folder), str(folder) + "/", str(tmp_path / "newdir") + "/"):
+        err = refused(capsys, ["forecast", "predict", str(run), "--out", out])
+        assert f"--out must name a file to write the forecast to, but {out} names a folder." in err
+    assert list(folder.iterdir()) == [] and not (tmp_path / "newdir").exists()
+
+
+def test_predict_out_in_a_missing_folder_makes_it(run, tmp_path, capsys):
+    out = tmp_path / "new" / "deeper" / "f.csv"
+    assert main(["forecast", "predict", str(run), "--out", str(out)]) == 0
+    assert out.read_text().startswith("step,time,Passengers\n1,1961-01,")
+
+
+def test_predict_out_below_a_file_or_onto_the_data_is_refused(run, tmp_path, capsys):
+    data = tmp_path / "data.csv"
+    data.write_bytes(AIRLINE.read_bytes())
+    err = refused(capsys, ["forecast", "predict", str(run), "--out", str(data / "f.csv")])
+    assert f"cannot be written, because {data} is a file, not a folder." in err
+    err = refused(capsys, ["forecast", "predict", str(run), "--data", str(data), "--out", str(data)])
+    assert "is the data file the forecast is made from" in err
+    assert data.read_bytes() == AIRLINE.read_bytes()                          # the user's file is untouched
