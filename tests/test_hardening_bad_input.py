@@ -145,6 +145,8 @@ CASES = [
     ("sentiment-predict-other-task", "sentiment predict {translate} 'Great film'", "expected a 'sentiment' run"),
     ("sentiment-predict-torn-checkpoint", "sentiment predict {broken:sentiment:best.npz} 'Great film'",
      "truncated, corrupted"),
+    ("sentiment-predict-config-edited", "sentiment predict {broken:sentiment:hidden} 'Great film'",
+     "best.npz does not fit the model that"),
     ("sentiment-explain-no-words", "sentiment explain {sentiment} '...'", "at least one word"),
     # ----- forecast train ----------------------------------------------------------------------
     ("forecast-missing", "forecast train {forecast_flags} --data {bad}/missing.csv --out {new}", "no such file"),
@@ -179,6 +181,8 @@ CASES = [
     ("forecast-predict-binary-data", "forecast predict {forecast} --data {bad}/binary.txt --out {bad}/f.csv",
      "bytes that are not UTF-8"),
     ("forecast-predict-huge-data", "forecast predict {forecast} --data {bad}/huge.csv --out {bad}/f.csv", "MiB allowed"),
+    ("forecast-predict-config-edited", "forecast predict {broken:forecast:hidden} --out {bad}/f.csv",
+     "best.npz does not fit the model that"),
     ("forecast-predict-other-task", "forecast predict {lm}", "expected a 'forecast' run"),
     ("forecast-predict-torn-data", "forecast predict {broken:forecast:data.npz} --out {bad}/f.csv",
      "truncated, corrupted"),
@@ -206,6 +210,8 @@ CASES = [
     # ----- translate run / eval ----------------------------------------------------------------
     ("translate-run-no-words", "translate run {translate} '123 456'", "at least one word"),
     ("translate-run-plot-not-png", "translate run {translate} 'I am cold.' --plot {bad}/empty.txt", "must name a .png"),
+    ("translate-run-config-edited", "translate run {broken:translate:hidden} 'I am cold.'",
+     "best.npz does not fit the model that"),
     ("translate-run-other-task", "translate run {sentiment} 'I am cold.'", "expected a 'translate' run"),
     ("translate-run-pickled-checkpoint", "translate run {broken:translate:pickle} 'I am cold.'", "only numeric arrays"),
     ("translate-eval-data-gone", "translate eval {broken:translate:data}", "does not exist"),
@@ -231,7 +237,8 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
 
 def _broken(runs: dict, spec: str, folder: Path) -> Path:
-    """A copy of a run with one thing damaged: `task:file` truncated, `task:pickle`, or `task:data` gone."""
+    """A copy of a run with one thing damaged: `task:file` truncated, `task:pickle`, `task:data` gone, or
+    `task:hidden` edited in config.json."""
     task, what = spec.split(":")
     copy = folder / f"{task}-{what.replace('.', '-')}"
     if copy.exists():
@@ -250,6 +257,9 @@ def _broken(runs: dict, spec: str, folder: Path) -> Path:
     elif what == "data":
         config = json.loads((copy / "config.json").read_text())
         (copy / "config.json").write_text(json.dumps({**config, "data": str(folder / "moved-away.txt")}))
+    elif what == "hidden":                                   # config.json edited: the weights no longer fit
+        config = json.loads((copy / "config.json").read_text())
+        (copy / "config.json").write_text(json.dumps({**config, "hidden": config["hidden"] + 2}))
     elif what == "vocab.json":
         (copy / what).unlink()
     else:

@@ -196,6 +196,20 @@ def section(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]
     return {key[len(head):]: value for key, value in arrays.items() if key.startswith(head)}
 
 
+def load_weights(model, run, name: str | None = None) -> dict:
+    """Load `model` from the run's checkpoint `name` (default: the best, else the latest); returns its
+    metadata. Weights that do not fit the model (config.json edited, say) are one sentence."""
+    run = Path(run)
+    name = name or ("best" if has_checkpoint(run, "best") else "checkpoint")
+    arrays, meta = load_checkpoint(run, name)
+    try:
+        model.load_state_dict(section(arrays, "model"))
+    except ValueError as e:
+        raise CheckpointError(f"{run / (name + '.npz')} does not fit the model that {run / CONFIG} describes: "
+                              f"{str(e).rstrip('.')}.") from None
+    return meta
+
+
 # ----- random generators -------------------------------------------------------------------------
 
 def module_generators(module: Module) -> dict[str, np.random.Generator]:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import load_checkpoint, prefixed, save_checkpoint, section
+from ..checkpoint import load_checkpoint, load_weights, prefixed, save_checkpoint, section
 from ..core.module import Module, no_grad
 from ..data.windows import Normaliser, Windows
 from ..forecasting import baselines, metrics
@@ -395,9 +395,8 @@ def load_run(run) -> tuple[Config, Module, Normaliser, LinearAR, dict]:
     normaliser = Normaliser.from_state_dict(section(arrays, "normaliser"))
     ar = LinearAR(config.ridge)
     ar.coef = arrays["ar/coef"]
-    weights, _ = load_checkpoint(run, "best")
     model = build(config, len(meta["columns"]))
-    model.load_state_dict(section(weights, "model"))
+    load_weights(model, run, "best")
     return config, model.eval(), normaliser, ar, meta
 
 

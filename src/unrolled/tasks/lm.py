@@ -24,7 +24,7 @@ import numpy as np
 from .. import decoding
 from ..core.functional import cross_entropy, log_softmax
 from ..core.module import no_grad
-from ..checkpoint import has_checkpoint, load_checkpoint, section
+from ..checkpoint import load_checkpoint, load_weights
 from ..data.text import StreamBatcher, Vocab, bundled_path, get_tokenizer, read_text, split
 from ..models import LanguageModel
 from ..optim import Adam
@@ -271,9 +271,8 @@ def load_run(run) -> tuple[Config, Vocab, LanguageModel, dict]:
     run = Path(run)
     config = Config.from_dict(read_config(run, TASK))
     vocab = Vocab.load(run / VOCAB)
-    arrays, meta = load_checkpoint(run, "best" if has_checkpoint(run, "best") else "checkpoint")
     model = build(config, len(vocab))
-    model.load_state_dict(section(arrays, "model"))
+    meta = load_weights(model, run)
     return config, vocab, model.eval(), meta
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import has_checkpoint, load_checkpoint, section
+from ..checkpoint import has_checkpoint, load_checkpoint, load_weights, section
 from ..core.module import no_grad
 from ..data.classification import PAD, TRUNCATIONS, ReviewTokenizer, bucket_batches, build_vocab, pad_batch, truncate
 from ..data.sentiment_sources import Examples, LabelledData, load_labelled
@@ -396,13 +396,13 @@ def load_run(run) -> tuple[Config, Vocab, list[str], TextClassifier]:
     run = Path(run)
     config = Config.from_dict(read_config(run, TASK))
     vocab = Vocab.load(run / VOCAB)
-    arrays, meta = load_checkpoint(run, "best" if has_checkpoint(run, "best") else "checkpoint")
+    _, meta = load_checkpoint(run, "best" if has_checkpoint(run, "best") else "checkpoint")
     classes = meta.get("classes")
     if not isinstance(classes, list) or len(classes) < 2:
         raise ValueError(f"expected the class names in the checkpoint of {run}, but found {classes!r}.")
     config = dataclasses.replace(config, vectors=None)  # the weights already hold them
     model = build(config, vocab, len(classes))
-    model.load_state_dict(section(arrays, "model"))
+    load_weights(model, run)
     return config, vocab, classes, model.eval()
 
 

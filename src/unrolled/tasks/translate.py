@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..attention import Seq2SeqTransformer
-from ..checkpoint import has_checkpoint, load_checkpoint, section
+from ..checkpoint import load_checkpoint, load_weights
 from ..core.functional import cross_entropy
 from ..core.module import no_grad
 from ..data.pairs import (BOS, EOS, PAD, PRESETS, SPECIALS, PairBatcher, build_vocab, check_vocab, decode, encode,
@@ -342,8 +342,7 @@ def train(config: Config, out=None, resume_from=None, progress: bool = True) -> 
 
 
 def _load_best(run: Path, model) -> None:
-    arrays, _ = load_checkpoint(run, "best" if has_checkpoint(run, "best") else "checkpoint")
-    model.load_state_dict(section(arrays, "model"))
+    load_weights(model, run)
     model.eval()
 
 
