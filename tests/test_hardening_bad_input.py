@@ -81,7 +81,7 @@ CASES = [
     ("lm-too-little", "lm train {lm_flags} --data {bad}/short.txt --out {new}", "give more text"),
     # ----- lm train: flags and run folders -----------------------------------------------------
     ("lm-epochs-and-minutes", "lm train {lm_flags} --minutes 1 --out {new}", "not allowed with argument"),
-    ("lm-vocab-too-small", "lm train {lm_flags} --level word --max-vocab 1 --out {new}", "max_size must be"),
+    ("lm-vocab-too-small", "lm train {lm_flags} --level word --max-vocab 1 --out {new}", "--max-vocab must be at least 2"),
     ("lm-resume-with-flags", "lm train --resume {lm} --hidden 32", "takes no other flags"),
     ("lm-resume-and-preset", "lm train --resume {lm} --preset quick", "takes no other flags"),
     ("lm-resume-missing", "lm train --resume {bad}/no-run", "is not a folder"),
@@ -104,6 +104,7 @@ CASES = [
     ("lm-sample-missing-vocab", "lm sample {broken:lm:vocab.json}", "does not exist"),
     ("lm-inspect-one-token", "lm inspect {lm} --text a", "at least 2 tokens"),
     ("lm-inspect-outside-vocab", "lm inspect {lm} --text '\u00a7\u00a7 text'", "not in the vocabulary"),
+    ("lm-inspect-empty-text", "lm inspect {lm} --text ''", "--text must hold at least 2 tokens to inspect"),
     ("lm-inspect-no-text", "lm inspect {lm}", "required"),
     # ----- sentiment train ---------------------------------------------------------------------
     ("sentiment-missing", "sentiment train {sentiment_flags} --data {bad}/missing.csv --out {new}", "there is none"),

@@ -98,6 +98,8 @@ class Corpus:
 
 def load_corpus(config: Config, vocab: Vocab | None = None) -> Corpus:
     """Read, tokenise, encode and split the text; builds the vocabulary unless one is given."""
+    if config.level == "word" and config.max_vocab is not None and config.max_vocab < 2:
+        raise ValueError(f"--max-vocab must be at least 2 (one id is <unk>), but was given {config.max_vocab}.")
     path = Path(config.data) if config.data is not None else bundled_path("tinyshakespeare")
     text = read_text(path)
     tokens = get_tokenizer(config.level).tokenize(text)

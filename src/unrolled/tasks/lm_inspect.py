@@ -92,6 +92,8 @@ def inspect_run(run, text: str, out=None, max_tokens: int = 2000) -> str:
     """Write the heatmaps, unit plots and report.md for `text` into `out` (default run/inspect); returns the report."""
     config, vocab, model, meta = load_run(run)
     out = Path(out) if out is not None else Path(run) / "inspect"
+    if not text.strip():
+        raise ValueError("--text must hold at least 2 tokens to inspect, but was given none.")
     ids = encode_prompt(config.level, vocab, text)[:max_tokens]
     if len(ids) < 2:
         raise ValueError(f"--text must hold at least 2 tokens to inspect, but was given {len(ids)}.")
