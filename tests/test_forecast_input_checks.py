@@ -157,5 +157,16 @@ def test_predict_out_below_a_file_or_onto_the_data_is_refused(run, tmp_path, cap
     err = refused(capsys, ["forecast", "predict", str(run), "--out", str(data / "f.csv")])
     assert f"cannot be written, because {data} is a file, not a folder." in err
     err = refused(capsys, ["forecast", "predict", str(run), "--data", str(data), "--out", str(data)])
-    assert "is the data file the forecast is made from" in err
+    assert f"--out {data} is a data file of this run" in err
+    err = refused(capsys, ["forecast", "predict", str(run), "--data", str(data), "--out", str(AIRLINE)])
+    assert f"--out {AIRLINE} is a data file of this run" in err               # the one it was trained on
     assert data.read_bytes() == AIRLINE.read_bytes()                          # the user's file is untouched
+
+
+def test_predict_out_never_replaces_a_file_of_the_run(run, capsys):
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    for name in ("config.json", "best.npz", "metrics.jsonl", "report.md"):
+        err = refused(capsys, ["forecast", "predict", str(run), "--out", str(run / name)])
+        assert f"is in the run folder {run}, whose own files it could replace" in err
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    assert main(["forecast", "predict", str(run), "--out", str(run / "forecast.csv")]) == 0

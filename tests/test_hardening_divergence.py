@@ -149,3 +149,11 @@ def test_a_stopped_run_continues_with_resume_and_skip(tmp_path, monkeypatch, cap
     records = read_metrics(out)
     assert records[1]["skipped_steps"] == [BAD_STEP] and records[1]["lr_scale"] == 0.5
     assert "batch skipped" in capsys.readouterr().err
+
+
+def test_a_forecast_epoch_whose_every_batch_was_skipped_is_reported(tmp_path, capsys):
+    """lr 1e30 with --on-nonfinite skip: the first update overflows the weights, every later batch is skipped."""
+    argv, _ = HUGE_LR["forecast"]
+    assert main([*argv[:-2], "--epochs", "2", "--lr", "1e30", "--on-nonfinite", "skip", "--out", str(tmp_path / "run")]) == 0
+    assert "epoch 2: train -, val " in capsys.readouterr().err
+    assert read_metrics(tmp_path / "run")[1]["train_loss"] is None

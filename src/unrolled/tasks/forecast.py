@@ -40,7 +40,7 @@ from ..forecasting.baselines import LinearAR
 from ..forecasting.model import EncoderDecoderForecaster, Forecaster
 from ..layers import HuberLoss, L1Loss, MSELoss
 from ..optim import Adam, CosineWarmup, ReduceLROnPlateau, clip_grad_norm
-from ..runs import Progress, append_metrics, atomic_write_text, create_run, finished, read_config, read_metrics
+from ..runs import CONFIG, Progress, append_metrics, atomic_write_text, create_run, finished, read_config, read_metrics
 from ..train import Budget, TrainState, fit, resume, save_training_state
 from .forecast_data import Framing, Prepared, aligned, future_times, load, model_values, parse_bases, prepare
 
@@ -264,7 +264,8 @@ def fit_with_early_stopping(task: ForecastTask, run: Path, config: Config, optim
             if interrupted:
                 return state, True
             record = read_metrics(run)[-1]
-            say(f"epoch {state.epoch}: train {record['train_loss']:.4f}, val {record['val_loss']:.4f} "
+            train = "-" if record["train_loss"] is None else f"{record['train_loss']:.4f}"  # every batch skipped
+            say(f"epoch {state.epoch}: train {train}, val {record['val_loss']:.4f} "
                 f"(MAE {record['val_mae']:.4g}){' (best)' if record['val_loss'] == state.best_val else ''}, "
                 f"lr {optimizer.param_groups[0]['lr']:.2g}, {state.elapsed_s:.0f} s")
     finally:
@@ -408,9 +409,10 @@ def predict(run, data=None, out=None) -> Path:
     """
     run = Path(run)
     config, model, normaliser, ar, meta = load_run(run)
+    trained_on = config.data
     if data is not None:
         config = dataclasses.replace(config, data=str(data))
-    path = output_file(out, config.data) if out is not None else run / "forecast.csv"
+    path = output_file(out, (config.data, trained_on)) if out is not None else run / "forecast.csv"
     series = aligned(load(config), meta["columns"], config.data)
     if len(series) < config.lookback:
         raise ValueError(f"{Path(config.data).name} has {len(series)} rows after cleaning, fewer than the "
@@ -431,14 +433,18 @@ def predict(run, data=None, out=None) -> Path:
     return path
 
 
-def output_file(out, data) -> Path:
-    """The file `predict --out` names, checked before anything is computed: not a folder, not the data
-    file, and below a folder or a path where one can be made (made when the forecast is written)."""
+def output_file(out, data_files) -> Path:
+    """The file `predict --out` names, checked before anything is computed: not a folder, not a data
+    file, not a run's own file, and below a folder or a path where one can be made (made when the
+    forecast is written)."""
     path = Path(out)
     if path.is_dir() or str(out).endswith(("/", os.sep)):
         raise ValueError(f"--out must name a file to write the forecast to, but {out} names a folder.")
-    if path.resolve() == Path(data).resolve():
-        raise ValueError(f"--out {out} is the data file the forecast is made from; name another file.")
+    if path.resolve() in {Path(f).resolve() for f in data_files}:
+        raise ValueError(f"--out {out} is a data file of this run; name another file.")
+    if (path.parent / CONFIG).is_file() and path.name != "forecast.csv":
+        raise ValueError(f"--out {out} is in the run folder {path.parent}, whose own files it could replace; "
+                         "name a file elsewhere, or forecast.csv there.")
     folder = next(parent for parent in path.resolve().parents if parent.exists())
     if not folder.is_dir():
         raise ValueError(f"--out {out} cannot be written, because {folder} is a file, not a folder.")
