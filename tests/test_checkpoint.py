@@ -170,7 +170,7 @@ def test_a_run_stopped_before_its_first_checkpoint_starts_again(tmp_path):
     foreign = tmp_path / "project"
     foreign.mkdir()
     (foreign / "config.json").write_text('{"editor": "vim"}')  # not a run: never overwritten
-    with pytest.raises(ValueError, match="already holds a run"):
+    with pytest.raises(ValueError, match="already holds a config.json; choose another --out"):
         create_run(foreign, {"task": "lm"})
     assert (foreign / "config.json").read_text() == '{"editor": "vim"}'
 

@@ -77,6 +77,9 @@ def test_run_names_the_words_it_does_not_know(run, capsys):
     assert main(["translate", "run", str(run), "I am a xylophonist."]) == 0
     captured = capsys.readouterr()
     assert "read as <unk>: xylophonist" in captured.err and len(captured.out.splitlines()) == 1
+    words = " ".join(f"zork{c}" for c in "abcdefghijkl")
+    assert main(["translate", "run", str(run), f"{words} {words}"]) == 0       # each unknown word once, ten at most
+    assert f"read as <unk>: {' '.join(words.split()[:10])} (and 2 more)\n" in capsys.readouterr().err
 
 
 def test_run_greedy_equals_beam_of_width_one(run, capsys):

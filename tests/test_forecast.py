@@ -86,7 +86,7 @@ def test_framing_round_trip(base):
     if base == "ar":
         np.testing.assert_array_equal(level, data.ar.predict(data.windows, origins))
         np.testing.assert_array_equal(x, data.windows.inputs(origins))
-    with pytest.raises(ValueError, match="log needs a target above zero"):
+    with pytest.raises(ValueError, match="--log needs a target above zero"):
         data.series.values[5, 0] = -1
         prepare(config, data.series)
 

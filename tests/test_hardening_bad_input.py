@@ -45,6 +45,7 @@ def bad_files(folder: Path) -> None:
     with open(folder / "huge.txt", "wb") as f:
         f.truncate(HUGE_MIB * 2**20)
     (folder / "folder").mkdir()
+    (folder / "folder.png").mkdir()
     # sentiment tables
     write("wrong_columns.csv", "review,stars\nGreat film,5\nAwful,1\n")
     write("one_text.csv", "text,label\nA fine film,pos\n")
@@ -88,6 +89,8 @@ CASES = [
     ("lm-resume-other-task", "lm train --resume {sentiment}", "expected a 'lm' run"),
     ("lm-resume-finished", "lm train --resume {lm}", "already spent its budget"),
     ("lm-out-is-a-run", "lm train {lm_flags} --out {lm}", "already holds a run"),
+    ("lm-out-is-another-tasks-run", "lm train {lm_flags} --out {sentiment}",
+     "already holds a 'sentiment' run; choose another --out"),
     ("lm-out-is-a-file", "lm train {lm_flags} --out {bad}/empty.txt", "is a file"),
     ("lm-empty-out", "lm train {lm_flags} --out ''", "argument --out: must name a path, but was given ''"),
     ("lm-negative-seed", "lm train {lm_flags} --seed -1 --out {new}", "argument --seed: must be an integer >= 0"),
@@ -95,6 +98,8 @@ CASES = [
     # ----- lm sample / inspect -----------------------------------------------------------------
     ("lm-sample-prompt-outside-vocab", "lm sample {lm} --prompt ROMEO\u00a7", "not in the vocabulary"),
     ("lm-sample-prompt-empty", "lm sample {lm} --prompt ''", "at least one token"),
+    ("lm-sample-prompt-not-utf8", "lm sample {lm} --prompt 'ab\udcffcd'", "argument --prompt: must be UTF-8 text"),
+    ("lm-inspect-text-not-utf8", "lm inspect {lm} --text 'ab\udcffcd'", "argument --text: must be UTF-8 text"),
     ("lm-sample-no-run", "lm sample {bad}/no-run", "is not a folder"),
     ("lm-sample-other-task", "lm sample {forecast}", "expected a 'lm' run"),
     ("lm-sample-bad-top-p", "lm sample {lm} --top-p 0", "must be a number in (0, 1]"),
@@ -148,6 +153,12 @@ CASES = [
      "truncated, corrupted"),
     ("sentiment-predict-config-edited", "sentiment predict {broken:sentiment:hidden} 'Great film'",
      "best.npz does not fit the model that"),
+    ("sentiment-predict-not-utf8", "sentiment predict {sentiment} Fine. 'Caf\udce9'", "argument TEXT: must be UTF-8"),
+    ("sentiment-explain-not-utf8", "sentiment explain {sentiment} 'Caf\udce9 society'", "argument TEXT: must be UTF-8"),
+    ("sentiment-explain-out-below-a-file", "sentiment explain {sentiment} 'Great film' --out {bad}/empty.txt/x.png",
+     "empty.txt: it or a folder above it is a file"),
+    ("sentiment-explain-out-a-folder", "sentiment explain {sentiment} 'Great film' --out {bad}/folder.png",
+     "is a folder"),
     ("sentiment-explain-no-words", "sentiment explain {sentiment} '...'", "at least one word"),
     # ----- forecast train ----------------------------------------------------------------------
     ("forecast-missing", "forecast train {forecast_flags} --data {bad}/missing.csv --out {new}", "no such file"),
@@ -213,6 +224,8 @@ CASES = [
     ("translate-run-plot-not-png", "translate run {translate} 'I am cold.' --plot {bad}/empty.txt", "must name a .png"),
     ("translate-run-config-edited", "translate run {broken:translate:hidden} 'I am cold.'",
      "best.npz does not fit the model that"),
+    ("translate-run-not-utf8", "translate run {translate} 'je \udcff suis'", "argument SENTENCE: must be UTF-8 text"),
+    ("translate-run-plot-a-folder", "translate run {translate} 'I am cold.' --plot {bad}/folder.png", "a folder."),
     ("translate-run-other-task", "translate run {sentiment} 'I am cold.'", "expected a 'translate' run"),
     ("translate-run-pickled-checkpoint", "translate run {broken:translate:pickle} 'I am cold.'", "only numeric arrays"),
     ("translate-eval-data-gone", "translate eval {broken:translate:data}", "does not exist"),

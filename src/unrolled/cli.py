@@ -81,6 +81,15 @@ def nonnegative_int(text: str) -> int:
     return _number(int, text, lambda v: v >= 0, "an integer >= 0")
 
 
+def utf8_text(text: str) -> str:
+    """A text argument whose bytes were UTF-8 (Python keeps other bytes as lone surrogates)."""
+    try:
+        os.fsencode(text).decode("utf-8")
+    except UnicodeError:
+        raise argparse.ArgumentTypeError("must be UTF-8 text, but its bytes are not") from None
+    return text
+
+
 def path_name(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError(f"must name a path, but was given {text!r}")
@@ -205,6 +214,8 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # `unrolled lm sample ... | head`: the reader left, which is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except (FileExistsError, NotADirectoryError) as e:  # making a folder where a file is
+        print(f"unrolled: error: cannot write into {e.filename}: it or a folder above it is a file.", file=sys.stderr)
     except OSError as e:
         where = f" {e.filename}" if e.filename else ""
         print(f"unrolled: error:{where} {e.strerror or e}.", file=sys.stderr)

@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from .cli import (beam_width, dropout_rate, nonnegative_float, nonnegative_int, path_name, positive_float,
-                  positive_int, probability, refuse_flags_with_resume)
+                  positive_int, probability, refuse_flags_with_resume, utf8_text)
 from .tasks import lm
 
 # train flags that set a Config field of the same name (dashes become underscores)
@@ -49,7 +49,7 @@ def register(tasks) -> None:
 
     sample = actions.add_parser("sample", help="generate text from a trained run, streamed as it is made")
     sample.add_argument("run", metavar="DIR")
-    sample.add_argument("--prompt", metavar="TEXT", help="text to start from (default: a new line)")
+    sample.add_argument("--prompt", type=utf8_text, metavar="TEXT", help="text to start from (default: a new line)")
     sample.add_argument("--length", type=positive_int, default=400, metavar="N", help="tokens to generate")
     sample.add_argument("--temperature", type=nonnegative_float, default=None, metavar="T",
                         help="0 picks the argmax (default 0.8)")
@@ -61,7 +61,7 @@ def register(tasks) -> None:
 
     inspect = actions.add_parser("inspect", help="heatmaps of hidden states and gates, and the readable units")
     inspect.add_argument("run", metavar="DIR")
-    inspect.add_argument("--text", required=True, metavar="TEXT", help="the text to run the model over")
+    inspect.add_argument("--text", type=utf8_text, required=True, metavar="TEXT", help="the text to run the model over")
     inspect.add_argument("--out", type=path_name, metavar="DIR", help="where to write the plots and report.md (default DIR/inspect)")
     inspect.set_defaults(func=run_inspect)
 

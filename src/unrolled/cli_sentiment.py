@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from .cli import (dropout_rate, nonnegative_float, nonnegative_int, path_name, positive_float, positive_int,
-                  refuse_flags_with_resume)
+                  refuse_flags_with_resume, utf8_text)
 from .data.sentiment_sources import is_table
 from .runs import read_json
 from .tasks import sentiment
@@ -79,12 +78,12 @@ def register(tasks) -> None:
 
     predict = actions.add_parser("predict", help="label and probability of texts (arguments, or one per stdin line)")
     predict.add_argument("run", metavar="DIR")
-    predict.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify (default: read lines from stdin)")
+    predict.add_argument("texts", nargs="*", type=utf8_text, metavar="TEXT", help="texts to classify (default: read lines from stdin)")
     predict.set_defaults(func=run_predict)
 
     explain = actions.add_parser("explain", help="plot the prediction after each word of a text")
     explain.add_argument("run", metavar="DIR")
-    explain.add_argument("text", metavar="TEXT")
+    explain.add_argument("text", type=utf8_text, metavar="TEXT")
     explain.add_argument("--out", type=path_name, metavar="PNG", help="where to write the plot (default DIR/plots/explain.png)")
     explain.set_defaults(func=run_explain)
 
@@ -159,19 +158,9 @@ def _stdin_texts() -> list[str]:
     return texts
 
 
-def _argument_text(text: str, which: str) -> str:
-    """A text argument, refused when its bytes were not UTF-8 (Python keeps them as lone surrogates)."""
-    try:
-        os.fsencode(text).decode("utf-8")
-    except UnicodeError:
-        raise ValueError(f"{which} is not UTF-8 text.") from None
-    return text
-
-
 def run_predict(args: argparse.Namespace) -> int:
-    texts = [_argument_text(t, f"text argument {i}") for i, t in enumerate(args.texts, 1)]
     loaded = sentiment.load_run(args.run)  # a bad run folder is reported before stdin is read
-    texts = texts or _stdin_texts()
+    texts = args.texts or _stdin_texts()
     for text, (label, probability) in zip(texts, sentiment.classify(loaded, texts)):
         shown = text if len(text) <= 60 else text[:57] + "..."
         print(f"{label}\t{probability:.4f}\t{shown}")
@@ -179,9 +168,9 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_explain(args: argparse.Namespace) -> int:
-    path, tokens, probs = sentiment.explain_text(args.run, _argument_text(args.text, "the text"), out=args.out)
+    path, tokens, probs = sentiment.explain_text(args.run, args.text, out=args.out)
     moves = sorted(zip(probs - [0.5, *probs[:-1]], tokens), key=lambda m: -abs(m[0]))[:5]
     print(f"p(last class) {probs[-1]:.4f} after {len(tokens)} words; biggest moves: "
           + ", ".join(f"{t} {d:+.3f}" for d, t in moves))
-    print(f"plot: {path}")
+    print(f"plots: {path} and {path.with_name(path.stem + '_text.png')}")
     return 0

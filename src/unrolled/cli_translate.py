@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .cli import (beam_width, dropout_rate, nonnegative_int, _number, path_name, positive_float, positive_int,
-                  refuse_flags_with_resume)
+                  refuse_flags_with_resume, utf8_text)
 from .runs import read_json
 from .tasks import translate
 
@@ -76,9 +77,9 @@ def register(tasks) -> None:
 
     run = actions.add_parser("run", help="translate a sentence with a trained run")
     run.add_argument("run", metavar="DIR")
-    run.add_argument("sentence", metavar="SENTENCE")
+    run.add_argument("sentence", type=utf8_text, metavar="SENTENCE")
     run.add_argument("--beam", type=beam_width, metavar="K", help="beam search of width K (default: greedy)")
-    run.add_argument("--plot", metavar="PNG", help="write the attention heatmap to this file")
+    run.add_argument("--plot", type=path_name, metavar="PNG", help="write the attention heatmap to this file")
     run.set_defaults(func=run_run)
 
     evaluate = actions.add_parser("eval", help="BLEU of greedy decoding and beam search on the held-out test split")
@@ -111,13 +112,16 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_run(args: argparse.Namespace) -> int:
-    if args.plot is not None and not args.plot.lower().endswith(".png"):
-        raise ValueError(f"--plot must name a .png file, but was given {args.plot}.")
+    if args.plot is not None and (not args.plot.lower().endswith(".png") or Path(args.plot).is_dir()):
+        raise ValueError(f"--plot must name a .png file, but was given {args.plot}"
+                         + (", a folder." if Path(args.plot).is_dir() else "."))
     result = translate.translate_text(args.run, args.sentence, beam=args.beam)
     if args.plot is not None and result.weights is None:
         raise ValueError(f"the model in {args.run} has no attention to plot (it was trained with --attention none).")
     if result.unknown:
-        print(f"not in the vocabulary, read as <unk>: {' '.join(result.unknown)}", file=sys.stderr)
+        unknown = list(dict.fromkeys(result.unknown))                   # each once, in order
+        more = f" (and {len(unknown) - 10} more)" if len(unknown) > 10 else ""
+        print(f"not in the vocabulary, read as <unk>: {' '.join(unknown[:10])}{more}", file=sys.stderr)
     print(result.text)
     if args.plot is not None:
         from .tasks.translate_plots import plot_attention

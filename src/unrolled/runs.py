@@ -114,7 +114,10 @@ def create_run(out, config: dict) -> Path:
         raise ValueError(f"--out must be a folder, but {out} is a file.")
     if (out / CONFIG).exists():
         from .checkpoint import has_checkpoint  # checkpoint.py builds on this module
-        if has_checkpoint(out) or has_checkpoint(out, "best") or "task" not in read_json(out / CONFIG, f"a run's {CONFIG}"):
+        task = read_json(out / CONFIG, f"a run's {CONFIG}").get("task")
+        if task != config.get("task"):
+            raise ValueError(f"{out} already holds " + (f"a '{task}' run" if task else "a config.json") + "; choose another --out.")
+        if has_checkpoint(out) or has_checkpoint(out, "best"):
             raise ValueError(f"{out} already holds a run; continue it with --resume {out} or choose another --out.")
     elif out.is_dir() and any(out.iterdir()):
         raise ValueError(f"{out} holds files that are not a run; choose an empty or new folder for --out.")

@@ -337,7 +337,7 @@ def fit(task: Task, optimizer, schedule, run, budget: Budget, *, eval_every: int
 
     def evaluate_and_save() -> None:
         nonlocal saved_step
-        lower = "a lower learning rate or gradient clip would avoid it"
+        lower = "a lower --lr would avoid it"
         bad = next((name for name, p in named if not np.isfinite(p.data).all()), None)
         if bad is not None:  # an update overflowed: never checkpoint it
             raise diverged(f"the parameter '{bad}' is no longer finite, so it is not saved", f"by step {state.step}",
@@ -435,7 +435,7 @@ def fit(task: Task, optimizer, schedule, run, budget: Budget, *, eval_every: int
                     if state.skip_streak > MAX_SKIPS:
                         raise diverged(f"{problem} after {MAX_SKIPS} skipped batches in a row, so the parameters "
                                        "were not updated", f"at step {state.step + 1}",
-                                       "a lower learning rate or gradient clip would avoid it")
+                                       "a lower --lr would avoid it")
                 if schedule is not None:
                     schedule.step()
                 dt = time.perf_counter() - t0

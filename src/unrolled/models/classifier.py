@@ -222,6 +222,6 @@ def _finite_vector(values: list[str], where: str) -> np.ndarray:
         vector = np.array(values, dtype=np.float64)
     except ValueError:
         vector = np.array([np.nan])
-    if not np.isfinite(vector).all():
-        raise ValueError(f"{where} holds a value that is not a finite number.")
+    if not np.isfinite(vector.astype(np.float32)).all():                    # float32 is what the model holds
+        raise ValueError(f"{where} holds a value that is not a finite number in float32.")
     return vector

@@ -106,7 +106,7 @@ def model_values(series: Series, log: bool) -> np.ndarray:
     if not log:
         return series.values
     if series.target_values.min() <= 0:
-        raise ValueError(f"log needs a target above zero everywhere, but '{series.target}' goes down to "
+        raise ValueError(f"--log needs a target above zero everywhere, but '{series.target}' goes down to "
                          f"{series.target_values.min():g}.")
     values = series.values.copy()
     values[:, 0] = np.log(values[:, 0])

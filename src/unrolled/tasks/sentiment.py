@@ -440,6 +440,8 @@ def explain_text(run, text: str, out=None) -> tuple[Path, list[str], np.ndarray]
 
     if out is not None and Path(out).suffix.lower() != ".png":
         raise ValueError(f"--out must name a .png file, but was given {out}.")
+    if out is not None and Path(out).is_dir():
+        raise ValueError(f"--out must name a .png file, but {out} is a folder.")
     config, vocab, classes, model = load_run(run)
     tokens, ids = _ids(text, vocab, config)
     tokens, ids = tokens[:config.max_len], ids[:config.max_len]
