@@ -106,6 +106,7 @@ CASES = [
     ("lm-sample-beam-too-wide", "lm sample {lm} --beam 100000", "must be an integer from 1 to 100"),
     ("lm-sample-beam-and-top-k", "lm sample {lm} --beam 3 --top-k 5", "--beam"),
     ("lm-sample-torn-checkpoint", "lm sample {broken:lm:best.npz}", "truncated, corrupted"),
+    ("lm-sample-config-seed-edited", "lm sample {broken:lm:seed}", "config.json does not hold a valid config: seed must be"),
     ("lm-sample-missing-vocab", "lm sample {broken:lm:vocab.json}", "does not exist"),
     ("lm-inspect-one-token", "lm inspect {lm} --text a", "at least 2 tokens"),
     ("lm-inspect-outside-vocab", "lm inspect {lm} --text '\u00a7\u00a7 text'", "not in the vocabulary"),
@@ -230,6 +231,8 @@ CASES = [
     ("translate-run-pickled-checkpoint", "translate run {broken:translate:pickle} 'I am cold.'", "only numeric arrays"),
     ("translate-eval-data-gone", "translate eval {broken:translate:data}", "does not exist"),
     ("translate-eval-beam-too-wide", "translate eval {translate} --beam 101", "must be an integer from 1 to 100"),
+    ("translate-resume-config-seed-edited", "translate train --resume {broken:translate:seed}",
+     "config.json does not hold a valid config: seed must be"),
     ("translate-eval-other-task", "translate eval {forecast}", "expected a 'translate' run"),
 ]
 
@@ -252,7 +255,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
 def _broken(runs: dict, spec: str, folder: Path) -> Path:
     """A copy of a run with one thing damaged: `task:file` truncated, `task:pickle`, `task:data` gone, or
-    `task:hidden` edited in config.json."""
+    `task:hidden` or `task:seed` edited in config.json."""
     task, what = spec.split(":")
     copy = folder / f"{task}-{what.replace('.', '-')}"
     if copy.exists():
@@ -271,9 +274,9 @@ def _broken(runs: dict, spec: str, folder: Path) -> Path:
     elif what == "data":
         config = json.loads((copy / "config.json").read_text())
         (copy / "config.json").write_text(json.dumps({**config, "data": str(folder / "moved-away.txt")}))
-    elif what == "hidden":                                   # config.json edited: the weights no longer fit
+    elif what in ("hidden", "seed"):                         # config.json edited by hand
         config = json.loads((copy / "config.json").read_text())
-        (copy / "config.json").write_text(json.dumps({**config, "hidden": config["hidden"] + 2}))
+        (copy / "config.json").write_text(json.dumps({**config, what: config[what] + 2 if what == "hidden" else -1}))
     elif what == "vocab.json":
         (copy / what).unlink()
     else:

@@ -116,7 +116,8 @@ def create_run(out, config: dict) -> Path:
         from .checkpoint import has_checkpoint  # checkpoint.py builds on this module
         task = read_json(out / CONFIG, f"a run's {CONFIG}").get("task")
         if task != config.get("task"):
-            raise ValueError(f"{out} already holds " + (f"a '{task}' run" if task else "a config.json") + "; choose another --out.")
+            held = f"a '{task}' run" if task else "a config.json"
+            raise ValueError(f"{out} already holds {held}; choose another --out.")
         if has_checkpoint(out) or has_checkpoint(out, "best"):
             raise ValueError(f"{out} already holds a run; continue it with --resume {out} or choose another --out.")
     elif out.is_dir() and any(out.iterdir()):
@@ -138,6 +139,19 @@ def read_config(run, task: str) -> dict:
     config = read_json(run / CONFIG, f"a run's {CONFIG}")
     if config.get("task") != task:
         raise ValueError(f"expected a '{task}' run in {run}, but its {CONFIG} is for task '{config.get('task')}'.")
+    return config
+
+
+def load_config(run, task: str, cls):
+    """The config.json of a `task` run as a `cls` (the task's Config), a value it refuses (say, edited
+    by hand) named with the file."""
+    values = read_config(run, task)
+    try:
+        config = cls.from_dict(values)
+        if not isinstance(config.seed, int) or config.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, but was given {config.seed!r}.")
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{Path(run) / CONFIG} does not hold a valid config: {str(e).rstrip('.')}.") from None
     return config
 
 

@@ -40,7 +40,7 @@ from ..forecasting.baselines import LinearAR
 from ..forecasting.model import EncoderDecoderForecaster, Forecaster
 from ..layers import HuberLoss, L1Loss, MSELoss
 from ..optim import Adam, CosineWarmup, ReduceLROnPlateau, clip_grad_norm
-from ..runs import CONFIG, Progress, append_metrics, atomic_write_text, create_run, finished, read_config, read_metrics
+from ..runs import CONFIG, Progress, append_metrics, atomic_write_text, create_run, finished, load_config, read_metrics
 from ..train import Budget, TrainState, fit, resume, save_training_state
 from .forecast_data import Framing, Prepared, aligned, future_times, load, model_values, parse_bases, prepare
 
@@ -333,7 +333,7 @@ def train(config: Config | None = None, out=None, resume_from=None, log=None,
     log = log or sys.stderr
     if resume_from is not None:
         run = Path(resume_from)
-        config = Config.from_dict(read_config(run, TASK))
+        config = load_config(run, TASK, Config)
         _, meta = load_checkpoint(run)  # a damaged checkpoint is reported before anything runs
         if finished(run, "test_mae"):
             raise ValueError(f"the run in {run} has finished (its test scores end metrics.jsonl); "
@@ -391,7 +391,7 @@ def load_run(run) -> tuple[Config, Module, Normaliser, LinearAR, dict]:
     """The config, the best model (eval mode), the normaliser, the fitted linear AR and the data
     metadata (columns, cleaning report, season, split sizes) of a run."""
     run = Path(run)
-    config = Config.from_dict(read_config(run, TASK))
+    config = load_config(run, TASK, Config)
     arrays, meta = load_checkpoint(run, DATA)
     normaliser = Normaliser.from_state_dict(section(arrays, "normaliser"))
     ar = LinearAR(config.ridge)

@@ -28,7 +28,7 @@ from ..checkpoint import load_checkpoint, load_weights
 from ..data.text import StreamBatcher, Vocab, bundled_path, get_tokenizer, read_text, split
 from ..models import LanguageModel
 from ..optim import Adam
-from ..runs import atomic_write_text, create_run, read_config, read_metrics
+from ..runs import atomic_write_text, create_run, load_config, read_metrics
 from ..train import RunConfig, TrainState, budget_given, fit, resume, save_training_state, warmup_cosine
 
 TASK = "lm"
@@ -227,7 +227,7 @@ def train(config: Config | None, out=None, resume_from=None, progress: bool = Tr
     """
     if resume_from is not None:
         run = Path(resume_from)
-        config = Config.from_dict(read_config(run, TASK))
+        config = load_config(run, TASK, Config)
         _, meta = load_checkpoint(run)  # a damaged checkpoint is reported before anything runs
         corpus = load_corpus(config, Vocab.load(run / VOCAB))
         if corpus.sha256 != meta.get("data_sha256"):
@@ -271,7 +271,7 @@ def train(config: Config | None, out=None, resume_from=None, progress: bool = Tr
 def load_run(run) -> tuple[Config, Vocab, LanguageModel, dict]:
     """The config, vocabulary and model (best weights when kept, else the latest) of a run, in eval mode."""
     run = Path(run)
-    config = Config.from_dict(read_config(run, TASK))
+    config = load_config(run, TASK, Config)
     vocab = Vocab.load(run / VOCAB)
     model = build(config, len(vocab))
     meta = load_weights(model, run)

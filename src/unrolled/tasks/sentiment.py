@@ -32,7 +32,7 @@ from ..data.sentiment_sources import Examples, LabelledData, load_labelled
 from ..data.vocab import Vocab
 from ..models.classifier import POOLINGS, TextClassifier, load_word_vectors
 from ..optim import Adam, AdamW
-from ..runs import append_metrics, create_run, finished, read_config, read_metrics, write_json
+from ..runs import append_metrics, create_run, finished, load_config, read_metrics, write_json
 from ..train import RunConfig, TrainState, budget_given, fit, resume, save_training_state, warmup_cosine
 
 TASK = "sentiment"
@@ -321,7 +321,7 @@ def train(config: Config, out=None, resume_from=None, progress: bool = True,
     """
     if resume_from is not None:
         run = Path(resume_from)
-        config = Config.from_dict(read_config(run, TASK))
+        config = load_config(run, TASK, Config)
         _, meta = load_checkpoint(run)  # a damaged checkpoint is reported before anything runs
         prepared = prepare(config, Vocab.load(run / VOCAB), data)
         if data_digest(prepared) != meta.get("data_sha256"):
@@ -394,7 +394,7 @@ def finish(run: Path, config: Config, prepared: Prepared, model: TextClassifier,
 def load_run(run) -> tuple[Config, Vocab, list[str], TextClassifier]:
     """The config, vocabulary, class names and model (best weights when kept) of a run, in eval mode."""
     run = Path(run)
-    config = Config.from_dict(read_config(run, TASK))
+    config = load_config(run, TASK, Config)
     vocab = Vocab.load(run / VOCAB)
     _, meta = load_checkpoint(run, "best" if has_checkpoint(run, "best") else "checkpoint")
     classes = meta.get("classes")

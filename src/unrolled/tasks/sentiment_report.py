@@ -19,7 +19,7 @@ import numpy as np
 
 from ..checkpoint import has_checkpoint
 from ..data.sentiment_sources import load_labelled
-from ..runs import CONFIG, atomic_write_text, finished, read_config, read_json, read_metrics, write_json
+from ..runs import CONFIG, atomic_write_text, finished, load_config, read_json, read_metrics, write_json
 from . import sentiment
 from .sentiment_plots import plot_accuracy, plot_by_length, plot_confusions, plot_gradient_flow
 
@@ -109,7 +109,7 @@ def _check_settings(out: Path, config: sentiment.Config) -> None:
     differ = {}
     for cell in CELLS:
         if (out / cell / CONFIG).is_file():
-            theirs = dataclasses.asdict(sentiment.Config.from_dict(read_config(out / cell, sentiment.TASK)))
+            theirs = dataclasses.asdict(load_config(out / cell, sentiment.TASK, sentiment.Config))
             ours = dataclasses.asdict(dataclasses.replace(config, cell=cell))
             differ.update({k: (theirs[k], ours[k]) for k in ours if theirs[k] != ours[k]})
     if differ:

@@ -40,7 +40,7 @@ from ..data.text import bundled_path
 from ..data.vocab import Vocab
 from ..layers import CrossEntropyLoss
 from ..models.seq2seq import ATTENTIONS, CELLS, Seq2Seq, translate_beam, translate_greedy
-from ..runs import append_metrics, atomic_write_text, create_run, finished, read_config, read_metrics, write_json
+from ..runs import append_metrics, atomic_write_text, create_run, finished, load_config, read_metrics, write_json
 from ..train import RunConfig, TrainState, budget_given, fit, resume, save_training_state
 from .lm import make_optimizer
 
@@ -303,7 +303,7 @@ def train(config: Config, out=None, resume_from=None, progress: bool = True) -> 
     """
     if resume_from is not None:
         run = Path(resume_from)
-        config = Config.from_dict(read_config(run, TASK))
+        config = load_config(run, TASK, Config)
         _, meta = load_checkpoint(run)  # a damaged checkpoint is reported before anything runs
         corpus = load_corpus(config, (Vocab.load(run / SRC_VOCAB), Vocab.load(run / TGT_VOCAB)))
         if corpus.sha256 != meta.get("data_sha256"):
@@ -389,7 +389,7 @@ def describe(config: Config) -> str:
 def load_run(run) -> tuple[Config, Vocab, Vocab, object]:
     """The config, source and target vocabularies and model (best weights when kept) of a run, in eval mode."""
     run = Path(run)
-    config = Config.from_dict(read_config(run, TASK))
+    config = load_config(run, TASK, Config)
     src_vocab = check_vocab(Vocab.load(run / SRC_VOCAB), "source")
     tgt_vocab = check_vocab(Vocab.load(run / TGT_VOCAB), "target")
     model = build(config, len(src_vocab), len(tgt_vocab))
