@@ -146,6 +146,7 @@ CASES = [
     ("sentiment-compare-same-cell", "sentiment compare --cells gru,gru {sentiment_flags} --data {tarball} --out {new}",
      "distinct cells"),
     # ----- sentiment predict / explain ---------------------------------------------------------
+    ("sentiment-predict-empty-run", "sentiment predict '' 'Great film'", "argument DIR: must name a path"),
     ("sentiment-predict-empty-text", "sentiment predict {sentiment} ''", "empty one"),
     ("sentiment-predict-no-words", "sentiment predict {sentiment} '...'", "at least one word"),
     ("sentiment-predict-empty-stdin", "sentiment predict {sentiment}", "given none", "\n  \n"),

@@ -116,7 +116,7 @@ def register(tasks) -> None:
     train.set_defaults(func=run_train)
 
     predict = actions.add_parser("predict", help="forecast the steps after the end of the data with a trained run")
-    predict.add_argument("run", metavar="DIR")
+    predict.add_argument("run", type=path_name, metavar="DIR")
     predict.add_argument("--data", metavar="CSV", help="newer data with the same columns (default: the run's CSV)")
     predict.add_argument("--out", type=path_name, metavar="FILE", help="the CSV of forecasts to write (default DIR/forecast.csv)")
     predict.set_defaults(func=run_predict)

@@ -48,7 +48,7 @@ def register(tasks) -> None:
     train.set_defaults(func=run_train)
 
     sample = actions.add_parser("sample", help="generate text from a trained run, streamed as it is made")
-    sample.add_argument("run", metavar="DIR")
+    sample.add_argument("run", type=path_name, metavar="DIR")
     sample.add_argument("--prompt", type=utf8_text, metavar="TEXT", help="text to start from (default: a new line)")
     sample.add_argument("--length", type=positive_int, default=400, metavar="N", help="tokens to generate")
     sample.add_argument("--temperature", type=nonnegative_float, default=None, metavar="T",
@@ -60,7 +60,7 @@ def register(tasks) -> None:
     sample.set_defaults(func=run_sample)
 
     inspect = actions.add_parser("inspect", help="heatmaps of hidden states and gates, and the readable units")
-    inspect.add_argument("run", metavar="DIR")
+    inspect.add_argument("run", type=path_name, metavar="DIR")
     inspect.add_argument("--text", type=utf8_text, required=True, metavar="TEXT", help="the text to run the model over")
     inspect.add_argument("--out", type=path_name, metavar="DIR", help="where to write the plots and report.md (default DIR/inspect)")
     inspect.set_defaults(func=run_inspect)

@@ -77,12 +77,12 @@ def register(tasks) -> None:
     compare.set_defaults(func=run_compare)
 
     predict = actions.add_parser("predict", help="label and probability of texts (arguments, or one per stdin line)")
-    predict.add_argument("run", metavar="DIR")
+    predict.add_argument("run", type=path_name, metavar="DIR")
     predict.add_argument("texts", nargs="*", type=utf8_text, metavar="TEXT", help="texts to classify (default: read lines from stdin)")
     predict.set_defaults(func=run_predict)
 
     explain = actions.add_parser("explain", help="plot the prediction after each word of a text")
-    explain.add_argument("run", metavar="DIR")
+    explain.add_argument("run", type=path_name, metavar="DIR")
     explain.add_argument("text", type=utf8_text, metavar="TEXT")
     explain.add_argument("--out", type=path_name, metavar="PNG", help="where to write the plot (default DIR/plots/explain.png)")
     explain.set_defaults(func=run_explain)

@@ -76,14 +76,14 @@ def register(tasks) -> None:
     train.set_defaults(func=run_train)
 
     run = actions.add_parser("run", help="translate a sentence with a trained run")
-    run.add_argument("run", metavar="DIR")
+    run.add_argument("run", type=path_name, metavar="DIR")
     run.add_argument("sentence", type=utf8_text, metavar="SENTENCE")
     run.add_argument("--beam", type=beam_width, metavar="K", help="beam search of width K (default: greedy)")
     run.add_argument("--plot", type=path_name, metavar="PNG", help="write the attention heatmap to this file")
     run.set_defaults(func=run_run)
 
     evaluate = actions.add_parser("eval", help="BLEU of greedy decoding and beam search on the held-out test split")
-    evaluate.add_argument("run", metavar="DIR")
+    evaluate.add_argument("run", type=path_name, metavar="DIR")
     evaluate.add_argument("--beam", type=beam_width, metavar="K", help="beam width (default: the run's)")
     evaluate.add_argument("--length-penalty", type=_alpha, metavar="A", help="GNMT alpha (default: the run's)")
     evaluate.set_defaults(func=run_eval)
