@@ -313,3 +313,15 @@ def test_an_atomic_write_to_a_folder_or_into_a_missing_folder_names_the_path_ask
     with pytest.raises(ValueError, match=f"the folder {tmp_path / 'nowhere'} does not exist"):
         atomic_write(tmp_path / "nowhere" / "forecast.csv", lambda f: f.write(b"x"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plot.png"]   # no temporary file left
+
+
+def test_a_folder_create_run_began_before_a_kill_is_started_again(tmp_path):
+    out = tmp_path / "run"
+    (out / "plots").mkdir(parents=True)
+    (out / ".lock").write_bytes(b"")                          # made before config.json
+    assert read_config(create_run(out, {"task": "lm", "hidden": 8}), "lm")["hidden"] == 8
+    mine = tmp_path / "mine"
+    (mine / "plots").mkdir(parents=True)
+    (mine / "plots" / "loss.png").write_bytes(b"mine")        # a plot in it: someone's folder
+    with pytest.raises(ValueError, match="holds files that are not a run"):
+        create_run(mine, {"task": "lm"})

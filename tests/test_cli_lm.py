@@ -68,6 +68,10 @@ def test_inspect_writes_heatmaps_and_a_report(run, tmp_path, capsys):
     assert "speaker name" in report and "position in line" in report and "layer 1" in report
     for name in ("hidden_l1.png", "cell_l1.png", "gate_f_l1.png", "saturation_l1.png", "units.png", "report.md"):
         assert (tmp_path / name).stat().st_size > 0, name
+    (tmp_path / "report.md").unlink()                   # as if stopped before its report: the folder is reused
+    (tmp_path / "gate_x_l9.png").write_bytes(b"an older inspection's plot")
+    assert main(["lm", "inspect", str(run), "--text", text, "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "report.md").is_file() and not (tmp_path / "gate_x_l9.png").exists()
 
 
 def _fails_with_one_line(capsys, args, match):

@@ -180,9 +180,11 @@ def test_a_checkpoint_from_a_different_model_size_does_not_resume(run, capsys):
     line = _fails_in_one_sentence(capsys, ["lm", "sample", str(run)], "of shape")
     assert f"{run / 'best.npz'} does not fit the model that {run / 'config.json'} describes" in line
     (run / "config.json").write_text(json.dumps({**config, "layers": config["layers"] + 2}))
+    edited = _snapshot(run)
     line = _fails_in_one_sentence(capsys, ["lm", "train", "--resume", str(run)], "does not fit the model")
     assert "LanguageModel.load_state_dict is missing 'rnn.weight_ih_l1', " in line and " more)." in line
     assert len(line) < 400                                   # a few names, not every parameter's
+    assert _snapshot(run) == edited
     (run / "config.json").write_text(json.dumps({**config, "hidden": 24}))
     assert _snapshot(run) == before
 

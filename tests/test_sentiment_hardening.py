@@ -16,7 +16,7 @@ TARBALL = str(FIXTURES / "aclImdb_tiny.tar.gz")
 VADER = str(FIXTURES / "movieReviewSnippets_GroundTruth.txt")
 TINY = ["--embed", "6", "--hidden", "5", "--batch", "2", "--max-len", "20", "--eval-every", "2", "--min-freq", "1"]
 COMPARE = ["sentiment", "compare", "--cells", "rnn,gru", "--data", TARBALL, "--epochs", "2", *TINY]
-INTERRUPTED = "interrupted: checkpoint saved; run the same command again to continue."
+INTERRUPTED = "interrupted; run the same command again to continue."
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +80,9 @@ def test_compare_continues_only_with_the_same_settings(compared, tmp_path, capsy
     other[other.index(TARBALL)] = str(FIXTURES / "aclImdb")
     assert main(other) == 2
     assert f"(--data {TARBALL} then, {FIXTURES / 'aclImdb'} now)" in error(capsys)
+    minutes = [*COMPARE[:COMPARE.index("--epochs")], *COMPARE[COMPARE.index("--epochs") + 2:], "--minutes", "1"]
+    assert main([*minutes, "--out", str(compared)]) == 2
+    assert "(--epochs 2 then, unset now; --minutes unset then, 1.0 now)" in error(capsys)
     assert snapshot(compared) == before
     assert main([*COMPARE, "--out", str(compared)]) == 0         # the same settings: nothing to train again
     assert snapshot(compared)["rnn/metrics.jsonl"] == before["rnn/metrics.jsonl"]
@@ -133,8 +136,10 @@ def test_explain_out_must_be_a_png(run, tmp_path, capsys, name):
     out = tmp_path / name
     if name.endswith(".txt"):
         out.write_text("mine")
-    assert main(["sentiment", "explain", str(run), "A fine film.", "--out", str(out)]) == 2
-    assert f"--out must name a .png file, but was given {out}." in error(capsys)
+    with pytest.raises(SystemExit) as stopped:                             # argparse's own check
+        main(["sentiment", "explain", str(run), "A fine film.", "--out", str(out)])
+    assert stopped.value.code == 2
+    assert f"argument --out: must name a .png file, but was given '{out}'" in error(capsys)
     assert out.read_text() == "mine" if name.endswith(".txt") else not out.exists()
 
 

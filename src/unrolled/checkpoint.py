@@ -198,16 +198,22 @@ def section(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]
 
 def load_weights(model, run, name: str | None = None) -> dict:
     """Load `model` from the run's checkpoint `name` (default: the best, else the latest); returns its
-    metadata. Weights that do not fit the model (config.json edited, say) are one sentence."""
+    metadata."""
     run = Path(run)
     name = name or ("best" if has_checkpoint(run, "best") else "checkpoint")
     arrays, meta = load_checkpoint(run, name)
+    fit_weights(model, arrays, run, name)
+    return meta
+
+
+def fit_weights(model, arrays: dict[str, np.ndarray], run, name: str) -> None:
+    """Copy checkpoint `name`'s model arrays into `model`; weights that do not fit the model (config.json
+    edited, say) are one sentence naming both files."""
     try:
         model.load_state_dict(section(arrays, "model"))
     except ValueError as e:
-        raise CheckpointError(f"{run / (name + '.npz')} does not fit the model that {run / CONFIG} describes: "
-                              f"{str(e).rstrip('.')}.") from None
-    return meta
+        raise CheckpointError(f"{Path(run) / (name + '.npz')} does not fit the model that {Path(run) / CONFIG} "
+                              f"describes: {str(e).rstrip('.')}.") from None
 
 
 # ----- random generators -------------------------------------------------------------------------

@@ -35,6 +35,7 @@ import contextlib
 import importlib
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -93,6 +94,14 @@ def utf8_text(text: str) -> str:
 def path_name(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError(f"must name a path, but was given {text!r}")
+    return text
+
+
+def png_path(text: str) -> str:
+    if not text.lower().endswith(".png") or len(text) == 4:
+        raise argparse.ArgumentTypeError(f"must name a .png file, but was given {text!r}")
+    if Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"must name a .png file, but {text} is a folder")
     return text
 
 
@@ -215,7 +224,8 @@ def main(argv=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except (FileExistsError, NotADirectoryError) as e:  # making a folder where a file is
-        print(f"unrolled: error: cannot write into {e.filename}: it or a folder above it is a file.", file=sys.stderr)
+        print(f"unrolled: error: {e.filename}: it, or a folder above it, is a file where a folder is needed.",
+              file=sys.stderr)
     except OSError as e:
         where = f" {e.filename}" if e.filename else ""
         print(f"unrolled: error:{where} {e.strerror or e}.", file=sys.stderr)

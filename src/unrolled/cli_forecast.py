@@ -58,7 +58,7 @@ def register(tasks) -> None:
                                              "(or continue one with --resume)",
                                description="Train a forecaster; the last part of the series is the test period.")
     data = train.add_argument_group("data")
-    data.add_argument("--data", metavar="CSV", help="a CSV file with a header row (required for a new run)")
+    data.add_argument("--data", type=path_name, metavar="CSV", help="a CSV file with a header row (required for a new run)")
     data.add_argument("--target", metavar="COL", help="the column to forecast (required for a new run)")
     data.add_argument("--features", type=column_list, metavar="COLS",
                       help="comma-separated input columns besides the target (default: every usable column)")
@@ -117,18 +117,9 @@ def register(tasks) -> None:
 
     predict = actions.add_parser("predict", help="forecast the steps after the end of the data with a trained run")
     predict.add_argument("run", type=path_name, metavar="DIR")
-    predict.add_argument("--data", metavar="CSV", help="newer data with the same columns (default: the run's CSV)")
+    predict.add_argument("--data", type=path_name, metavar="CSV", help="newer data with the same columns (default: the run's CSV)")
     predict.add_argument("--out", type=path_name, metavar="FILE", help="the CSV of forecasts to write (default DIR/forecast.csv)")
     predict.set_defaults(func=run_predict)
-
-
-def refuse_split_clash(given: dict) -> None:
-    """--split and --test-last both place the test period; --val-last counts back from --test-last's."""
-    if "split" in given and "test_last" in given:
-        raise ValueError("--split and --test-last both set the test period, so give only one of them.")
-    if "val_last" in given and "test_last" not in given:
-        raise ValueError("--val-last sets the validation rows just before the --test-last N test rows, "
-                         "so it needs --test-last too.")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -138,7 +129,6 @@ def run_train(args: argparse.Namespace) -> int:
         missing = [f"--{name}" for name in ("data", "target") if name not in given]
         if missing:
             raise ValueError(f"a new run needs {' and '.join(missing)} (or --resume DIR to continue a run).")
-        refuse_split_clash(given)
     config = None if args.resume is not None else forecast.Config(**given)
     run, results = forecast.train(config, out=args.out or DEFAULT_OUT, resume_from=args.resume)
     if results is None:

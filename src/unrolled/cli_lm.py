@@ -22,7 +22,7 @@ def register(tasks) -> None:
     train = actions.add_parser("train", help="train a language model (or continue one with --resume)",
                                description="Train a language model; explicit flags override the preset's values.")
     d = lm.Config()
-    train.add_argument("--data", metavar="PATH", help="a UTF-8 text file (default: the bundled tiny Shakespeare)")
+    train.add_argument("--data", type=path_name, metavar="PATH", help="a UTF-8 text file (default: the bundled tiny Shakespeare)")
     train.add_argument("--level", choices=("char", "word"), help=f"tokens: characters or words (default {d.level})")
     train.add_argument("--max-vocab", type=positive_int, metavar="N",
                        help=f"word level: keep the N most frequent tokens, the rest are <unk> (default {d.max_vocab})")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli import (dropout_rate, nonnegative_float, nonnegative_int, path_name, positive_float, positive_int,
+from .cli import (dropout_rate, nonnegative_float, nonnegative_int, path_name, png_path, positive_float, positive_int,
                   refuse_flags_with_resume, utf8_text)
 from .data.sentiment_sources import is_table
 from .runs import read_json
@@ -22,7 +22,7 @@ CONFIG_FLAGS = ("data", "text_column", "label_column", "cell", "bidirectional", 
 def _model_flags(parser, cell: bool = True) -> None:
     """The flags of a Config; each defaults to None, meaning "the Config's default" (shown in --help)."""
     d = sentiment.Config()
-    parser.add_argument("--data", metavar="PATH",
+    parser.add_argument("--data", type=path_name, metavar="PATH",
                         help=f"IMDB tarball or aclImdb folder, .csv/.tsv, or VADER file/folder (default {d.data})")
     parser.add_argument("--text-column", metavar="NAME", help=f"CSV/TSV text column (default {d.text_column})")
     parser.add_argument("--label-column", metavar="NAME", help=f"CSV/TSV label column (default {d.label_column})")
@@ -37,7 +37,7 @@ def _model_flags(parser, cell: bool = True) -> None:
     parser.add_argument("--dropout", type=dropout_rate, metavar="P", help=f"before the head (default {d.dropout})")
     parser.add_argument("--embed-dropout", type=dropout_rate, metavar="P",
                         help=f"whole words dropped while training (default {d.embed_dropout})")
-    parser.add_argument("--vectors", metavar="PATH", help="pretrained word vectors, word2vec/GloVe text format")
+    parser.add_argument("--vectors", type=path_name, metavar="PATH", help="pretrained word vectors, word2vec/GloVe text format")
     parser.add_argument("--max-len", type=positive_int, metavar="N", help=f"tokens kept per review (default {d.max_len})")
     parser.add_argument("--truncation", choices=("head", "tail", "both"),
                         help=f"which end of a long review to keep (default {d.truncation})")
@@ -84,7 +84,7 @@ def register(tasks) -> None:
     explain = actions.add_parser("explain", help="plot the prediction after each word of a text")
     explain.add_argument("run", type=path_name, metavar="DIR")
     explain.add_argument("text", type=utf8_text, metavar="TEXT")
-    explain.add_argument("--out", type=path_name, metavar="PNG", help="where to write the plot (default DIR/plots/explain.png)")
+    explain.add_argument("--out", type=png_path, metavar="PNG", help="where to write the plot (default DIR/plots/explain.png)")
     explain.set_defaults(func=run_explain)
 
 
@@ -129,7 +129,7 @@ def run_compare(args: argparse.Namespace) -> int:
     config = _config(given)
     report = compare(config, cells, args.out or DEFAULT_COMPARE_OUT)
     if report is None:
-        print("interrupted: checkpoint saved; run the same command again to continue.", file=sys.stderr)
+        print("interrupted; run the same command again to continue.", file=sys.stderr)
         return 130
     print(f"report: {report}")
     return 0

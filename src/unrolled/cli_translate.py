@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from .cli import (beam_width, dropout_rate, nonnegative_int, _number, path_name, positive_float, positive_int,
-                  refuse_flags_with_resume, utf8_text)
+from .cli import (beam_width, dropout_rate, nonnegative_int, _number, path_name, png_path, positive_float,
+                  positive_int, refuse_flags_with_resume, utf8_text)
 from .runs import read_json
 from .tasks import translate
 
@@ -37,7 +36,7 @@ def register(tasks) -> None:
     train = actions.add_parser("train", help="train a translation model (or continue one with --resume)",
                                description="Train on tab-separated sentence pairs; the best weights are scored "
                                            "with BLEU on the held-out 10% when training ends.")
-    train.add_argument("--data", metavar="PATH",
+    train.add_argument("--data", type=path_name, metavar="PATH",
                        help="source<TAB>target pairs (default: the bundled English-French tutorial subset)")
     train.add_argument("--preset", choices=translate.PRESETS,
                        help="tutorial (default): short 'i am / he is ...' pairs as the PyTorch tutorial; full: every pair")
@@ -79,7 +78,7 @@ def register(tasks) -> None:
     run.add_argument("run", type=path_name, metavar="DIR")
     run.add_argument("sentence", type=utf8_text, metavar="SENTENCE")
     run.add_argument("--beam", type=beam_width, metavar="K", help="beam search of width K (default: greedy)")
-    run.add_argument("--plot", type=path_name, metavar="PNG", help="write the attention heatmap to this file")
+    run.add_argument("--plot", type=png_path, metavar="PNG", help="write the attention heatmap to this file")
     run.set_defaults(func=run_run)
 
     evaluate = actions.add_parser("eval", help="BLEU of greedy decoding and beam search on the held-out test split")
@@ -112,9 +111,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_run(args: argparse.Namespace) -> int:
-    if args.plot is not None and (not args.plot.lower().endswith(".png") or Path(args.plot).is_dir()):
-        raise ValueError(f"--plot must name a .png file, but was given {args.plot}"
-                         + (", a folder." if Path(args.plot).is_dir() else "."))
     result = translate.translate_text(args.run, args.sentence, beam=args.beam)
     if args.plot is not None and result.weights is None:
         raise ValueError(f"the model in {args.run} has no attention to plot (it was trained with --attention none).")

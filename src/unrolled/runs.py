@@ -120,7 +120,7 @@ def create_run(out, config: dict) -> Path:
             raise ValueError(f"{out} already holds {held}; choose another --out.")
         if has_checkpoint(out) or has_checkpoint(out, "best"):
             raise ValueError(f"{out} already holds a run; continue it with --resume {out} or choose another --out.")
-    elif out.is_dir() and any(out.iterdir()):
+    elif out.is_dir() and not unstarted(out):
         raise ValueError(f"{out} holds files that are not a run; choose an empty or new folder for --out.")
     (out / "plots").mkdir(parents=True, exist_ok=True)
     lock_run(out)
@@ -129,6 +129,13 @@ def create_run(out, config: dict) -> Path:
     remove_temporaries(out)
     write_json(out / CONFIG, config)
     return out
+
+
+def unstarted(folder) -> bool:
+    """An empty folder, or one that create_run began (an empty plots/ and the lock) before a kill cut
+    it short of config.json."""
+    return all(p.name == LOCK or (p.name == "plots" and p.is_dir() and not any(p.iterdir()))
+               for p in Path(folder).iterdir())
 
 
 def read_config(run, task: str) -> dict:

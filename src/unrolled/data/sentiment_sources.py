@@ -88,7 +88,9 @@ def load_imdb(path) -> LabelledData:
                     if m and member.isfile():
                         raw = archive.extractfile(member).read()
                         found[(m[1], m[2], int(m[3]))] = _decode(raw, f"{path}:{member.name}")
-        except (tarfile.TarError, EOFError, OSError):
+        except OSError as e:
+            raise ValueError(f"expected a readable tar archive at {path}, but reading it failed ({e.strerror or e}).") from None
+        except (tarfile.TarError, EOFError):
             raise ValueError(f"expected a readable tar archive at {path}, but it is damaged or not a tar "
                              "archive.") from None
     splits = _imdb_examples(found)

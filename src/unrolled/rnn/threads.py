@@ -17,7 +17,6 @@ library is found (NumPy on MKL, Accelerate, BLIS...), `one_blas_thread()` does n
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import ctypes
 import glob
 import os
@@ -104,13 +103,19 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _with_errstate(settings: dict, fn, args):
+    """fn(*args) under the floating-point error settings of the thread that queued it."""
+    with np.errstate(**settings):
+        return fn(*args)
+
+
 class Job:
     """One call queued on the helper thread. `join()` waits for it; a shareable job (one whose
     outputs no other job touches) that has not started yet is run by the caller instead."""
 
     def __init__(self, fn, args, shareable: bool):
         self.fn, self.args, self.shareable = fn, args, shareable
-        self.future = _executor().submit(contextvars.copy_context().run, fn, *args)  # the caller's np.errstate
+        self.future = _executor().submit(_with_errstate, np.geterr(), fn, args)  # the caller's np.errstate
         self.joined = False
 
     def join(self) -> None:

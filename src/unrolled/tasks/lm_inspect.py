@@ -12,6 +12,7 @@ lists the top units per property with their correlation.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -78,14 +79,24 @@ def unit_activations(internals: list[dict[str, np.ndarray]], cell: str) -> dict[
     return found
 
 
-def _check_output_folder(out: Path) -> None:
-    """`out` must be new, empty, or an earlier inspection's folder (its report.md replaced, nothing else)."""
+# what an inspection writes (and the temporary files of a write a kill cut short)
+INSPECTION_FILES = re.compile(r"(hidden|cell|saturation)_l\d+\.png|gate_\w+_l\d+\.png|units\.png|report\.md|\..+\.tmp")
+
+
+def _clear_output_folder(out: Path) -> None:
+    """`out` must be new, empty, or an earlier inspection's folder, whose files are removed (a GRU's
+    inspection has no cell plots, so an LSTM's must not stay beside it)."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out must be a folder, but {out} is a file.")
-    if out.is_dir() and any(out.iterdir()):
-        report = out / "report.md"
-        if not (report.is_file() and report.read_text(encoding="utf-8", errors="replace").startswith("# Units of ")):
-            raise ValueError(f"{out} holds files that are not an inspection; choose an empty or new folder for --out.")
+    if not out.is_dir():
+        return
+    report = out / "report.md"
+    ours = all(p.is_file() and INSPECTION_FILES.fullmatch(p.name) for p in out.iterdir()) and (
+        not report.exists() or report.read_text(encoding="utf-8", errors="replace").startswith("# Units of "))
+    if not ours:
+        raise ValueError(f"{out} holds files that are not an inspection; choose an empty or new folder for --out.")
+    for path in out.iterdir():
+        path.unlink()
 
 
 def inspect_run(run, text: str, out=None, max_tokens: int = 2000) -> str:
@@ -99,7 +110,7 @@ def inspect_run(run, text: str, out=None, max_tokens: int = 2000) -> str:
         raise ValueError(f"--text must hold at least 2 tokens to inspect, but was given {len(ids)}.")
     tokens = vocab.decode(ids)
     internals = model.internals(ids[:, None])                            # per layer: dict of (T, 1, H)
-    _check_output_folder(out)
+    _clear_output_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     plots = []
     n = min(len(tokens), HEATMAP_TOKENS)  # few enough to label every column

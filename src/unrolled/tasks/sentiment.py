@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import has_checkpoint, load_checkpoint, load_weights, section
+from ..checkpoint import fit_weights, has_checkpoint, load_checkpoint, section
 from ..core.module import no_grad
 from ..data.classification import PAD, TRUNCATIONS, ReviewTokenizer, bucket_batches, build_vocab, pad_batch, truncate
 from ..data.sentiment_sources import Examples, LabelledData, load_labelled
@@ -396,13 +396,14 @@ def load_run(run) -> tuple[Config, Vocab, list[str], TextClassifier]:
     run = Path(run)
     config = load_config(run, TASK, Config)
     vocab = Vocab.load(run / VOCAB)
-    _, meta = load_checkpoint(run, "best" if has_checkpoint(run, "best") else "checkpoint")
+    name = "best" if has_checkpoint(run, "best") else "checkpoint"
+    arrays, meta = load_checkpoint(run, name)
     classes = meta.get("classes")
     if not isinstance(classes, list) or len(classes) < 2:
         raise ValueError(f"expected the class names in the checkpoint of {run}, but found {classes!r}.")
     config = dataclasses.replace(config, vectors=None)  # the weights already hold them
     model = build(config, vocab, len(classes))
-    load_weights(model, run)
+    fit_weights(model, arrays, run, name)
     return config, vocab, classes, model.eval()
 
 
@@ -438,10 +439,6 @@ def explain_text(run, text: str, out=None) -> tuple[Path, list[str], np.ndarray]
     """
     from .sentiment_plots import plot_explanation
 
-    if out is not None and Path(out).suffix.lower() != ".png":
-        raise ValueError(f"--out must name a .png file, but was given {out}.")
-    if out is not None and Path(out).is_dir():
-        raise ValueError(f"--out must name a .png file, but {out} is a folder.")
     config, vocab, classes, model = load_run(run)
     tokens, ids = _ids(text, vocab, config)
     tokens, ids = tokens[:config.max_len], ids[:config.max_len]

@@ -19,7 +19,8 @@ import numpy as np
 
 from ..checkpoint import has_checkpoint
 from ..data.sentiment_sources import load_labelled
-from ..runs import CONFIG, atomic_write_text, finished, load_config, read_json, read_metrics, write_json
+from ..runs import (CONFIG, atomic_write_text, finished, load_config, read_json, read_metrics, unstarted,
+                    write_json)
 from . import sentiment
 from .sentiment_plots import plot_accuracy, plot_by_length, plot_confusions, plot_gradient_flow
 
@@ -91,7 +92,7 @@ def _is_comparison(out: Path) -> bool:
 
 def _is_cell_run(folder: Path) -> bool:
     """A run folder (config.json), or one stopped before create_run wrote its config."""
-    return (folder / CONFIG).is_file() or {p.name for p in folder.iterdir()} <= {"plots", ".lock"}
+    return (folder / CONFIG).is_file() or unstarted(folder)
 
 
 def _check_out(out: Path) -> None:
@@ -113,7 +114,8 @@ def _check_settings(out: Path, config: sentiment.Config) -> None:
             ours = dataclasses.asdict(dataclasses.replace(config, cell=cell))
             differ.update({k: (theirs[k], ours[k]) for k in ours if theirs[k] != ours[k]})
     if differ:
-        said = "; ".join(f"--{k.replace('_', '-')} {old} then, {new} now" for k, (old, new) in differ.items())
+        shown = lambda v: "unset" if v is None else v
+        said = "; ".join(f"--{k.replace('_', '-')} {shown(old)} then, {shown(new)} now" for k, (old, new) in differ.items())
         raise ValueError(f"{out} holds a comparison made with other settings ({said}); give the same settings to "
                          "continue it, or choose another --out.")
 
