@@ -371,3 +371,12 @@ def test_out_never_writes_into_a_folder_of_other_files(command, runs, bad, tmp_p
     assert f"{mine} holds files that are not a" in capsys.readouterr().err
     assert _snapshot(mine) == {name: hashlib.sha256(b"mine").hexdigest()
                                for name in ("notes.txt", "plots/loss.png", "report.md")}
+
+
+@pytest.mark.parametrize("task", ["lm", "sentiment", "translate", "forecast"])
+def test_every_tasks_config_refuses_a_negative_seed(task):
+    from unrolled import tasks
+    config = getattr(tasks, task).Config
+    extra = {"data": AIRLINE, "target": "Passengers"} if task == "forecast" else {}
+    with pytest.raises(ValueError, match="seed must be an integer >= 0, but was given -1"):
+        config(seed=-1, **extra)

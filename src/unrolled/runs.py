@@ -154,12 +154,9 @@ def load_config(run, task: str, cls):
     by hand) named with the file."""
     values = read_config(run, task)
     try:
-        config = cls.from_dict(values)
-        if not isinstance(config.seed, int) or config.seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, but was given {config.seed!r}.")
+        return cls.from_dict(values)
     except (ValueError, TypeError) as e:
         raise ValueError(f"{Path(run) / CONFIG} does not hold a valid config: {str(e).rstrip('.')}.") from None
-    return config
 
 
 def remove_temporaries(run) -> None:

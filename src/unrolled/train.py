@@ -135,6 +135,12 @@ class RunConfig:
     TASK = ""
     KIND = "a"
 
+    def __post_init__(self):
+        for name in ("seed", "split_seed"):
+            value = getattr(self, name, 0)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, but was given {value!r}.")
+
     @classmethod
     def from_dict(cls, values: dict):
         names = {f.name for f in dataclasses.fields(cls)}

@@ -78,6 +78,7 @@ class Config(RunConfig):
     seed: int = 0
 
     def __post_init__(self):
+        super().__post_init__()
         checks = (("cell", self.cell in ("rnn", "lstm", "gru"), "rnn, lstm or gru"),
                   ("pooling", self.pooling in POOLINGS, " or ".join(POOLINGS)),
                   ("truncation", self.truncation in TRUNCATIONS, " or ".join(TRUNCATIONS)),

@@ -91,6 +91,7 @@ class Config(RunConfig):
     seed: int = 0
 
     def __post_init__(self):
+        super().__post_init__()
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {', '.join(PRESETS)}, but was given {self.preset!r}.")
         if self.preset == "full" and self.data is None:
