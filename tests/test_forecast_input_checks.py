@@ -145,7 +145,7 @@ def test_predict_out_below_a_file_or_onto_the_data_is_refused(run, tmp_path, cap
     data = tmp_path / "data.csv"
     data.write_bytes(AIRLINE.read_bytes())
     err = refused(capsys, ["forecast", "predict", str(run), "--out", str(data / "f.csv")])
-    assert f"cannot be written, because {data} is a file, not a folder." in err
+    assert f"{data}: it, or a folder above it, is a file where a folder is needed." in err
     err = refused(capsys, ["forecast", "predict", str(run), "--data", str(data), "--out", str(data)])
     assert f"--out {data} is a data file of this run" in err
     err = refused(capsys, ["forecast", "predict", str(run), "--data", str(data), "--out", str(AIRLINE)])

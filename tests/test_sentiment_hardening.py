@@ -69,6 +69,9 @@ def test_compare_refuses_a_folder_of_other_files(tmp_path, capsys):
     assert main([*COMPARE, "--out", str(mine)]) == 2
     assert f"{mine} holds files that are not a comparison" in error(capsys)
     assert snapshot(mine) == {"rnn/notes.txt": hashlib.sha256(b"mine").hexdigest()}
+    (mine / "config.json").write_text('{"editor": "vim"}')                  # someone's config.json: not a run
+    assert main([*COMPARE, "--out", str(mine)]) == 2
+    assert f"{mine} holds files that are not a comparison" in error(capsys)
 
 
 def test_compare_continues_only_with_the_same_settings(compared, tmp_path, capsys):

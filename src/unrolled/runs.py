@@ -138,6 +138,14 @@ def unstarted(folder) -> bool:
                for p in Path(folder).iterdir())
 
 
+def is_run(folder) -> bool:
+    """Whether `folder` holds a run: a config.json naming its task (not merely someone's config.json)."""
+    try:
+        return "task" in read_json(Path(folder) / CONFIG, CONFIG)
+    except ValueError:
+        return False
+
+
 def read_config(run, task: str) -> dict:
     """The config.json of a run folder made by `task`; anything else is a ValueError."""
     run = Path(run)

@@ -236,6 +236,9 @@ def _describe_nonfinite(loss: float, bad: list[tuple[str, str]], norm: float) ->
     return " and ".join(parts) or None
 
 
+LOWER_LR = "a lower --lr would avoid it"  # the advice that ends a divergence's sentence
+
+
 def _install_interrupt_flag():
     """On the first Ctrl-C set a flag (the loop saves and stops); a second one interrupts at once."""
     flag = threading.Event()
@@ -343,16 +346,16 @@ def fit(task: Task, optimizer, schedule, run, budget: Budget, *, eval_every: int
 
     def evaluate_and_save() -> None:
         nonlocal saved_step
-        lower = "a lower --lr would avoid it"
         bad = next((name for name, p in named if not np.isfinite(p.data).all()), None)
         if bad is not None:  # an update overflowed: never checkpoint it
             raise diverged(f"the parameter '{bad}' is no longer finite, so it is not saved", f"by step {state.step}",
-                           lower)
+                           LOWER_LR)
         t0 = time.perf_counter()
         model.eval()
         val = float(task.evaluate())
         if not math.isfinite(val):
-            raise diverged(f"the validation loss is {val}, so this state is not saved", f"by step {state.step}", lower)
+            raise diverged(f"the validation loss is {val}, so this state is not saved", f"by step {state.step}",
+                           LOWER_LR)
         record = {"step": state.step, "epoch": round(state.epoch + state.batch / n_batches, 4),
                   "elapsed_s": round(state.elapsed_s, 3), "wall_s": round(state.wall_s, 3),
                   "train_loss": state.loss_sum / state.batches if state.batches else None, "val_loss": val,
@@ -366,7 +369,7 @@ def fit(task: Task, optimizer, schedule, run, budget: Budget, *, eval_every: int
             task.after_eval(state.step, val)
         except NonFiniteLogits:  # finite weights whose outputs overflow (a language model's samples)
             raise diverged("the model's next-token logits are no longer finite, so this state is not saved",
-                           f"by step {state.step}", lower) from None
+                           f"by step {state.step}", LOWER_LR) from None
         model.train()
         improved = state.best_val is None or val < state.best_val
         if improved:
@@ -441,7 +444,7 @@ def fit(task: Task, optimizer, schedule, run, budget: Budget, *, eval_every: int
                     if state.skip_streak > MAX_SKIPS:
                         raise diverged(f"{problem} after {MAX_SKIPS} skipped batches in a row, so the parameters "
                                        "were not updated", f"at step {state.step + 1}",
-                                       "a lower --lr would avoid it")
+                                       LOWER_LR)
                 if schedule is not None:
                     schedule.step()
                 dt = time.perf_counter() - t0

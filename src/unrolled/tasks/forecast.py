@@ -40,8 +40,8 @@ from ..forecasting.baselines import LinearAR
 from ..forecasting.model import EncoderDecoderForecaster, Forecaster
 from ..layers import HuberLoss, L1Loss, MSELoss
 from ..optim import Adam, CosineWarmup, ReduceLROnPlateau, clip_grad_norm
-from ..runs import (CONFIG, Progress, append_metrics, atomic_write_text, create_run, finished, load_config,
-                   read_json, read_metrics)
+from ..runs import (Progress, append_metrics, atomic_write_text, create_run, finished, is_run, load_config,
+                   read_metrics)
 from ..train import Budget, TrainState, fit, resume, save_training_state
 from .forecast_data import Framing, Prepared, aligned, future_times, load, model_values, parse_bases, prepare
 
@@ -273,8 +273,7 @@ def fit_with_early_stopping(task: ForecastTask, run: Path, config: Config, optim
         bar.close()
     if reason:
         print(reason, file=log)
-    arrays, _ = load_checkpoint(run, "best")
-    task.model.load_state_dict(section(arrays, "model"))
+    load_weights(task.model, run, "best")
     task.model.eval()
     return state, False
 
@@ -434,26 +433,15 @@ def predict(run, data=None, out=None) -> Path:
     return path
 
 
-def _is_run_folder(folder: Path) -> bool:
-    try:
-        return "task" in read_json(folder / CONFIG, CONFIG)
-    except ValueError:  # no config.json, or someone else's
-        return False
-
-
 def output_file(out, data_files) -> Path:
     """The file `predict --out` names, checked before anything is computed: not a folder, not a data
-    file, not a run's own file, and below a folder or a path where one can be made (made when the
-    forecast is written)."""
+    file, not a run's own file."""
     path = Path(out)
     if path.is_dir() or str(out).endswith(("/", os.sep)):
         raise ValueError(f"--out must name a file to write the forecast to, but {out} names a folder.")
     if path.resolve() in {Path(f).resolve() for f in data_files}:
         raise ValueError(f"--out {out} is a data file of this run; name another file.")
-    if _is_run_folder(path.parent) and path.name != "forecast.csv":
+    if is_run(path.parent) and path.name != "forecast.csv":
         raise ValueError(f"--out {out} is in the run folder {path.parent}, whose own files it could replace; "
                          "name a file elsewhere, or forecast.csv there.")
-    folder = next(parent for parent in path.resolve().parents if parent.exists())
-    if not folder.is_dir():
-        raise ValueError(f"--out {out} cannot be written, because {folder} is a file, not a folder.")
     return path

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import fit_weights, has_checkpoint, load_checkpoint, section
+from ..checkpoint import fit_weights, has_checkpoint, load_checkpoint, load_weights
 from ..core.module import no_grad
 from ..data.classification import PAD, TRUNCATIONS, ReviewTokenizer, bucket_batches, build_vocab, pad_batch, truncate
 from ..data.sentiment_sources import Examples, LabelledData, load_labelled
@@ -361,8 +361,7 @@ def finish(run: Path, config: Config, prepared: Prepared, model: TextClassifier,
     (last, as the mark of a finished run)."""
     from .sentiment_plots import plot_accuracy
 
-    if has_checkpoint(run, "best"):
-        model.load_state_dict(section(load_checkpoint(run, "best")[0], "model"))
+    load_weights(model, run)  # the best, else the latest (the weights the model holds already)
     model.eval()
     t0 = time.perf_counter()
     test = score(model, prepared.test, prepared.classes)

@@ -19,8 +19,8 @@ import numpy as np
 
 from ..checkpoint import has_checkpoint
 from ..data.sentiment_sources import load_labelled
-from ..runs import (CONFIG, atomic_write_text, finished, load_config, read_json, read_metrics, unstarted,
-                    write_json)
+from ..runs import (CONFIG, atomic_write_text, finished, is_run, load_config, read_json, read_metrics,
+                    unstarted, write_json)
 from . import sentiment
 from .sentiment_plots import plot_accuracy, plot_by_length, plot_confusions, plot_gradient_flow
 
@@ -99,7 +99,7 @@ def _check_out(out: Path) -> None:
     """Refuse an --out that is a file, a training run, or a folder of other files."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out must be a folder, but {out} is a file.")
-    if (out / CONFIG).exists():
+    if is_run(out):
         raise ValueError(f"{out} holds a training run, not a comparison; choose another --out for the comparison.")
     if out.is_dir() and any(out.iterdir()) and not _is_comparison(out):
         raise ValueError(f"{out} holds files that are not a comparison; choose an empty or new folder for --out.")
