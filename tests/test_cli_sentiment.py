@@ -53,8 +53,9 @@ def test_predict_from_stdin_one_text_per_line(run, capsys, monkeypatch):
 def test_explain_draws_the_prediction_after_each_word(run, tmp_path, capsys):
     png = tmp_path / "explain.png"
     assert main(["sentiment", "explain", str(run), "A delightful film, but the ending is awful.", "--out", str(png)]) == 0
-    assert png.is_file() and (tmp_path / "explain_text.png").is_file()
-    assert "after 8 words" in capsys.readouterr().out
+    assert sorted(tmp_path.iterdir()) == [png]  # one plot: the curve above the coloured text
+    out = capsys.readouterr().out
+    assert "after 8 words" in out and f"plot: {png}" in out
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -172,5 +172,5 @@ def run_explain(args: argparse.Namespace) -> int:
     moves = sorted(zip(probs - [0.5, *probs[:-1]], tokens), key=lambda m: -abs(m[0]))[:5]
     print(f"p(last class) {probs[-1]:.4f} after {len(tokens)} words; biggest moves: "
           + ", ".join(f"{t} {d:+.3f}" for d, t in moves))
-    print(f"plots: {path} and {path.with_name(path.stem + '_text.png')}")
+    print(f"plot: {path}")
     return 0

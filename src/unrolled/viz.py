@@ -110,12 +110,15 @@ def _rows(tokens: list[str], values: np.ndarray, width: int, sep: str) -> list[t
         if text and len(text) + len(piece) > width:
             rows.append((text, row_values))
             text, row_values = "", []
+        while len(piece) > width:                  # a token longer than a row fills rows of its own
+            rows.append((piece[:width], [float(value)] * width))
+            piece = piece[width:]
         text += piece
         row_values += [float(value)] * len(piece)
         if token == "\n":
             rows.append((text, row_values))
             text, row_values = "", []
-        elif sep:
+        elif sep and len(text) < width:            # a full row needs no separator: the next token wraps
             text += sep
             row_values.append(np.nan)
     if text:
@@ -130,31 +133,47 @@ def plot_text_activations(tokens: list[str], traces: list[tuple[str, np.ndarray]
     `traces` holds (label, values (T,)) pairs, e.g. ("inside quotes: layer 2 tanh(c)[17], r = +0.91", v).
     Each row of text is one monospace string laid exactly over its row of cells.
     """
+    fig, _ = text_figure(tokens, traces, title, width, sep, vmin, vmax)
+    return _save(fig, path)
+
+
+TEXT_FONT = 8                                 # points
+CELL_W = MONO_ADVANCE * TEXT_FONT / 72        # inches per character cell
+TEXT_MARGIN = 0.2                             # inches either side
+
+
+def text_figure(tokens: list[str], traces: list[tuple[str, np.ndarray]], title: str = "", width: int = 100,
+                sep: str = "", vmin: float = -1.0, vmax: float = 1.0, head: float = 0.0):
+    """plot_text_activations' figure, with `head` inches left free above the text for another plot.
+
+    Returns (figure, head): head is the free area as [left, bottom, width, height] in figure
+    fractions, for fig.add_axes-style placement.
+    """
     plt = _pyplot()
-    font = 8                                   # points
-    cell_w, cell_h = MONO_ADVANCE * font / 72, 1.6 * font / 72   # inches
+    cell_h = 1.6 * TEXT_FONT / 72             # inches
     layouts = [_rows(tokens, values, width, sep) for _, values in traces]
-    label_h, margin = 0.3, 0.2
+    label_h = 0.3
     heights = [label_h + len(rows) * cell_h for rows in layouts]
-    fig_w, fig_h = width * cell_w + 2 * margin, sum(heights) + (0.4 if title else 0.1)
+    title_h = 0.4 if title else 0.1
+    fig_w, fig_h = width * CELL_W + 2 * TEXT_MARGIN, head + sum(heights) + title_h
     fig = plt.figure(figsize=(fig_w, fig_h))
-    top = fig_h - (0.4 if title else 0.1)
+    top = fig_h - title_h - head
     for (label, _), rows, height in zip(traces, layouts, heights):
         grid = np.full((len(rows), width), np.nan)
         for r, (_, row_values) in enumerate(rows):
             grid[r, :len(row_values)] = row_values
         panel = height - label_h
-        ax = fig.add_axes([margin / fig_w, (top - height) / fig_h, width * cell_w / fig_w, panel / fig_h])
+        ax = fig.add_axes([TEXT_MARGIN / fig_w, (top - height) / fig_h, width * CELL_W / fig_w, panel / fig_h])
         ax.imshow(grid, aspect="auto", interpolation="nearest", cmap="RdBu_r", vmin=vmin, vmax=vmax,
                   extent=(-0.5, width - 0.5, len(rows) - 0.5, -0.5))
         for r, (text, _) in enumerate(rows):
-            ax.text(-0.5, r, text, ha="left", va="center", fontsize=font, family=MONO, parse_math=False)
+            ax.text(-0.5, r, text, ha="left", va="center", fontsize=TEXT_FONT, family=MONO, parse_math=False)
         ax.set_axis_off()
         ax.set_title(label, fontsize=9, loc="left")
         top -= height
     if title:
         fig.suptitle(title, y=1 - 0.15 / fig_h, va="top")
-    return _save(fig, path)
+    return fig, [0.0, (fig_h - title_h - head) / fig_h, 1.0, head / fig_h]
 
 
 def plot_saturation(gates: dict[str, np.ndarray], path, title: str = "gate saturation",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..viz import _pyplot, _save, plot_text_activations
+from ..viz import CELL_W, TEXT_MARGIN, _pyplot, _save, text_figure
 
 
 def plot_accuracy(curves: dict[str, list[dict]], path) -> Path:
@@ -86,25 +86,26 @@ def plot_gradient_flow(flows: dict[str, np.ndarray], path) -> Path:
 
 
 def plot_explanation(tokens: list[str], probs: np.ndarray, path, positive: str = "positive") -> Path:
-    """The prediction after each prefix: a curve over the words, and the text coloured by it and its change."""
-    plt = _pyplot()
-    path = Path(path)
-    fig, ax = plt.subplots(figsize=(min(24, 3 + 0.18 * len(tokens)), 3.2))
+    """The prediction after each prefix: a curve over the words, and below it the text coloured by it and its change."""
+    width = max(100, round((min(24, 3 + 0.18 * len(tokens)) - 2 * TEXT_MARGIN) / CELL_W))  # characters
+    change = np.diff(np.concatenate([[0.5], probs]))
+    ticks = len(tokens) <= 120
+    fig, (left, bottom, w, h) = text_figure(
+        tokens, [(f"p({positive}) after the word (blue 0, red 1)", 2 * probs - 1),
+                 ("how much the word moved it (blue down, red up)", change / max(1e-9, np.abs(change).max()))],
+        width=width, sep=" ", head=3.6)
+    fig_w, fig_h = fig.get_size_inches()
+    pad_l, pad_r, pad_b, pad_t = 0.7, 0.2, (0.9 if ticks else 0.5), 0.4   # inches, for labels and the title
+    ax = fig.add_axes([left + pad_l / fig_w, bottom + pad_b / fig_h, w - (pad_l + pad_r) / fig_w,
+                       h - (pad_b + pad_t) / fig_h])
     ax.plot(np.arange(len(tokens)), probs, "o-", markersize=3)
     ax.axhline(0.5, color="grey", linewidth=0.5)
     ax.set_ylim(0, 1)
     ax.set_ylabel(f"p({positive})")
-    if len(tokens) <= 120:
+    if ticks:
         ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=7)
     else:
         ax.set_xlabel("words read")
     ax.set_title(f"p({positive}) after each word: {probs[-1]:.3f} at the end")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    _save(fig, path)
-    change = np.diff(np.concatenate([[0.5], probs]))
-    plot_text_activations(tokens, [(f"p({positive}) after the word (blue 0, red 1)", 2 * probs - 1),
-                                   ("how much the word moved it (blue down, red up)",
-                                    change / max(1e-9, np.abs(change).max()))],
-                          path.with_name(path.stem + "_text.png"), sep=" ")
-    return path
+    return _save(fig, path)
