@@ -182,6 +182,8 @@ CASES = [
     ("forecast-no-target-flag", "forecast train --data {airline} --out {new}", "a new run needs --target"),
     ("forecast-bad-split", "forecast train {forecast_flags} --data {airline} --split 0.5,0.5,0.5 --out {new}",
      "adding up to 1"),
+    ("forecast-negative-split", "forecast train {forecast_flags} --data {airline} --split -0.1,0.5,0.6 --out {new}",
+     "three positive fractions"),
     ("forecast-log-of-negative", "forecast train --data {bad}/negative.csv --target Passengers --lookback 3 --log "
      "--out {new}", "above zero"),
     ("forecast-out-is-a-run", "forecast train {forecast_flags} --data {airline} --out {forecast}", "already holds a run"),

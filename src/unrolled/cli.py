@@ -34,6 +34,7 @@ import argparse
 import contextlib
 import importlib
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -56,7 +57,15 @@ MAX_INPUT_MB = 256
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr (exit code 2), without the usage dump."""
+    """argparse, but a usage error is one line on stderr (exit code 2), without the usage dump.
+
+    A value such as "-0.1,0.5,0.6" (a list of numbers) is an option's value, as "-0.1" is, so that
+    its own check explains what is wrong with it, not "expected one argument".
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-\d*\.?\d+([eE][-+]?\d+)?(,[-+\d.eE]*)*$")
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}\n")
