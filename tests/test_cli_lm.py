@@ -151,3 +151,19 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
     step = load_checkpoint(out)[1]["step"]
     assert step >= 20
     assert main(["lm", "sample", str(out), "--length", "5"]) == 0
+
+
+def test_ctrl_c_while_drawing_the_loss_plot_is_resumed_by_drawing_it(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    with monkeypatch.context() as patch:
+        patch.setattr("unrolled.viz.plot_losses", interrupted)
+        assert main(["lm", "train", *TINY, "--epochs", "1", "--eval-every", "40", "--out", str(out)]) == 130
+    assert f"--resume {out}" in capsys.readouterr().err
+    assert not (out / "plots" / "loss.png").exists()
+    assert main(["lm", "train", "--resume", str(out)]) == 0        # the budget is spent: only the plot is drawn
+    assert (out / "plots" / "loss.png").is_file() and "done:" in capsys.readouterr().out
+    assert main(["lm", "train", "--resume", str(out)]) == 2
+    assert "already spent its budget" in capsys.readouterr().err

@@ -32,6 +32,7 @@ from ..runs import atomic_write_text, create_run, load_config, read_metrics
 from ..train import RunConfig, TrainState, budget_given, fit, resume, save_training_state, warmup_cosine
 
 TASK = "lm"
+LOSS_PLOT = "plots/loss.png"
 VOCAB = "vocab.json"
 SAMPLES = "samples.txt"
 
@@ -244,7 +245,7 @@ def train(config: Config | None, out=None, resume_from=None, progress: bool = Tr
     meta = {"config": "config.json", "vocab": VOCAB, "data_sha256": corpus.sha256}
     if resume_from is not None:
         state, task_arrays = resume(run, task, optimizer, schedule)
-        if config.budget.spent(state):
+        if config.budget.spent(state) and (run / LOSS_PLOT).exists():  # without it: stopped while drawing it
             raise ValueError(f"the run in {run} has already spent its budget; start a new run to train longer.")
     else:
         if out is None:
@@ -261,8 +262,11 @@ def train(config: Config | None, out=None, resume_from=None, progress: bool = Tr
     metrics = read_metrics(run)
     if metrics:
         from ..viz import plot_losses
-        plot_losses(metrics, run / "plots" / "loss.png", title=f"{config.level}-level {config.cell.upper()} language model",
-                    unit=f"nats/{config.level}")
+        try:
+            plot_losses(metrics, run / LOSS_PLOT, title=f"{config.level}-level {config.cell.upper()} language model",
+                        unit=f"nats/{config.level}")
+        except KeyboardInterrupt:  # the checkpoint is saved; resuming draws the plot
+            return run, state, True
     return run, state, interrupted
 
 
