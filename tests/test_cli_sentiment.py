@@ -114,6 +114,11 @@ def test_compare_writes_report_and_results(tmp_path, capsys):
     assert results["models"]["rnn"]["gradient_flow_reviews"] == [4, 20]     # every test review, cut to 20 tokens
     for name in ("learning_curves", "confusion", "accuracy_by_length", "gradient_flow"):
         assert (out / "plots" / f"{name}.png").is_file()
+    # the same comparison asked again for one of its cells reports both, training nothing
+    assert main(["sentiment", "compare", "--cells", "gru", "--data", TARBALL, "--epochs", "1", *TINY,
+                 "--max-len", "20", "--out", str(out)]) == 0
+    assert set(json.loads((out / "results.json").read_text())["models"]) == {"rnn", "gru"}
+    assert "| RNN |" in (out / "report.md").read_text()
 
 
 def test_compare_measures_gradient_flow_over_reviews_shorter_than_max_len(tmp_path):

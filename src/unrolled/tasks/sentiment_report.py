@@ -61,8 +61,9 @@ def _long_reviews(prepared, n: int) -> np.ndarray:
 
 
 def compare(config: sentiment.Config, cells: list[str], out, progress: bool = True) -> Path | None:
-    """Train each cell of `cells` with `config` (cell replaced) and write the report; returns its path,
-    or None when Ctrl-C stopped it (the same call continues it)."""
+    """Train each cell of `cells` with `config` (cell replaced) and write the report of them and of any
+    other cell finished in `out` before; returns its path, or None when Ctrl-C stopped it (the same
+    call continues it)."""
     out = Path(out)
     _check_out(out)
     _check_settings(out, config)
@@ -73,8 +74,9 @@ def compare(config: sentiment.Config, cells: list[str], out, progress: bool = Tr
             continue
         if not _train_cell(dataclasses.replace(config, cell=cell), out / cell, data, progress):
             return None
+    earlier = [cell for cell in CELLS if cell not in cells and finished(out / cell, "test_accuracy")]
     try:
-        return _report(config, cells, out, data)
+        return _report(config, [*cells, *earlier], out, data)  # a comparison continued with fewer cells keeps all
     except KeyboardInterrupt:  # stopped while drawing: the same call draws it again
         return None
 
