@@ -4,7 +4,7 @@ import pytest
 
 from unrolled.data.windows import Windows
 from unrolled.forecasting import metrics
-from unrolled.forecasting.baselines import LinearAR, moving_average, persistence, seasonal_naive
+from unrolled.forecasting.baselines import LinearAR, moving_average, persistence, seasonal_naive, select_columns
 
 Y = np.arange(1.0, 11.0)            # 1, 2, ..., 10 (row r holds r + 1)
 
@@ -48,6 +48,36 @@ def test_linear_ar_recovers_an_exact_autoregression():
     np.testing.assert_allclose(ar.coef[:, 0], [-0.3, 0, 0.6, 0.1, 1.0], atol=1e-9)
     shrunk = LinearAR(ridge=1e6).fit(w, train)                          # a huge ridge leaves only the intercept
     np.testing.assert_allclose(shrunk.predict(w, test), w.targets(train).mean(), atol=1e-3)
+
+
+def driven_series_with_noise(n: int = 400, seed: int = 0) -> np.ndarray:
+    """(n, 4) columns y, s, u, v: y an AR(2) driven by s (plus a little noise); u and v unrelated noise."""
+    rng = np.random.default_rng(seed)
+    s, u, v = rng.standard_normal((3, n))
+    y = np.zeros(n)
+    for t in range(2, n):
+        y[t] = 0.6 * y[t - 1] - 0.3 * y[t - 2] + s[t - 1] + 0.3 * rng.standard_normal()
+    return np.stack([y, s, u, v], axis=1)
+
+
+def test_linear_ar_over_some_columns_is_the_ar_of_those_columns():
+    x = driven_series_with_noise()
+    w, only = Windows(x, lookback=3, horizon=2), Windows(x[:, [0, 2]], lookback=3, horizon=2)
+    train, test = w.origins(0, 300), w.origins(300, 400)
+    some = LinearAR(columns=[0, 2]).fit(w, train)
+    np.testing.assert_allclose(some.predict(w, test), LinearAR().fit(only, train).predict(only, test), atol=1e-10)
+
+
+def test_backward_elimination_drops_the_columns_that_do_not_help_on_validation():
+    x = driven_series_with_noise()
+    w = Windows(x, lookback=12, horizon=1)
+    train, val = w.origins(0, 80), w.origins(80, 400)     # few training windows: noise columns overfit
+    kept, steps = select_columns(w, train, val, {"s": [1], "noise": [2, 3]}, ridge=0.0)
+    assert kept == ["s"] and list(steps) == ["all", "-noise"] and steps["-noise"] < steps["all"]
+    direct = LinearAR(ridge=0.0, columns=[0, 1]).fit(w, train)      # the step's MAE: that of a direct fit
+    assert steps["-noise"] == pytest.approx(np.abs(direct.predict(w, val) - w.targets(val)).mean(), rel=1e-9)
+    kept, steps = select_columns(w, w.origins(0, 350), w.origins(350, 400), {"s": [1]})
+    assert kept == ["s"] and list(steps) == ["all"]                  # the driving input stays
 
 
 def test_linear_ar_errors():

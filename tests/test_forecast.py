@@ -190,3 +190,37 @@ def test_each_member_clips_its_own_gradients():
     task.train_batch(0, 0)
     norms = [np.sqrt(sum(float((p.grad ** 2).sum()) for p in m.parameters())) for m in model.members]
     np.testing.assert_allclose(norms, 1e-3, rtol=1e-4)                # each at the bound, not the total
+
+
+def test_ar_features_give_the_ar_base_fewer_columns_and_leave_the_baseline_whole(tmp_path):
+    common = dict(data=str(BEIJING), target="TEMP", calendar=True, lookback=24, gap=5, split=(0.5, 0.25, 0.25),
+                  hidden=8, epochs=1, base="ar,last")
+    whole = prepare(forecast.Config(**common))
+    named = prepare(forecast.Config(**common, ar_features=["PRES", "cbwd"]))
+    columns = [named.series.columns[j] for j in named.ar.columns]
+    assert columns == ["TEMP", "PRES", "cbwd=NE", "cbwd=NW", "cbwd=SE", "cbwd=cv", "day_sin", "day_cos",
+                       "year_sin", "year_cos"]
+    assert "reads only PRES, cbwd besides the target and the calendar" in named.ar_choice
+    for data in (named, prepare(forecast.Config(**common, ar_features="auto"))):
+        assert data.linear_ar.columns is None                        # the baseline reads every column
+        np.testing.assert_array_equal(forecast.baseline_forecasts(data, data.test)["linear_ar"],
+                                      forecast.baseline_forecasts(whole, whole.test)["linear_ar"])
+    config = forecast.Config(**common, ar_features="auto")
+    run, _ = forecast.train(config, tmp_path / "run", log=open(tmp_path / "log", "w"))
+    data = prepare(config)
+    assert "leaves out" in data.ar_choice and data.ar_choice in (run / "report.md").read_text()
+    _, _, _, ar, _ = forecast.load_run(run)                           # predict corrects the same AR
+    np.testing.assert_array_equal(ar.columns, data.ar.columns)
+    np.testing.assert_array_equal(ar.predict(data.windows, data.test), data.ar.predict(data.windows, data.test))
+    assert len(forecast.predict(run).read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(base="last", ar_features="auto"), "an 'ar' base corrects, but the base is 'last'"),
+    (dict(base="ar", ar_features="PRES"), "must be 'auto' or a list of column names"),
+    (dict(base="ar", ar_features=["wind"]), "--ar-features names 'wind', but the inputs besides the target are "
+                                            "pm2.5, DEWP, PRES, cbwd, Iws, Is, Ir"),
+])
+def test_ar_features_errors(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        prepare(forecast.Config(data=str(BEIJING), target="TEMP", lookback=24, **overrides))

@@ -182,6 +182,10 @@ CASES = [
     ("forecast-no-target-flag", "forecast train --data {airline} --out {new}", "a new run needs --target"),
     ("forecast-bad-split", "forecast train {forecast_flags} --data {airline} --split 0.5,0.5,0.5 --out {new}",
      "adding up to 1"),
+    ("forecast-ar-features-without-ar", "forecast train {forecast_flags} --data {airline} --ar-features auto "
+     "--out {new}", "an 'ar' base corrects, but the base is"),
+    ("forecast-ar-features-unknown", "forecast train {forecast_flags} --data {airline} --base ar --ar-features Cars "
+     "--out {new}", "--ar-features names 'Cars', but the inputs besides the target are none"),
     ("forecast-negative-split", "forecast train {forecast_flags} --data {airline} --split -0.1,0.5,0.6 --out {new}",
      "three positive fractions"),
     ("forecast-log-of-negative", "forecast train --data {bad}/negative.csv --target Passengers --lookback 3 --log "

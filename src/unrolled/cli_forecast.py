@@ -17,7 +17,7 @@ from .tasks import forecast, forecast_data
 # train flags that set a Config field of the same name (dashes become underscores)
 CONFIG_FLAGS = ("data", "target", "features", "time_col", "missing", "categorical", "resample", "calendar",
                 "split", "test_last", "val_last", "lookback", "horizon", "gap", "stride", "season", "ma_window",
-                "ridge", "log", "base", "members", "model", "cell", "hidden", "layers", "dropout", "loss", "lr",
+                "ridge", "log", "base", "ar_features", "members", "model", "cell", "hidden", "layers", "dropout", "loss", "lr",
                 "schedule", "lr_patience", "batch", "clip", "epochs", "patience", "minutes", "seed")
 DEFAULT_OUT = "runs/forecast"
 
@@ -27,6 +27,10 @@ def column_list(text: str) -> list[str]:
     if not names:
         raise argparse.ArgumentTypeError(f"must be a comma-separated list of column names, but was given {text!r}")
     return names
+
+
+def ar_features(text: str) -> str | list[str]:
+    return "auto" if text.strip() == "auto" else column_list(text)
 
 
 def bases(text: str) -> str:
@@ -91,6 +95,10 @@ def register(tasks) -> None:
                          help="what the model corrects: nothing (default), the last value (for trending series) "
                               "or the linear AR baseline's forecast; several, e.g. ar,last: an ensemble of one "
                               "model per base, their forecasts averaged")
+    windows.add_argument("--ar-features", type=ar_features, metavar="auto|COLS",
+                         help="the input columns of the linear AR that an ar base corrects, besides the target "
+                              "(and the calendar): named, or auto: those that backward elimination on the "
+                              "validation period keeps (default: every one, the baseline itself)")
     windows.add_argument("--members", type=positive_int, metavar="N",
                          help="models per base, each with its own seed, all forecasts averaged (default 1)")
     model = train.add_argument_group("model and training")

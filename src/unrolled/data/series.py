@@ -275,6 +275,9 @@ def _resample(series: Series, resample: str) -> Series:
     return Series(values, series.columns, starts, report)
 
 
+CALENDAR_COLUMNS = ("day_sin", "day_cos", "year_sin", "year_cos")
+
+
 def with_calendar(series: Series) -> Series:
     """The series plus sin/cos of the time of day (when rows are less than a day apart) and of the
     time of year (when they are less than a year apart): smooth, periodic inputs a model can read."""

@@ -58,37 +58,47 @@ class LinearAR:
     The normal equations are summed over chunks of windows (no (B, L*F) design matrix of the whole
     training period) and solved with `np.linalg.lstsq`; `ridge` times the number of windows is added
     to every weight's diagonal entry (not the intercept's), a small shrinkage that keeps the system
-    well conditioned when features are collinear.
+    well conditioned when features are collinear. `columns` (indices into the window's features)
+    limits the model to those input columns; None reads them all.
     """
 
-    def __init__(self, ridge: float = 1e-3, chunk: int = 4096):
+    def __init__(self, ridge: float = 1e-3, chunk: int = 4096, columns=None):
         if not ridge >= 0:
             raise ValueError(f"ridge must be a number >= 0, but was given {ridge!r}.")
         self.ridge, self.chunk = float(ridge), int(chunk)
-        self.coef: np.ndarray | None = None                               # (L*F + 1, H)
+        self.columns = None if columns is None else np.asarray(columns, dtype=np.int64)
+        self.coef: np.ndarray | None = None                               # (L*C + 1, H)
 
-    @staticmethod
-    def _design(windows: Windows, origins: np.ndarray) -> np.ndarray:
+    def _design(self, windows: Windows, origins: np.ndarray) -> np.ndarray:
         x = windows.inputs(origins)                                       # (L, B, F)
-        flat = x.transpose(1, 0, 2).reshape(len(origins), -1)             # (B, L*F)
-        return np.concatenate([flat, np.ones((len(origins), 1))], axis=1)  # (B, L*F + 1)
+        if self.columns is not None:
+            x = x[:, :, self.columns]                                     # (L, B, C)
+        flat = x.transpose(1, 0, 2).reshape(len(origins), -1)             # (B, L*C)
+        return np.concatenate([flat, np.ones((len(origins), 1))], axis=1)  # (B, L*C + 1)
 
-    def fit(self, windows: Windows, origins: np.ndarray) -> "LinearAR":
+    def normal_equations(self, windows: Windows, origins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A^T A (D, D) and A^T Y (D, H) over the windows at `origins`, A their design matrix."""
         if len(origins) == 0:
             raise ValueError("the linear autoregressive baseline needs at least one training window, "
                              "but was given none.")
-        d = windows.lookback * windows.n_features + 1
-        gram = np.zeros((d, d))
-        rhs = np.zeros((d, windows.horizon))
+        d = self._design(windows, origins[:1]).shape[1]
+        gram, rhs = np.zeros((d, d)), np.zeros((d, windows.horizon))
         for i in range(0, len(origins), self.chunk):
             part = origins[i:i + self.chunk]
             a = self._design(windows, part)                               # (b, D)
             gram += a.T @ a
             rhs += a.T @ windows.targets(part)
-        penalty = np.full(d, self.ridge * len(origins))
+        return gram, rhs
+
+    def solve(self, gram: np.ndarray, rhs: np.ndarray, n: int) -> "LinearAR":
+        """Set the weights from normal equations summed over n windows."""
+        penalty = np.full(len(gram), self.ridge * n)
         penalty[-1] = 0.0                                                 # the intercept is not shrunk
         self.coef = np.linalg.lstsq(gram + np.diag(penalty), rhs, rcond=None)[0]  # (D, H)
         return self
+
+    def fit(self, windows: Windows, origins: np.ndarray) -> "LinearAR":
+        return self.solve(*self.normal_equations(windows, origins), len(origins))
 
     def predict(self, windows: Windows, origins: np.ndarray) -> np.ndarray:
         if self.coef is None:
@@ -98,3 +108,36 @@ class LinearAR:
             part = origins[i:i + self.chunk]
             out[i:i + len(part)] = self._design(windows, part) @ self.coef
         return out
+
+
+def select_columns(windows: Windows, train: np.ndarray, val: np.ndarray, groups: dict[str, list[int]],
+                   ridge: float = 1e-3) -> tuple[list[str], dict[str, float]]:
+    """Backward elimination of input columns for a LinearAR, judged by the MAE on the validation windows.
+
+    `groups` names sets of columns that go together (a one-hot column's indicators); columns in no
+    group are always kept. From all columns, the group whose removal lowers the validation MAE most
+    is removed, until no removal lowers it. The normal equations of all columns are summed once;
+    each candidate solves its own rows and columns of them. Returns (the groups kept, the validation
+    MAE after each step: "all", then "-<group>" per removal).
+    """
+    full = LinearAR(ridge)
+    gram, rhs = full.normal_equations(windows, train)
+    F, L = windows.n_features, windows.lookback
+    truth = windows.targets(val)                                          # (V, H)
+
+    def val_mae(removed: set[str]) -> float:
+        columns = np.array(sorted(set(range(F)) - {c for g in removed for c in groups[g]}))
+        rows = np.append((np.arange(L)[:, None] * F + columns).ravel(), L * F)   # their weights, the intercept
+        ar = LinearAR(ridge, columns=columns).solve(gram[np.ix_(rows, rows)], rhs[rows], len(train))
+        return float(np.abs(ar.predict(windows, val) - truth).mean())
+
+    removed: set[str] = set()
+    steps = {"all": val_mae(removed)}
+    while len(removed) < len(groups):
+        tries = {g: val_mae(removed | {g}) for g in groups if g not in removed}
+        best = min(tries, key=tries.get)
+        if tries[best] >= list(steps.values())[-1]:
+            break
+        removed.add(best)
+        steps[f"-{best}"] = tries[best]
+    return [g for g in groups if g not in removed], steps

@@ -76,6 +76,8 @@ class Config:
     log: bool = False                        # model the log of a positive target (swings that grow with the level)
     base: str = "none"                       # the model corrects: "none", "last" value, the linear "ar";
                                              # "ar,last": an ensemble, one model per base, forecasts averaged
+    ar_features: list[str] | str | None = None  # the input columns of the linear AR an "ar" base corrects:
+                                             # None every one (the baseline itself), names, or "auto"
     members: int = 1                         # models per base, each with its own seed; all forecasts averaged
     model: str = "direct"                    # "direct" (dense head) or "encdec" (encoder-decoder)
     cell: str = "gru"
@@ -95,7 +97,14 @@ class Config:
 
     def __post_init__(self):
         self.split = tuple(float(f) for f in self.split)
-        parse_bases(self.base)
+        if self.ar_features is not None:
+            if "ar" not in parse_bases(self.base):
+                raise ValueError(f"ar_features chooses the columns of the linear AR that an 'ar' base corrects, "
+                                 f"but the base is {self.base!r}; add ar to it, or leave ar_features out.")
+            if self.ar_features != "auto" and (isinstance(self.ar_features, str) or not all(
+                    isinstance(name, str) for name in self.ar_features)):
+                raise ValueError(f"ar_features must be 'auto' or a list of column names, but was given "
+                                 f"{self.ar_features!r}.")
         for name in ("model", "cell", "loss", "schedule"):
             choices = {"model": MODELS, "cell": ("rnn", "lstm", "gru"), "loss": LOSSES,
                        "schedule": ("plateau", "cosine")}[name]
@@ -288,7 +297,7 @@ def baseline_forecasts(data: Prepared, origins: np.ndarray) -> dict[str, np.ndar
         out["seasonal_naive"] = baselines.seasonal_naive(y, origins, w.horizon, data.season, w.gap)
     if origins.min() + 1 >= data.ma_window:
         out["moving_average"] = baselines.moving_average(y, origins, w.horizon, data.ma_window, w.gap)
-    out["linear_ar"] = data.original_units(data.ar.predict(w, origins))
+    out["linear_ar"] = data.original_units(data.linear_ar.predict(w, origins))
     return out
 
 
@@ -360,12 +369,13 @@ def train(config: Config | None = None, out=None, resume_from=None, log=None,
         print(f"continuing {run} from step {state.step}.", file=log)
     else:
         run = create_run(out, config.to_dict())
-        save_checkpoint(run, {**prefixed("normaliser", data.normaliser.state_dict()), "ar/coef": data.ar.coef},
+        ar = {"ar/coef": data.ar.coef, **({} if data.ar.columns is None else {"ar/columns": data.ar.columns})}
+        save_checkpoint(run, {**prefixed("normaliser", data.normaliser.state_dict()), **ar},
                         {"columns": data.series.columns, "report": data.series.report, "season": data.season,
                          "split": list(data.split.sizes)}, DATA)
         state = TrainState()
         save_training_state(run, task, optimizer, schedule, state, meta)  # resumable from the first step
-        for line in data.series.report:
+        for line in data.series.report + ([data.ar_choice] if data.ar_choice else []):
             print(line, file=log)
         print(f"{len(data.train)} training, {len(data.val)} validation and {len(data.test)} test windows of "
               f"{config.lookback} x {len(data.series.columns)} values.", file=log)
@@ -394,7 +404,7 @@ def load_run(run) -> tuple[Config, Module, Normaliser, LinearAR, dict]:
     config = load_config(run, TASK, Config)
     arrays, meta = load_checkpoint(run, DATA)
     normaliser = Normaliser.from_state_dict(section(arrays, "normaliser"))
-    ar = LinearAR(config.ridge)
+    ar = LinearAR(config.ridge, columns=arrays.get("ar/columns"))
     ar.coef = arrays["ar/coef"]
     model = build(config, len(meta["columns"]))
     load_weights(model, run, "best")

@@ -11,8 +11,12 @@ correction to a base forecast (`base`):
 - "none": the model forecasts the values themselves;
 - "last": the change from the window's last value; the target column of the inputs becomes the
   change from that value too, so a trending series' new levels still look familiar;
-- "ar": what the linear autoregressive baseline (fitted on the training windows) misses, as in
-  the hybrid linear + neural models of Zhang (2003) or LSTNet's autoregressive highway.
+- "ar": what a linear autoregressive model (fitted on the training windows) misses, as in the
+  hybrid linear + neural models of Zhang (2003) or LSTNet's autoregressive highway. It is the
+  linear AR baseline, or, with `ar_features`, one that reads fewer input columns: named ones, or
+  "auto", those that backward elimination keeps for the lowest validation MAE (a linear model
+  given every column of a wide window can fit the training period by columns that do not help
+  later, and the network then learns to correct those errors).
 The other columns are only normalised. A comma-separated base ("ar,last") frames the series once
 per member of an ensemble (`Framing.members`).
 """
@@ -24,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.series import Series, load_series, with_calendar
+from ..data.series import CALENDAR_COLUMNS, Series, load_series, with_calendar
 from ..data.windows import Normaliser, Split, Windows, chronological_split
-from ..forecasting.baselines import LinearAR
+from ..forecasting.baselines import LinearAR, select_columns
 
 BASES = ("none", "last", "ar")
 
@@ -49,7 +53,7 @@ class Framing:
     normaliser: Normaliser
     log: bool
     base: str
-    ar: LinearAR                             # fitted on the training windows
+    ar: LinearAR                             # the one an "ar" base corrects, fitted on the training windows
 
     def inputs(self, origins: np.ndarray, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
         """Model inputs (L, B, F) and the base forecast (B, H) its output is added to."""
@@ -89,6 +93,8 @@ class Prepared(Framing):
     test: np.ndarray
     season: int
     ma_window: int
+    linear_ar: LinearAR                      # the baseline, reading every input column (often `ar` itself)
+    ar_choice: str | None = None             # with ar_features: the columns `ar` reads, and why
 
 
 def load(config) -> Series:
@@ -141,12 +147,44 @@ def prepare(config, series: Series | None = None) -> Prepared:
     refuse_constant_target(series, values[:split.train_end, 0], config.data)
     normaliser = Normaliser.fit(values[:split.train_end])
     windows = Windows(normaliser.transform(values), config.lookback, config.horizon, config.gap)
-    ar = LinearAR(config.ridge).fit(windows, windows.origins(0, split.train_end))
+    train, val = windows.origins(0, split.train_end), windows.origins(split.train_end, split.val_end)
+    linear_ar = LinearAR(config.ridge).fit(windows, train)
+    ar, ar_choice = linear_ar, None
+    if config.ar_features is not None:
+        ar, ar_choice = fewer_columns_ar(config, series, normaliser, windows, train, val)
     season = config.season if config.season is not None else series.default_season()
     ma_window = config.ma_window if config.ma_window is not None else (season if season > 1 else config.lookback)
-    return Prepared(windows, normaliser, config.log, config.base, ar, series, split,
-                    windows.origins(0, split.train_end, config.stride), windows.origins(split.train_end, split.val_end),
-                    windows.origins(split.val_end, n), season, ma_window)
+    return Prepared(windows, normaliser, config.log, config.base, ar, series, split, train[::config.stride], val,
+                    windows.origins(split.val_end, n), season, ma_window, linear_ar, ar_choice)
+
+
+def fewer_columns_ar(config, series: Series, normaliser: Normaliser, windows: Windows, train: np.ndarray,
+                     val: np.ndarray) -> tuple[LinearAR, str]:
+    """The linear AR of an "ar" base over the columns `config.ar_features` names (the target and the
+    calendar columns always), or over those backward elimination keeps ("auto"); and a sentence on it."""
+    groups: dict[str, list[int]] = {}       # input columns by the file's column (one-hot labels together)
+    for j, name in enumerate(series.columns[1:], start=1):
+        if not (config.calendar and name in CALENDAR_COLUMNS):
+            groups.setdefault(name.split("=")[0], []).append(j)
+    if config.ar_features == "auto":
+        kept, steps = select_columns(windows, train, val, groups, config.ridge)
+        unit, scale = (" (of the log)", 1.0) if config.log else ("", normaliser.std[0])
+        left_out = ", ".join(g for g in groups if g not in kept) or "no column"
+        said = ", then ".join(f"{scale * v:.4g} {'with every column' if k == 'all' else 'without ' + k[1:]}"
+                              for k, v in steps.items())
+        choice = (f"the linear AR that the 'ar' base corrects leaves out {left_out}, by backward elimination on "
+                  f"the validation period (its MAE{unit} there {said}).")
+    else:
+        unknown = [name for name in config.ar_features if name not in groups]
+        if unknown:
+            raise ValueError(f"--ar-features names {', '.join(map(repr, unknown))}, but the inputs besides the "
+                             f"target are {', '.join(groups) or 'none'}.")
+        kept = list(config.ar_features)
+        choice = (f"the linear AR that the 'ar' base corrects reads only {', '.join(kept)} besides the target"
+                  f"{' and the calendar' if config.calendar else ''}, as --ar-features names them.")
+    columns = sorted({0, *(j for j, name in enumerate(series.columns) if config.calendar and name in CALENDAR_COLUMNS),
+                      *(j for g in kept for j in groups[g])})
+    return LinearAR(config.ridge, columns=columns).fit(windows, train), choice
 
 
 def aligned(series: Series, columns: list[str], source) -> Series:

@@ -85,5 +85,6 @@ def report(config, data, results: dict, final: dict, best: str) -> str:
             errors = " | ".join(f"{c['mae'][i]:.4g}" for c in curves.values())
             lines.append(f"| {config.gap + 1 + i} | {errors} |")
         lines.append("")
-    lines += ["## Data", ""] + [f"- {line}" for line in series.report] + [f"- columns: {', '.join(series.columns)}", ""]
+    notes = series.report + [f"columns: {', '.join(series.columns)}"] + ([data.ar_choice] if data.ar_choice else [])
+    lines += ["## Data", ""] + [f"- {line}" for line in notes] + [""]
     return "\n".join(lines)
