@@ -216,11 +216,12 @@ def test_ar_features_give_the_ar_base_fewer_columns_and_leave_the_baseline_whole
 
 
 @pytest.mark.parametrize("overrides, message", [
+    (dict(base="ar,ar"), "base must be one of none, last, ar or a comma-separated list of distinct ones"),
     (dict(base="last", ar_features="auto"), "an 'ar' base corrects, but the base is 'last'"),
     (dict(base="ar", ar_features="PRES"), "must be 'auto' or a list of column names"),
     (dict(base="ar", ar_features=["wind"]), "--ar-features names 'wind', but the inputs besides the target are "
                                             "pm2.5, DEWP, PRES, cbwd, Iws, Is, Ir"),
 ])
-def test_ar_features_errors(overrides, message):
+def test_base_and_ar_features_errors(overrides, message):
     with pytest.raises(ValueError, match=message):
         prepare(forecast.Config(data=str(BEIJING), target="TEMP", lookback=24, **overrides))

@@ -97,8 +97,9 @@ class Config:
 
     def __post_init__(self):
         self.split = tuple(float(f) for f in self.split)
+        bases = parse_bases(self.base)
         if self.ar_features is not None:
-            if "ar" not in parse_bases(self.base):
+            if "ar" not in bases:
                 raise ValueError(f"ar_features chooses the columns of the linear AR that an 'ar' base corrects, "
                                  f"but the base is {self.base!r}; add ar to it, or leave ar_features out.")
             if self.ar_features != "auto" and (isinstance(self.ar_features, str) or not all(
