@@ -72,12 +72,17 @@ def test_backward_elimination_drops_the_columns_that_do_not_help_on_validation()
     x = driven_series_with_noise()
     w = Windows(x, lookback=12, horizon=1)
     train, val = w.origins(0, 80), w.origins(80, 400)     # few training windows: noise columns overfit
-    kept, steps = select_columns(w, train, val, {"s": [1], "noise": [2, 3]}, ridge=0.0)
+    ar, kept, steps = select_columns(w, train, val, {"s": [1], "noise": [2, 3]}, ridge=0.0)
     assert kept == ["s"] and list(steps) == ["all", "-noise"] and steps["-noise"] < steps["all"]
-    direct = LinearAR(ridge=0.0, columns=[0, 1]).fit(w, train)      # the step's MAE: that of a direct fit
+    direct = LinearAR(ridge=0.0, columns=[0, 1]).fit(w, train)      # the AR returned: that of a direct fit
+    np.testing.assert_allclose(ar.predict(w, val), direct.predict(w, val), atol=1e-9)
     assert steps["-noise"] == pytest.approx(np.abs(direct.predict(w, val) - w.targets(val)).mean(), rel=1e-9)
-    kept, steps = select_columns(w, w.origins(0, 350), w.origins(350, 400), {"s": [1]})
-    assert kept == ["s"] and list(steps) == ["all"]                  # the driving input stays
+    kept = select_columns(w, w.origins(0, 350), w.origins(350, 400), {"s": [1]})[1]
+    assert kept == ["s"]                                              # the driving input stays
+    zeros = np.concatenate([x, np.zeros((len(x), 1))], axis=1)       # a column of zeros changes nothing...
+    wz = Windows(zeros, lookback=3, horizon=1)
+    kept, steps = select_columns(wz, wz.origins(0, 300), wz.origins(300, 400), {"s": [1], "zero": [4]})[1:]
+    assert kept == ["s", "zero"] and list(steps) == ["all"]          # ...so rounding does not remove it
 
 
 def test_linear_ar_errors():

@@ -201,6 +201,9 @@ def test_ar_features_give_the_ar_base_fewer_columns_and_leave_the_baseline_whole
     assert columns == ["TEMP", "PRES", "cbwd=NE", "cbwd=NW", "cbwd=SE", "cbwd=cv", "day_sin", "day_cos",
                        "year_sin", "year_cos"]
     assert "reads only PRES, cbwd besides the target and the calendar" in named.ar_choice
+    alone = prepare(forecast.Config(**common, ar_features=[]))
+    assert [alone.series.columns[j] for j in alone.ar.columns] == ["TEMP", *columns[-4:]]
+    assert "reads only the target and the calendar, as" in alone.ar_choice
     for data in (named, prepare(forecast.Config(**common, ar_features="auto"))):
         assert data.linear_ar.columns is None                        # the baseline reads every column
         np.testing.assert_array_equal(forecast.baseline_forecasts(data, data.test)["linear_ar"],
@@ -208,7 +211,8 @@ def test_ar_features_give_the_ar_base_fewer_columns_and_leave_the_baseline_whole
     config = forecast.Config(**common, ar_features="auto")
     run, _ = forecast.train(config, tmp_path / "run", log=open(tmp_path / "log", "w"))
     data = prepare(config)
-    assert "leaves out" in data.ar_choice and data.ar_choice in (run / "report.md").read_text()
+    assert "leaves out pm2.5" in data.ar_choice and data.ar_choice in (run / "report.md").read_text()
+    assert len(data.ar.columns) < len(data.series.columns)
     _, _, _, ar, _ = forecast.load_run(run)                           # predict corrects the same AR
     np.testing.assert_array_equal(ar.columns, data.ar.columns)
     np.testing.assert_array_equal(ar.predict(data.windows, data.test), data.ar.predict(data.windows, data.test))
@@ -219,9 +223,43 @@ def test_ar_features_give_the_ar_base_fewer_columns_and_leave_the_baseline_whole
     (dict(base="ar,ar"), "base must be one of none, last, ar or a comma-separated list of distinct ones"),
     (dict(base="last", ar_features="auto"), "an 'ar' base corrects, but the base is 'last'"),
     (dict(base="ar", ar_features="PRES"), "must be 'auto' or a list of column names"),
+    (dict(base="ar", ar_features=5), "must be 'auto' or a list of column names"),
     (dict(base="ar", ar_features=["wind"]), "--ar-features names 'wind', but the inputs besides the target are "
                                             "pm2.5, DEWP, PRES, cbwd, Iws, Is, Ir"),
 ])
 def test_base_and_ar_features_errors(overrides, message):
     with pytest.raises(ValueError, match=message):
         prepare(forecast.Config(data=str(BEIJING), target="TEMP", lookback=24, **overrides))
+
+
+def test_ar_features_auto_with_a_log_target_reports_the_mae_of_the_log():
+    config = forecast.Config(data=str(BEIJING), target="PRES", lookback=24, split=(0.5, 0.25, 0.25), base="ar",
+                             ar_features="auto", log=True)
+    data = prepare(config)
+    said = float(data.ar_choice.split("its MAE of the log there ")[1].split(" ")[0])
+    truth = data.normaliser.inverse_target(data.windows.targets(data.val))        # log(PRES)
+    every = data.normaliser.inverse_target(data.linear_ar.predict(data.windows, data.val))
+    assert said == pytest.approx(np.abs(every - truth).mean(), rel=1e-3)
+    assert not data.series.values[:, data.series.columns.index("Ir")].any()      # no rain in these two weeks:
+    assert "Ir" not in data.ar_choice.split(", by backward")[0]                   # rounding never removes it
+
+
+def test_a_resumed_run_corrects_the_ar_it_chose_at_the_start(tmp_path, monkeypatch):
+    config = forecast.Config(data=str(BEIJING), target="TEMP", lookback=24, gap=5, split=(0.5, 0.25, 0.25),
+                             hidden=8, epochs=2, base="ar", ar_features="auto")
+    log = open(tmp_path / "log", "w")
+    with monkeypatch.context() as patch:                     # stopped after its first epoch
+        patch.setattr(forecast, "fit_with_early_stopping", lambda *args: (None, True))
+        run, results = forecast.train(config, tmp_path / "run", log=log)
+    assert results is None
+    chosen = forecast.load_data(run, config)[1]
+
+    def never(*args):
+        raise AssertionError("the columns were chosen again")
+    monkeypatch.setattr("unrolled.tasks.forecast_data.select_columns", never)
+    _, results = forecast.train(resume_from=run, log=log)
+    assert results is not None
+    ar, meta = forecast.load_run(run)[3:]
+    np.testing.assert_array_equal(ar.columns, chosen.columns)
+    assert meta["ar_choice"].startswith("the linear AR that the 'ar' base corrects leaves out")
+    assert meta["ar_choice"] in (run / "report.md").read_text()

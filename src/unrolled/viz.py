@@ -146,8 +146,8 @@ def text_figure(tokens: list[str], traces: list[tuple[str, np.ndarray]], title: 
                 sep: str = "", vmin: float = -1.0, vmax: float = 1.0, head: float = 0.0):
     """plot_text_activations' figure, with `head` inches left free above the text for another plot.
 
-    Returns (figure, head): head is the free area as [left, bottom, width, height] in figure
-    fractions, for fig.add_axes-style placement.
+    Returns (figure, free area): the area as [left, bottom, width, height] in figure fractions, as
+    fig.add_axes takes them.
     """
     plt = _pyplot()
     cell_h = 1.6 * TEXT_FONT / 72             # inches

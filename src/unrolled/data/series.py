@@ -278,20 +278,24 @@ def _resample(series: Series, resample: str) -> Series:
 CALENDAR_COLUMNS = ("day_sin", "day_cos", "year_sin", "year_cos")
 
 
-def with_calendar(series: Series) -> Series:
-    """The series plus sin/cos of the time of day (when rows are less than a day apart) and of the
-    time of year (when they are less than a year apart): smooth, periodic inputs a model can read."""
+def calendar_columns(series: Series) -> list[str]:
+    """The columns with_calendar adds: sin/cos of the time of day when rows are less than a day
+    apart, and of the time of year when they are less than a year apart."""
     if series.time is None:
         raise ValueError("calendar features need a time column, but the file has none; name it with time_col.")
     minutes = series.time.astype("datetime64[m]")
     step = float(np.median(np.diff(minutes).astype(np.float64))) if len(minutes) > 1 else 0.0
-    day = (minutes - minutes.astype("datetime64[D]")).astype(np.float64) / (24 * 60)           # (N,) in [0, 1)
-    year = (minutes - minutes.astype("datetime64[Y]")).astype(np.float64) / (365.2425 * 24 * 60)
-    columns, blocks = [], []
-    for name, phase, period in (("day", day, 24 * 60), ("year", year, 365 * 24 * 60)):
-        if step < period:
-            columns += [f"{name}_sin", f"{name}_cos"]
-            blocks += [np.sin(2 * np.pi * phase), np.cos(2 * np.pi * phase)]
+    return [*(CALENDAR_COLUMNS[:2] if step < 24 * 60 else ()), *(CALENDAR_COLUMNS[2:] if step < 365 * 24 * 60 else ())]
+
+
+def with_calendar(series: Series) -> Series:
+    """The series plus sin/cos of the time of day and of the time of year (see calendar_columns):
+    smooth, periodic inputs a model can read."""
+    columns = calendar_columns(series)
+    minutes = series.time.astype("datetime64[m]")
+    phase = {"day": (minutes - minutes.astype("datetime64[D]")).astype(np.float64) / (24 * 60),      # (N,) in [0, 1)
+             "year": (minutes - minutes.astype("datetime64[Y]")).astype(np.float64) / (365.2425 * 24 * 60)}
+    blocks = [(np.sin if name.endswith("sin") else np.cos)(2 * np.pi * phase[name.split("_")[0]]) for name in columns]
     values = np.concatenate([series.values, np.stack(blocks, axis=1)], axis=1)              # (N, F + 2k)
     report = series.report + [f"calendar features added: {', '.join(columns)}."]
     return Series(values, series.columns + columns, series.time, report)

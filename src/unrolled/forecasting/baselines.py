@@ -110,34 +110,45 @@ class LinearAR:
         return out
 
 
+def fit_columns(windows: Windows, equations: tuple[np.ndarray, np.ndarray], n: int, columns,
+                ridge: float = 1e-3) -> LinearAR:
+    """The LinearAR of the input `columns` from the normal equations of every column over n windows
+    (their rows and columns of them, as fit() over those columns alone would sum)."""
+    gram, rhs = equations
+    F, L = windows.n_features, windows.lookback
+    columns = np.sort(np.asarray(columns, dtype=np.int64))
+    rows = np.append((np.arange(L)[:, None] * F + columns).ravel(), L * F)   # their weights, then the intercept
+    return LinearAR(ridge, columns=columns).solve(gram[np.ix_(rows, rows)], rhs[rows], n)
+
+
 def select_columns(windows: Windows, train: np.ndarray, val: np.ndarray, groups: dict[str, list[int]],
-                   ridge: float = 1e-3) -> tuple[list[str], dict[str, float]]:
+                   ridge: float = 1e-3, equations=None) -> tuple[LinearAR, list[str], dict[str, float]]:
     """Backward elimination of input columns for a LinearAR, judged by the MAE on the validation windows.
 
     `groups` names sets of columns that go together (a one-hot column's indicators); columns in no
     group are always kept. From all columns, the group whose removal lowers the validation MAE most
-    is removed, until no removal lowers it. The normal equations of all columns are summed once;
-    each candidate solves its own rows and columns of them. Returns (the groups kept, the validation
-    MAE after each step: "all", then "-<group>" per removal).
+    is removed, until no removal lowers it by more than rounding (a column of zeros stays). The
+    normal equations of all columns (`equations`, or summed here) serve every candidate. Returns
+    (the AR of the columns kept, the groups kept, the validation MAE after each step: "all", then
+    "-<group>" per removal).
     """
-    full = LinearAR(ridge)
-    gram, rhs = full.normal_equations(windows, train)
-    F, L = windows.n_features, windows.lookback
+    equations = equations or LinearAR(ridge).normal_equations(windows, train)
     truth = windows.targets(val)                                          # (V, H)
+    every = set(range(windows.n_features))
 
-    def val_mae(removed: set[str]) -> float:
-        columns = np.array(sorted(set(range(F)) - {c for g in removed for c in groups[g]}))
-        rows = np.append((np.arange(L)[:, None] * F + columns).ravel(), L * F)   # their weights, the intercept
-        ar = LinearAR(ridge, columns=columns).solve(gram[np.ix_(rows, rows)], rhs[rows], len(train))
-        return float(np.abs(ar.predict(windows, val) - truth).mean())
+    def fitted(removed: set[str]) -> tuple[LinearAR, float]:
+        ar = fit_columns(windows, equations, len(train), sorted(every - {c for g in removed for c in groups[g]}), ridge)
+        return ar, float(np.abs(ar.predict(windows, val) - truth).mean())
 
     removed: set[str] = set()
-    steps = {"all": val_mae(removed)}
+    ar, mae = fitted(removed)
+    steps = {"all": mae}
     while len(removed) < len(groups):
-        tries = {g: val_mae(removed | {g}) for g in groups if g not in removed}
-        best = min(tries, key=tries.get)
-        if tries[best] >= list(steps.values())[-1]:
+        tries = {g: fitted(removed | {g}) for g in groups if g not in removed}
+        best = min(tries, key=lambda g: tries[g][1])
+        if tries[best][1] >= mae * (1 - 1e-9):
             break
         removed.add(best)
-        steps[f"-{best}"] = tries[best]
-    return [g for g in groups if g not in removed], steps
+        ar, mae = tries[best]
+        steps[f"-{best}"] = mae
+    return ar, [g for g in groups if g not in removed], steps

@@ -102,7 +102,7 @@ class Config:
             if "ar" not in bases:
                 raise ValueError(f"ar_features chooses the columns of the linear AR that an 'ar' base corrects, "
                                  f"but the base is {self.base!r}; add ar to it, or leave ar_features out.")
-            if self.ar_features != "auto" and (isinstance(self.ar_features, str) or not all(
+            if self.ar_features != "auto" and not (isinstance(self.ar_features, (list, tuple)) and all(
                     isinstance(name, str) for name in self.ar_features)):
                 raise ValueError(f"ar_features must be 'auto' or a list of column names, but was given "
                                  f"{self.ar_features!r}.")
@@ -358,7 +358,11 @@ def train(config: Config | None = None, out=None, resume_from=None, log=None,
         raise ValueError("give a config and --out DIR (a new run folder), or --resume DIR.")
     else:  # an absolute path, so the run resumes and predicts from any folder
         config = dataclasses.replace(config, data=str(Path(config.data).resolve()))
-    data = prepare(config)   # a missing file or column fails here, before the run folder is touched
+    saved_ar = None  # a resumed run corrects the AR of fewer columns it chose at the start
+    if resume_from is not None and config.ar_features is not None:
+        _, ar, data_meta = load_data(run, config)
+        saved_ar = (ar, data_meta["ar_choice"])
+    data = prepare(config, ar=saved_ar)   # a missing file or column fails here, before the run folder is touched
     baseline_forecasts(data, data.test[:1])   # a baseline that cannot run fails before the run folder exists
     model = build(config, len(data.series.columns))
     task = ForecastTask(model, data, config)
@@ -372,7 +376,8 @@ def train(config: Config | None = None, out=None, resume_from=None, log=None,
         run = create_run(out, config.to_dict())
         ar = {"ar/coef": data.ar.coef, **({} if data.ar.columns is None else {"ar/columns": data.ar.columns})}
         save_checkpoint(run, {**prefixed("normaliser", data.normaliser.state_dict()), **ar},
-                        {"columns": data.series.columns, "report": data.series.report, "season": data.season,
+                        {"columns": data.series.columns, "report": data.series.report, "ar_choice": data.ar_choice,
+                         "season": data.season,
                          "split": list(data.split.sizes)}, DATA)
         state = TrainState()
         save_training_state(run, task, optimizer, schedule, state, meta)  # resumable from the first step
@@ -403,13 +408,18 @@ def load_run(run) -> tuple[Config, Module, Normaliser, LinearAR, dict]:
     metadata (columns, cleaning report, season, split sizes) of a run."""
     run = Path(run)
     config = load_config(run, TASK, Config)
-    arrays, meta = load_checkpoint(run, DATA)
-    normaliser = Normaliser.from_state_dict(section(arrays, "normaliser"))
-    ar = LinearAR(config.ridge, columns=arrays.get("ar/columns"))
-    ar.coef = arrays["ar/coef"]
+    normaliser, ar, meta = load_data(run, config)
     model = build(config, len(meta["columns"]))
     load_weights(model, run, "best")
     return config, model.eval(), normaliser, ar, meta
+
+
+def load_data(run: Path, config: Config) -> tuple[Normaliser, LinearAR, dict]:
+    """The normaliser, the fitted linear AR that an "ar" base corrects, and the data metadata of a run."""
+    arrays, meta = load_checkpoint(run, DATA)
+    ar = LinearAR(config.ridge, columns=arrays.get("ar/columns"))    # older runs: every column
+    ar.coef = arrays["ar/coef"]
+    return Normaliser.from_state_dict(section(arrays, "normaliser")), ar, meta
 
 
 def predict(run, data=None, out=None) -> Path:

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.series import CALENDAR_COLUMNS, Series, load_series, with_calendar
+from ..data.series import Series, calendar_columns, load_series, with_calendar
 from ..data.windows import Normaliser, Split, Windows, chronological_split
-from ..forecasting.baselines import LinearAR, select_columns
+from ..forecasting.baselines import LinearAR, fit_columns, select_columns
 
 BASES = ("none", "last", "ar")
 
@@ -127,8 +127,11 @@ def refuse_constant_target(series: Series, train: np.ndarray, source) -> None:
                          "so there is nothing to learn; choose another --target or a longer training period.")
 
 
-def prepare(config, series: Series | None = None) -> Prepared:
-    """Split, normalise (training rows only) and window the series; every size is checked here."""
+def prepare(config, series: Series | None = None, ar: tuple[LinearAR, str] | None = None) -> Prepared:
+    """Split, normalise (training rows only) and window the series; every size is checked here.
+
+    `ar`: the AR of fewer columns that an "ar" base corrects and the sentence on it, as a run saved
+    them (a resumed run corrects the AR it started with, not one chosen again)."""
     series = series if series is not None else load(config)
     n, ahead = len(series), config.gap + config.horizon
     need = config.lookback + ahead
@@ -148,10 +151,12 @@ def prepare(config, series: Series | None = None) -> Prepared:
     normaliser = Normaliser.fit(values[:split.train_end])
     windows = Windows(normaliser.transform(values), config.lookback, config.horizon, config.gap)
     train, val = windows.origins(0, split.train_end), windows.origins(split.train_end, split.val_end)
-    linear_ar = LinearAR(config.ridge).fit(windows, train)
-    ar, ar_choice = linear_ar, None
-    if config.ar_features is not None:
-        ar, ar_choice = fewer_columns_ar(config, series, normaliser, windows, train, val)
+    equations = LinearAR(config.ridge).normal_equations(windows, train)
+    linear_ar = LinearAR(config.ridge).solve(*equations, len(train))
+    if config.ar_features is None:
+        ar, ar_choice = linear_ar, None
+    else:
+        ar, ar_choice = ar or fewer_columns_ar(config, series, normaliser, windows, train, val, equations)
     season = config.season if config.season is not None else series.default_season()
     ma_window = config.ma_window if config.ma_window is not None else (season if season > 1 else config.lookback)
     return Prepared(windows, normaliser, config.log, config.base, ar, series, split, train[::config.stride], val,
@@ -159,32 +164,30 @@ def prepare(config, series: Series | None = None) -> Prepared:
 
 
 def fewer_columns_ar(config, series: Series, normaliser: Normaliser, windows: Windows, train: np.ndarray,
-                     val: np.ndarray) -> tuple[LinearAR, str]:
+                     val: np.ndarray, equations) -> tuple[LinearAR, str]:
     """The linear AR of an "ar" base over the columns `config.ar_features` names (the target and the
     calendar columns always), or over those backward elimination keeps ("auto"); and a sentence on it."""
+    calendar = len(calendar_columns(series)) if config.calendar else 0
     groups: dict[str, list[int]] = {}       # input columns by the file's column (one-hot labels together)
-    for j, name in enumerate(series.columns[1:], start=1):
-        if not (config.calendar and name in CALENDAR_COLUMNS):
-            groups.setdefault(name.split("=")[0], []).append(j)
+    for j, name in enumerate(series.columns[1:len(series.columns) - calendar], start=1):
+        groups.setdefault(name.split("=")[0], []).append(j)
+    besides = " and the calendar" if calendar else ""
     if config.ar_features == "auto":
-        kept, steps = select_columns(windows, train, val, groups, config.ridge)
-        unit, scale = (" (of the log)", 1.0) if config.log else ("", normaliser.std[0])
-        left_out = ", ".join(g for g in groups if g not in kept) or "no column"
-        said = ", then ".join(f"{scale * v:.4g} {'with every column' if k == 'all' else 'without ' + k[1:]}"
+        ar, kept, steps = select_columns(windows, train, val, groups, config.ridge, equations)
+        said = ", then ".join(f"{normaliser.std[0] * v:.4g} {'with every column' if k == 'all' else 'without ' + k[1:]}"
                               for k, v in steps.items())
-        choice = (f"the linear AR that the 'ar' base corrects leaves out {left_out}, by backward elimination on "
-                  f"the validation period (its MAE{unit} there {said}).")
-    else:
-        unknown = [name for name in config.ar_features if name not in groups]
-        if unknown:
-            raise ValueError(f"--ar-features names {', '.join(map(repr, unknown))}, but the inputs besides the "
-                             f"target are {', '.join(groups) or 'none'}.")
-        kept = list(config.ar_features)
-        choice = (f"the linear AR that the 'ar' base corrects reads only {', '.join(kept)} besides the target"
-                  f"{' and the calendar' if config.calendar else ''}, as --ar-features names them.")
-    columns = sorted({0, *(j for j, name in enumerate(series.columns) if config.calendar and name in CALENDAR_COLUMNS),
-                      *(j for g in kept for j in groups[g])})
-    return LinearAR(config.ridge, columns=columns).fit(windows, train), choice
+        left_out = ", ".join(g for g in groups if g not in kept) or "no column"
+        return ar, (f"the linear AR that the 'ar' base corrects leaves out {left_out}, by backward elimination on "
+                    f"the validation period (its MAE{' of the log' if config.log else ''} there {said}).")
+    unknown = [name for name in config.ar_features if name not in groups]
+    if unknown:
+        raise ValueError(f"--ar-features names {', '.join(map(repr, unknown))}, but the inputs besides the "
+                         f"target{besides} are {', '.join(groups) or 'none'}.")
+    kept = list(dict.fromkeys(config.ar_features))
+    columns = [0, *(j for g in kept for j in groups[g]), *range(len(series.columns) - calendar, len(series.columns))]
+    reads = f"{', '.join(kept)} besides the target{besides}" if kept else f"the target{besides}"
+    return (fit_columns(windows, equations, len(train), columns, config.ridge),
+            f"the linear AR that the 'ar' base corrects reads only {reads}, as --ar-features names them.")
 
 
 def aligned(series: Series, columns: list[str], source) -> Series:

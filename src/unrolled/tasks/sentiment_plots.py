@@ -90,20 +90,21 @@ def plot_explanation(tokens: list[str], probs: np.ndarray, path, positive: str =
     width = max(100, round((min(24, 3 + 0.18 * len(tokens)) - 2 * TEXT_MARGIN) / CELL_W))  # characters
     change = np.diff(np.concatenate([[0.5], probs]))
     ticks = len(tokens) <= 120
-    fig, (left, bottom, w, h) = text_figure(
+    labels = [t if len(t) <= 16 else t[:15] + "\u2026" for t in tokens]     # the words, rotated under the curve
+    pad_l, pad_r, pad_t, plot_h = 0.7, 0.2, 0.4, 2.4                        # inches: y label, edge, title, curve
+    pad_b = 0.25 + 0.055 * max(map(len, labels)) if ticks else 0.5         # 7-point letters, or the x label
+    fig, (left, bottom, w, _) = text_figure(
         tokens, [(f"p({positive}) after the word (blue 0, red 1)", 2 * probs - 1),
                  ("how much the word moved it (blue down, red up)", change / max(1e-9, np.abs(change).max()))],
-        width=width, sep=" ", head=3.6)
+        width=width, sep=" ", head=pad_b + plot_h + pad_t)
     fig_w, fig_h = fig.get_size_inches()
-    pad_l, pad_r, pad_b, pad_t = 0.7, 0.2, (0.9 if ticks else 0.5), 0.4   # inches, for labels and the title
-    ax = fig.add_axes([left + pad_l / fig_w, bottom + pad_b / fig_h, w - (pad_l + pad_r) / fig_w,
-                       h - (pad_b + pad_t) / fig_h])
+    ax = fig.add_axes([left + pad_l / fig_w, bottom + pad_b / fig_h, w - (pad_l + pad_r) / fig_w, plot_h / fig_h])
     ax.plot(np.arange(len(tokens)), probs, "o-", markersize=3)
     ax.axhline(0.5, color="grey", linewidth=0.5)
     ax.set_ylim(0, 1)
     ax.set_ylabel(f"p({positive})")
     if ticks:
-        ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=7)
+        ax.set_xticks(range(len(tokens)), labels, rotation=90, fontsize=7)
     else:
         ax.set_xlabel("words read")
     ax.set_title(f"p({positive}) after each word: {probs[-1]:.3f} at the end")

@@ -74,9 +74,10 @@ def compare(config: sentiment.Config, cells: list[str], out, progress: bool = Tr
             continue
         if not _train_cell(dataclasses.replace(config, cell=cell), out / cell, data, progress):
             return None
-    earlier = [cell for cell in CELLS if cell not in cells and finished(out / cell, "test_accuracy")]
+    if any(cell not in cells and finished(out / cell, "test_accuracy") for cell in CELLS):  # asked for fewer
+        cells = [cell for cell in CELLS if cell in cells or finished(out / cell, "test_accuracy")]  # than it holds
     try:
-        return _report(config, [*cells, *earlier], out, data)  # a comparison continued with fewer cells keeps all
+        return _report(config, cells, out, data)
     except KeyboardInterrupt:  # stopped while drawing: the same call draws it again
         return None
 
