@@ -1,4 +1,5 @@
 """Forecasters (gradient checks) and the forecasting pipeline: data isolation, framing, training, predict."""
+import dataclasses
 import json
 from pathlib import Path
 
@@ -224,10 +225,11 @@ def test_ar_features_give_the_ar_base_fewer_columns_and_leave_the_baseline_whole
     (dict(base="last", ar_features="auto"), "an 'ar' base corrects, but the base is 'last'"),
     (dict(base="ar", ar_features="PRES"), "must be 'auto' or a list of column names"),
     (dict(base="ar", ar_features=5), "must be 'auto' or a list of column names"),
+    (dict(input_lasso=-1.0), "input_lasso must be a number >= 0, but was given -1.0"),
     (dict(base="ar", ar_features=["wind"]), "--ar-features names 'wind', but the inputs besides the target are "
                                             "pm2.5, DEWP, PRES, cbwd, Iws, Is, Ir"),
 ])
-def test_base_and_ar_features_errors(overrides, message):
+def test_config_errors(overrides, message):
     with pytest.raises(ValueError, match=message):
         prepare(forecast.Config(data=str(BEIJING), target="TEMP", lookback=24, **overrides))
 
@@ -263,3 +265,21 @@ def test_a_resumed_run_corrects_the_ar_it_chose_at_the_start(tmp_path, monkeypat
     np.testing.assert_array_equal(ar.columns, chosen.columns)
     assert meta["ar_choice"].startswith("the linear AR that the 'ar' base corrects leaves out")
     assert meta["ar_choice"] in (run / "report.md").read_text()
+
+
+def test_the_input_lasso_shrinks_every_input_column_but_the_targets_after_each_step():
+    config = forecast.Config(data=str(BEIJING), target="TEMP", lookback=24, hidden=8, base="ar,last", lr=1e-2,
+                             input_lasso=3.0)
+    data = prepare(config)
+    steps = {}
+    for strength in (0.0, 3.0):
+        model = forecast.build(config, len(data.series.columns))
+        task = forecast.ForecastTask(model, data, config)
+        optimizer, _ = forecast.make_optimizer(task, dataclasses.replace(config, input_lasso=strength))
+        task.start_epoch(0)
+        task.train_batch(0, 0)
+        optimizer.step()
+        steps[strength] = [np.linalg.norm(m.encoder.weight_ih_l0.data, axis=0) for m in model.members]
+    for plain, lasso in zip(steps[0.0], steps[3.0]):                 # the same step, then the proximal one
+        assert lasso[0] == plain[0]                                  # the target's column is left alone
+        np.testing.assert_allclose(lasso[1:], np.maximum(0, plain[1:] - 1e-2 * 3.0), rtol=1e-5, atol=1e-6)

@@ -186,6 +186,8 @@ CASES = [
      "--out {new}", "an 'ar' base corrects, but the base is"),
     ("forecast-ar-features-unknown", "forecast train {forecast_flags} --data {airline} --base ar --ar-features Cars "
      "--out {new}", "--ar-features names 'Cars', but the inputs besides the target are none"),
+    ("forecast-negative-input-lasso", "forecast train {forecast_flags} --data {airline} --input-lasso -1 --out {new}",
+     "argument --input-lasso"),
     ("forecast-negative-split", "forecast train {forecast_flags} --data {airline} --split -0.1,0.5,0.6 --out {new}",
      "three positive fractions"),
     ("forecast-log-of-negative", "forecast train --data {bad}/negative.csv --target Passengers --lookback 3 --log "

@@ -286,3 +286,13 @@ def test_bad_hyper_parameters_raise_one_clear_sentence(make, message):
         make()
     text = str(info.value)
     assert text.endswith(".") and text.count(". ") == 0
+
+
+def test_group_lasso_shrinks_each_column_by_the_threshold_and_zeroes_small_ones():
+    from unrolled.optim import group_lasso_
+    w = np.array([[3.0, 0.3, 0.0], [4.0, 0.4, 0.0]], dtype=np.float32)      # column norms 5, 0.5, 0
+    group_lasso_(w, 1.0)
+    np.testing.assert_allclose(w, [[2.4, 0.0, 0.0], [3.2, 0.0, 0.0]], rtol=1e-6)  # 5 -> 4, same direction
+    assert w.dtype == np.float32
+    with pytest.raises(ValueError, match="threshold must be a number >= 0"):
+        group_lasso_(w, -1.0)

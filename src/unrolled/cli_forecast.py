@@ -18,7 +18,7 @@ from .tasks import forecast, forecast_data
 CONFIG_FLAGS = ("data", "target", "features", "time_col", "missing", "categorical", "resample", "calendar",
                 "split", "test_last", "val_last", "lookback", "horizon", "gap", "stride", "season", "ma_window",
                 "ridge", "log", "base", "ar_features", "members", "model", "cell", "hidden", "layers", "dropout", "loss", "lr",
-                "schedule", "lr_patience", "batch", "clip", "epochs", "patience", "minutes", "seed")
+                "schedule", "lr_patience", "batch", "clip", "input_lasso", "epochs", "patience", "minutes", "seed")
 DEFAULT_OUT = "runs/forecast"
 
 
@@ -115,6 +115,9 @@ def register(tasks) -> None:
                        help="epochs before the lr halves (default 3)")
     model.add_argument("--batch", type=positive_int, metavar="N", help="windows per step (default 64)")
     model.add_argument("--clip", type=positive_float, metavar="X", help="gradient-norm clipping (default 1)")
+    model.add_argument("--input-lasso", type=nonnegative_float, metavar="X",
+                       help="group lasso on each input column's first-layer weights but the target's: after "
+                            "every step a column shrinks by lr * X in norm, to zero at most (default 0: none)")
     model.add_argument("--epochs", type=positive_int, metavar="N", help="at most (default 100)")
     model.add_argument("--patience", type=positive_int, metavar="N", help="early stopping, in epochs (default 10)")
     model.add_argument("--minutes", type=positive_float, metavar="M", help="stop after M minutes of training")

@@ -9,10 +9,11 @@
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
 from .clip import clip_grad_norm, clip_grad_value
+from .group_lasso import group_lasso_
 from .optimizer import Optimizer
 from .rmsprop import RMSprop
 from .schedules import CosineWarmup, ExponentialLR, LRScheduler, ReduceLROnPlateau, StepLR
 from .sgd import SGD
 
-__all__ = ["Optimizer", "SGD", "RMSprop", "Adagrad", "Adam", "AdamW", "clip_grad_norm", "clip_grad_value",
+__all__ = ["Optimizer", "SGD", "RMSprop", "Adagrad", "Adam", "AdamW", "clip_grad_norm", "clip_grad_value", "group_lasso_",
            "LRScheduler", "StepLR", "ExponentialLR", "CosineWarmup", "ReduceLROnPlateau"]

@@ -39,7 +39,7 @@ from ..forecasting import baselines, metrics
 from ..forecasting.baselines import LinearAR
 from ..forecasting.model import EncoderDecoderForecaster, Forecaster
 from ..layers import HuberLoss, L1Loss, MSELoss
-from ..optim import Adam, CosineWarmup, ReduceLROnPlateau, clip_grad_norm
+from ..optim import Adam, CosineWarmup, ReduceLROnPlateau, clip_grad_norm, group_lasso_
 from ..runs import (Progress, append_metrics, atomic_write_text, create_run, finished, is_run, load_config,
                    read_metrics)
 from ..train import Budget, TrainState, fit, resume, save_training_state
@@ -90,6 +90,8 @@ class Config:
     lr_patience: int = 3                     # plateau: epochs without improvement before the lr halves
     batch: int = 64
     clip: float = 1.0
+    input_lasso: float = 0.0                 # group lasso on each input column's first-layer weights, but the
+                                             # target's: after every step a column shrinks by lr * input_lasso
     epochs: int = 100                        # at most
     patience: int = 10                       # early stopping: epochs without a better validation loss
     minutes: float | None = None             # stop after this much training time, whatever the epochs
@@ -115,6 +117,8 @@ class Config:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, but was given {value!r}.")
+        if not (isinstance(self.input_lasso, (int, float)) and self.input_lasso >= 0):
+            raise ValueError(f"input_lasso must be a number >= 0, but was given {self.input_lasso!r}.")
         for name in ("gap", "seed"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be an integer >= 0, but was given {getattr(self, name)!r}.")
@@ -224,10 +228,27 @@ class ForecastTask:
             self.plateau.load_state_dict(section(arrays, "plateau"))
 
 
+class InputLassoAdam(Adam):
+    """Adam, then the group lasso's proximal step on each member's first-layer input weights, one
+    group per input column but the target's (optim.group_lasso_): an input that does not help the
+    forecast is shrunk to exactly zero, so a network reading every column learns which to ignore."""
+
+    def __init__(self, model: Ensemble, lr: float, strength: float):
+        super().__init__(model.parameters(), lr=lr)
+        self.inputs = [member.encoder.weight_ih_l0 for member in model.members]     # (G*Hd, F) each
+        self.strength = strength
+
+    def step(self) -> None:
+        super().step()
+        for weight in self.inputs:
+            group_lasso_(weight.data[:, 1:], self.param_groups[0]["lr"] * self.strength)
+
+
 def make_optimizer(task: ForecastTask, config: Config) -> tuple[Adam, CosineWarmup | None]:
-    """Adam and its cosine schedule (stepped by `fit`), or None with the plateau schedule set on the
-    task (stepped after each epoch's evaluation)."""
-    optimizer = Adam(task.model.parameters(), lr=config.lr)
+    """Adam (with the input lasso, if any) and its cosine schedule (stepped by `fit`), or None with
+    the plateau schedule set on the task (stepped after each epoch's evaluation)."""
+    optimizer = (InputLassoAdam(task.model, config.lr, config.input_lasso) if config.input_lasso
+                 else Adam(task.model.parameters(), lr=config.lr))
     if config.schedule == "plateau":
         task.plateau = ReduceLROnPlateau(optimizer, factor=0.5, patience=config.lr_patience)
         return optimizer, None
