@@ -73,6 +73,25 @@ def test_ctrl_c_then_resume_equals_the_run_never_stopped(reference, tmp_path, mo
     assert_same_run(reference, run)
 
 
+def test_a_resumed_run_with_the_input_lasso_and_the_ar_of_fewer_columns_equals_the_run_never_stopped(
+        tmp_path, monkeypatch):
+    beijing = Path(__file__).parent / "fixtures" / "beijing_pm25_head.csv"
+    flags = ["--data", str(beijing), "--target", "TEMP", "--calendar", "--lookback", "24", "--split", "0.5,0.25,0.25",
+             "--base", "ar,last", "--ar-features", "auto", "--input-lasso", "20", "--model", "encdec", "--layers", "2",
+             "--cell", "lstm", "--hidden", "6", "--batch", "16", "--lr", "0.02", "--epochs", "4", "--schedule",
+             "cosine", "--seed", "3"]
+    assert main(["forecast", "train", *flags, "--out", str(tmp_path / "reference")]) == 0
+    ctrl_c_at(monkeypatch, 7)
+    assert main(["forecast", "train", *flags, "--out", str(tmp_path / "run")]) == 130
+    monkeypatch.undo()
+    assert main(["forecast", "train", "--resume", str(tmp_path / "run")]) == 0
+    assert_same_run(tmp_path / "reference", tmp_path / "run")
+    weights = load_checkpoint(tmp_path / "run", "best")[0]
+    inputs = [weights[k] for k in weights if k.endswith("encoder.weight_ih_l0")]
+    assert len(inputs) == 2 and all(w[:, 0].any() and not w[:, 1:].any() for w in inputs)  # a strong lasso:
+                                                                                            # the target alone
+
+
 def test_an_epoch_stopped_after_the_time_budget_is_still_finished(tmp_path, monkeypatch):
     flags = [*FLAGS, "--minutes", "1e-6"]                       # spent in the first batch; checked at epochs' ends
     assert main(["forecast", "train", *flags, "--out", str(tmp_path / "reference")]) == 0

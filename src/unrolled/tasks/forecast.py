@@ -230,8 +230,9 @@ class ForecastTask:
 
 class InputLassoAdam(Adam):
     """Adam, then the group lasso's proximal step on each member's first-layer input weights, one
-    group per input column but the target's (optim.group_lasso_): an input that does not help the
-    forecast is shrunk to exactly zero, so a network reading every column learns which to ignore."""
+    group per input column but the target's (optim.group_lasso_, decoupled from Adam as AdamW's
+    weight decay is): an input whose gradient does not hold its weights up is shrunk to exactly
+    zero, so a network reading every column learns which to ignore."""
 
     def __init__(self, model: Ensemble, lr: float, strength: float):
         super().__init__(model.parameters(), lr=lr)
