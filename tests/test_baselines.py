@@ -79,6 +79,7 @@ def test_backward_elimination_drops_the_columns_that_do_not_help_on_validation()
     assert steps["-noise"] == pytest.approx(np.abs(direct.predict(w, val) - w.targets(val)).mean(), rel=1e-9)
     kept = select_columns(w, w.origins(0, 350), w.origins(350, 400), {"s": [1]})[1]
     assert kept == ["s"]                                              # the driving input stays
+    x = driven_series_with_noise(seed=1)
     zeros = np.concatenate([x, np.zeros((len(x), 1))], axis=1)       # a column of zeros changes nothing...
     wz = Windows(zeros, lookback=3, horizon=1)
     kept, steps = select_columns(wz, wz.origins(0, 300), wz.origins(300, 400), {"s": [1], "zero": [4]})[1:]

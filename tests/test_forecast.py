@@ -268,8 +268,7 @@ def test_a_resumed_run_corrects_the_ar_it_chose_at_the_start(tmp_path, monkeypat
 
 
 def test_the_input_lasso_shrinks_every_input_column_but_the_targets_after_each_step():
-    config = forecast.Config(data=str(BEIJING), target="TEMP", lookback=24, hidden=8, base="ar,last", lr=1e-2,
-                             input_lasso=3.0)
+    config = forecast.Config(data=str(BEIJING), target="TEMP", lookback=24, hidden=8, base="ar,last", lr=1e-2)
     data = prepare(config)
     steps = {}
     for strength in (0.0, 3.0):

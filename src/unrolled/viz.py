@@ -60,6 +60,9 @@ def plot_losses(metrics: list[dict], path, title: str = "loss", unit: str = "nat
 
 MONO = "DejaVu Sans Mono"   # ships with matplotlib; its advance width is 0.6021 em
 MONO_ADVANCE = 0.6021
+TEXT_FONT = 8                                 # points
+CELL_W = MONO_ADVANCE * TEXT_FONT / 72        # inches per character cell
+TEXT_MARGIN = 0.2                             # inches either side
 
 
 def plot_heatmap(matrix: np.ndarray, path, title: str, tokens: list[str] | None = None, ylabel: str = "unit",
@@ -135,11 +138,6 @@ def plot_text_activations(tokens: list[str], traces: list[tuple[str, np.ndarray]
     """
     fig, _ = text_figure(tokens, traces, title, width, sep, vmin, vmax)
     return _save(fig, path)
-
-
-TEXT_FONT = 8                                 # points
-CELL_W = MONO_ADVANCE * TEXT_FONT / 72        # inches per character cell
-TEXT_MARGIN = 0.2                             # inches either side
 
 
 def text_figure(tokens: list[str], traces: list[tuple[str, np.ndarray]], title: str = "", width: int = 100,
