@@ -208,6 +208,16 @@ CASES = [
     ("forecast-predict-other-task", "forecast predict {lm}", "expected a 'forecast' run"),
     ("forecast-predict-torn-data", "forecast predict {broken:forecast:data.npz} --out {bad}/f.csv",
      "truncated, corrupted"),
+    # ----- forecast evaluate -------------------------------------------------------------------
+    ("forecast-evaluate-new-columns", "forecast evaluate {forecast} --data {bad}/other_columns.csv",
+     "not trained with"),
+    ("forecast-evaluate-too-short", "forecast evaluate {forecast} --data {bad}/five_rows.csv", "fewer than the lookback"),
+    ("forecast-evaluate-bad-since", "forecast evaluate {forecast} --since soon", "--since must be a time such as 1949-01"),
+    ("forecast-evaluate-since-past-the-end", "forecast evaluate {forecast} --since 1961-01",
+     "no window to score from 1961-01"),
+    ("forecast-evaluate-out-is-data", "forecast evaluate {forecast} --data {airline} --out {airline}",
+     "is a data file of this run"),
+    ("forecast-evaluate-other-task", "forecast evaluate {lm}", "expected a 'forecast' run"),
     # ----- translate train ---------------------------------------------------------------------
     ("translate-missing", "translate train {translate_flags} --data {bad}/missing.txt --out {new}", "does not exist"),
     ("translate-empty", "translate train {translate_flags} --data {bad}/empty.txt --out {new}", "no sentence pairs"),
@@ -359,7 +369,7 @@ def test_the_table_covers_every_command():
     commands = {" ".join(c[1].split()[:2]) for c in CASES}
     assert commands >= {"lm train", "lm sample", "lm inspect", "sentiment train", "sentiment predict",
                         "sentiment explain", "sentiment compare", "forecast train", "forecast predict",
-                        "translate train", "translate run", "translate eval"}
+                        "forecast evaluate", "translate train", "translate run", "translate eval"}
 
 
 @pytest.mark.parametrize("command", [

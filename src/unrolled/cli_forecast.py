@@ -1,8 +1,9 @@
-"""`unrolled forecast train | predict`: the time-series forecasting sub-commands (see unrolled.cli).
+"""`unrolled forecast train | predict | evaluate`: the time-series forecasting sub-commands (see unrolled.cli).
 
     unrolled forecast train --data pollution.csv --target TEMP --lookback 120 --gap 23 --split 0.5,0.25,0.25
     unrolled forecast train --resume runs/forecast
     unrolled forecast predict runs/forecast --out forecast.csv
+    unrolled forecast evaluate runs/forecast --data newer.csv --since 2015-01-01
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import sys
 from .checkpoint import load_checkpoint
 from .cli import (dropout_rate, nonnegative_float, nonnegative_int, path_name, positive_float, positive_int,
                   refuse_flags_with_resume)
-from .tasks import forecast, forecast_data
+from .tasks import forecast, forecast_data, forecast_evaluate
 
 # train flags that set a Config field of the same name (dashes become underscores)
 CONFIG_FLAGS = ("data", "target", "features", "time_col", "missing", "categorical", "resample", "calendar",
@@ -132,6 +133,19 @@ def register(tasks) -> None:
     predict.add_argument("--out", type=path_name, metavar="FILE", help="the CSV of forecasts to write (default DIR/forecast.csv)")
     predict.set_defaults(func=run_predict)
 
+    evaluate = actions.add_parser("evaluate", help="score a trained run against the baselines on data, such as "
+                                                   "the months since it was trained",
+                                  description="Score a trained run's forecasts against the baselines on every "
+                                              "window of a CSV file; nothing is fitted again.")
+    evaluate.add_argument("run", type=path_name, metavar="DIR")
+    evaluate.add_argument("--data", type=path_name, metavar="CSV",
+                          help="data with the same columns (default: the run's CSV, scored on its test period)")
+    evaluate.add_argument("--since", metavar="TIME",
+                          help="score the forecasts for this time on (a row number if the data has no time column)")
+    evaluate.add_argument("--out", type=path_name, metavar="FILE",
+                          help="also write every window's forecasts, the model's and the baselines', to this CSV")
+    evaluate.set_defaults(func=run_evaluate)
+
 
 def run_train(args: argparse.Namespace) -> int:
     given = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
@@ -157,4 +171,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     print(forecast.predict(args.run, data=args.data, out=args.out))
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    print(forecast_evaluate.evaluate_run(args.run, data=args.data, since=args.since, out=args.out)[1])
     return 0

@@ -320,16 +320,19 @@ def baseline_forecasts(data: Prepared, origins: np.ndarray) -> dict[str, np.ndar
         out["seasonal_naive"] = baselines.seasonal_naive(y, origins, w.horizon, data.season, w.gap)
     if origins.min() + 1 >= data.ma_window:
         out["moving_average"] = baselines.moving_average(y, origins, w.horizon, data.ma_window, w.gap)
-    out["linear_ar"] = data.original_units(data.linear_ar.predict(w, origins))
+    if data.linear_ar is not None:   # None: a run of an older version, which kept only the AR its base corrects
+        out["linear_ar"] = data.original_units(data.linear_ar.predict(w, origins))
     return out
 
 
-def evaluate(model: Module, data: Prepared, config: Config) -> dict:
-    """Test-period forecasts of the model and the baselines in original units, with their errors."""
-    truth = data.series.target_values[data.windows.target_rows(data.test)]                  # (B, H)
-    forecasts = {"model": data.original_units(forecast_windows(model, data, data.test))}
-    forecasts.update({f"baseline_{k}": v for k, v in baseline_forecasts(data, data.test).items()})
-    scale = metrics.naive_scale(data.series.target_values[:data.split.train_end], data.season)
+def evaluate(model: Module, data: Prepared, origins: np.ndarray | None = None, scale: float | None = None) -> dict:
+    """Forecasts of the model and the baselines in original units, with their errors, on the windows at
+    `origins` (default the test period); MASE divides by `scale` (default the training period's)."""
+    origins = data.test if origins is None else origins
+    scale = data.mase_scale() if scale is None else scale
+    truth = data.series.target_values[data.windows.target_rows(origins)]                    # (B, H)
+    forecasts = {"model": data.original_units(forecast_windows(model, data, origins))}
+    forecasts.update({f"baseline_{k}": v for k, v in baseline_forecasts(data, origins).items()})
     scores = {name: metrics.summary(truth, p, scale) for name, p in forecasts.items()}
     curves = {name: metrics.by_horizon(truth, p) for name, p in forecasts.items()}
     return {"truth": truth, "forecasts": forecasts, "scores": scores, "curves": curves, "mase_scale": scale}
@@ -382,7 +385,7 @@ def train(config: Config | None = None, out=None, resume_from=None, log=None,
         config = dataclasses.replace(config, data=str(Path(config.data).resolve()))
     saved_ar = None  # a resumed run corrects the AR of fewer columns it chose at the start
     if resume_from is not None and config.ar_features is not None:
-        _, ar, data_meta = load_data(run, config)
+        _, ar, _, data_meta = load_data(run, config)
         saved_ar = (ar, data_meta["ar_choice"])
     data = prepare(config, ar=saved_ar)   # a missing file or column fails here, before the run folder is touched
     baseline_forecasts(data, data.test[:1])   # a baseline that cannot run fails before the run folder exists
@@ -396,10 +399,11 @@ def train(config: Config | None = None, out=None, resume_from=None, log=None,
         print(f"continuing {run} from step {state.step}.", file=log)
     else:
         run = create_run(out, config.to_dict())
-        ar = {"ar/coef": data.ar.coef, **({} if data.ar.columns is None else {"ar/columns": data.ar.columns})}
+        ar = {"ar/coef": data.ar.coef, **({} if data.ar.columns is None else {"ar/columns": data.ar.columns}),
+              **({} if data.ar is data.linear_ar else {"linear_ar/coef": data.linear_ar.coef})}
         save_checkpoint(run, {**prefixed("normaliser", data.normaliser.state_dict()), **ar},
                         {"columns": data.series.columns, "report": data.series.report, "ar_choice": data.ar_choice,
-                         "season": data.season,
+                         "season": data.season, "mase_scale": data.mase_scale(),
                          "split": list(data.split.sizes)}, DATA)
         state = TrainState()
         save_training_state(run, task, optimizer, schedule, state, meta)  # resumable from the first step
@@ -413,7 +417,7 @@ def train(config: Config | None = None, out=None, resume_from=None, log=None,
         return run, None
     started = time.perf_counter()
     try:
-        results = evaluate(model, data, config)
+        results = evaluate(model, data)
         final = {**final_record(state, results), "wall_s": round(state.wall_s + time.perf_counter() - started, 3)}
         from .forecast_report import write_outputs  # matplotlib is loaded only here
         write_outputs(run, config, data, results, read_metrics(run) + [final])
@@ -426,22 +430,33 @@ def train(config: Config | None = None, out=None, resume_from=None, log=None,
 # ----- forecasting from a trained run ----------------------------------------------------------------
 
 def load_run(run) -> tuple[Config, Module, Normaliser, LinearAR, dict]:
-    """The config, the best model (eval mode), the normaliser, the fitted linear AR and the data
-    metadata (columns, cleaning report, season, split sizes) of a run."""
+    """The config, the best model (eval mode), the normaliser, the fitted linear AR that an "ar" base
+    corrects and the data metadata (columns, cleaning report, season, split sizes) of a run."""
     run = Path(run)
     config = load_config(run, TASK, Config)
-    normaliser, ar, meta = load_data(run, config)
-    model = build(config, len(meta["columns"]))
+    normaliser, ar, _, meta = load_data(run, config)
+    return config, load_model(run, config, len(meta["columns"])), normaliser, ar, meta
+
+
+def load_model(run: Path, config: Config, n_features: int) -> Ensemble:
+    """The best weights of a run, in eval mode."""
+    model = build(config, n_features)
     load_weights(model, run, "best")
-    return config, model.eval(), normaliser, ar, meta
+    return model.eval()
 
 
-def load_data(run: Path, config: Config) -> tuple[Normaliser, LinearAR, dict]:
-    """The normaliser, the fitted linear AR that an "ar" base corrects, and the data metadata of a run."""
+def load_data(run: Path, config: Config) -> tuple[Normaliser, LinearAR, LinearAR | None, dict]:
+    """The normaliser, the fitted linear AR that an "ar" base corrects, the linear AR baseline (the
+    same one unless --ar-features chose fewer columns; None for such a run of an older version) and
+    the data metadata of a run."""
     arrays, meta = load_checkpoint(run, DATA)
     ar = LinearAR(config.ridge, columns=arrays.get("ar/columns"))    # older runs: every column
     ar.coef = arrays["ar/coef"]
-    return Normaliser.from_state_dict(section(arrays, "normaliser")), ar, meta
+    linear_ar = ar if "ar/columns" not in arrays else None
+    if "linear_ar/coef" in arrays:
+        linear_ar = LinearAR(config.ridge)
+        linear_ar.coef = arrays["linear_ar/coef"]
+    return Normaliser.from_state_dict(section(arrays, "normaliser")), ar, linear_ar, meta
 
 
 def predict(run, data=None, out=None) -> Path:
@@ -476,15 +491,15 @@ def predict(run, data=None, out=None) -> Path:
     return path
 
 
-def output_file(out, data_files) -> Path:
-    """The file `predict --out` names, checked before anything is computed: not a folder, not a data
-    file, not a run's own file."""
+def output_file(out, data_files, own: str = "forecast.csv", what: str = "the forecast") -> Path:
+    """The file `--out` names, checked before anything is computed: not a folder, not a data file,
+    not a run's own file (but `own`, which the command itself writes there)."""
     path = Path(out)
     if path.is_dir() or str(out).endswith(("/", os.sep)):
-        raise ValueError(f"--out must name a file to write the forecast to, but {out} names a folder.")
+        raise ValueError(f"--out must name a file to write {what} to, but {out} names a folder.")
     if path.resolve() in {Path(f).resolve() for f in data_files}:
         raise ValueError(f"--out {out} is a data file of this run; name another file.")
-    if is_run(path.parent) and path.name != "forecast.csv":
+    if is_run(path.parent) and path.name != own:
         raise ValueError(f"--out {out} is in the run folder {path.parent}, whose own files it could replace; "
-                         "name a file elsewhere, or forecast.csv there.")
+                         f"name a file elsewhere, or {own} there.")
     return path

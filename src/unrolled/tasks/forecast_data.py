@@ -30,6 +30,7 @@ import numpy as np
 
 from ..data.series import Series, calendar_columns, load_series, with_calendar
 from ..data.windows import Normaliser, Split, Windows, chronological_split
+from ..forecasting import metrics
 from ..forecasting.baselines import LinearAR, fit_columns, select_columns
 
 BASES = ("none", "last", "ar")
@@ -95,6 +96,10 @@ class Prepared(Framing):
     ma_window: int
     linear_ar: LinearAR                      # the baseline, reading every input column (often `ar` itself)
     ar_choice: str | None = None             # with ar_features: the columns `ar` reads, and why
+
+    def mase_scale(self) -> float:
+        """MASE's denominator: the seasonal naive forecast's MAE over the training period."""
+        return metrics.naive_scale(self.series.target_values[:self.split.train_end], self.season)
 
 
 def load(config) -> Series:

@@ -51,6 +51,16 @@ def write_outputs(run: Path, config, data, results: dict, records: list[dict]) -
     atomic_write_text(run / "report.md", report(config, data, results, records[-1], best))
 
 
+def score_table(scores: dict[str, dict]) -> list[str]:
+    """A Markdown table of the model's and the baselines' errors, best first ("-": no MASE scale)."""
+    lines = ["| forecast | MAE | RMSE | sMAPE % | MASE |", "|---|---|---|---|---|"]
+    for name, s in sorted(scores.items(), key=lambda kv: kv[1]["mae"]):
+        shown = "**model**" if name == "model" else name.replace("baseline_", "")
+        mase = "-" if np.isnan(s["mase"]) else f"{s['mase']:.4g}"
+        lines.append(f"| {shown} | {s['mae']:.4g} | {s['rmse']:.4g} | {s['smape']:.4g} | {mase} |")
+    return lines
+
+
 def report(config, data, results: dict, final: dict, best: str) -> str:
     series, split = data.series, data.split
     lines = [f"# Forecasting {series.target} from {Path(config.data).name}", ""]
@@ -68,11 +78,7 @@ def report(config, data, results: dict, final: dict, best: str) -> str:
               f"({len(data.train)}, {len(data.val)} and {len(data.test)} windows); season {data.season}.",
               f"Training: {final['epoch']} epochs ({final['step']} steps) in {final['elapsed_s']:.0f} s; "
               f"best validation loss {final['best_val_loss']:.4f}.", ""]
-    lines += ["## Test errors (original units)", "",
-              "| forecast | MAE | RMSE | sMAPE % | MASE |", "|---|---|---|---|---|"]
-    for name, s in sorted(results["scores"].items(), key=lambda kv: kv[1]["mae"]):
-        shown = "**model**" if name == "model" else name.replace("baseline_", "")
-        lines.append(f"| {shown} | {s['mae']:.4g} | {s['rmse']:.4g} | {s['smape']:.4g} | {s['mase']:.4g} |")
+    lines += ["## Test errors (original units)", "", *score_table(results["scores"])]
     model_mae, best_mae = results["scores"]["model"]["mae"], results["scores"][f"baseline_{best}"]["mae"]
     lines += ["", f"{versus_best(model_mae, best_mae, best)} MASE is scaled by the seasonal naive MAE on the "
               f"training period ({results['mase_scale']:.4g}).", ""]
