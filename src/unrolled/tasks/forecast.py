@@ -376,13 +376,15 @@ def train(config: Config | None = None, out=None, resume_from=None, log=None,
         if "data_sha256" not in meta:
             raise ValueError(f"the run in {run} was made by a version of unrolled whose forecasting runs could "
                              "not be resumed; start a new run.")
-        if Path(config.data).is_file() and file_sha256(config.data) != meta["data_sha256"]:
+        sha256 = file_sha256(config.data) if Path(config.data).is_file() else None
+        if sha256 is not None and sha256 != meta["data_sha256"]:
             raise ValueError(f"the data file {config.data} has changed since the run in {run} started, "
                              "so it cannot continue exactly; start a new run.")
     elif config is None or out is None:
         raise ValueError("give a config and --out DIR (a new run folder), or --resume DIR.")
     else:  # an absolute path, so the run resumes and predicts from any folder
         config = dataclasses.replace(config, data=str(Path(config.data).resolve()))
+        sha256 = None
     saved_ar = None  # a resumed run corrects the AR of fewer columns it chose at the start
     if resume_from is not None and config.ar_features is not None:
         _, ar, _, data_meta = load_data(run, config)
@@ -392,7 +394,7 @@ def train(config: Config | None = None, out=None, resume_from=None, log=None,
     model = build(config, len(data.series.columns))
     task = ForecastTask(model, data, config)
     optimizer, schedule = make_optimizer(task, config)
-    meta = {"config": "config.json", "data_sha256": file_sha256(config.data)}
+    meta = {"config": "config.json", "data_sha256": sha256 or file_sha256(config.data)}
     if resume_from is not None:
         state, arrays = resume(run, task, optimizer, schedule)
         task.load_state_arrays(arrays)
