@@ -163,9 +163,13 @@ def prepare(config, series: Series | None = None, ar: tuple[LinearAR, str] | Non
     else:
         ar, ar_choice = ar or fewer_columns_ar(config, series, normaliser, windows, train, val, equations)
     season = config.season if config.season is not None else series.default_season()
-    ma_window = config.ma_window if config.ma_window is not None else (season if season > 1 else config.lookback)
     return Prepared(windows, normaliser, config.log, config.base, ar, series, split, train[::config.stride], val,
-                    windows.origins(split.val_end, n), season, ma_window, linear_ar, ar_choice)
+                    windows.origins(split.val_end, n), season, ma_window(config, season), linear_ar, ar_choice)
+
+
+def ma_window(config, season: int) -> int:
+    """The moving-average baseline's window: --ma-window, or the season, or (no season) the lookback."""
+    return config.ma_window if config.ma_window is not None else (season if season > 1 else config.lookback)
 
 
 def fewer_columns_ar(config, series: Series, normaliser: Normaliser, windows: Windows, train: np.ndarray,

@@ -20,7 +20,7 @@ from ..checkpoint import load_checkpoint
 from ..data.windows import Split, Windows
 from ..runs import atomic_write_text, load_config
 from .forecast import (TASK, Config, evaluate, file_sha256, load_data, load_model, output_file)
-from .forecast_data import Prepared, aligned, load, model_values
+from .forecast_data import Prepared, aligned, load, ma_window, model_values
 from .forecast_report import best_baseline, score_table, versus_best
 
 
@@ -37,7 +37,6 @@ def evaluate_run(run, data=None, since=None, out=None) -> tuple[dict, str]:
     config = dataclasses.replace(config, data=str(source))
     series = aligned(load(config), meta["columns"], source)
     n, season = len(series), meta["season"]
-    ma_window = config.ma_window if config.ma_window is not None else (season if season > 1 else config.lookback)
     windows = Windows(normaliser.transform(model_values(series, config.log)), config.lookback, config.horizon,
                       config.gap)
     test_period = since is None and source.resolve() == Path(trained_on).resolve() \
@@ -48,16 +47,17 @@ def evaluate_run(run, data=None, since=None, out=None) -> tuple[dict, str]:
     else:
         start = first_row(series, since)
         which = "every window" if since is None else f"the windows from {since}"
-    history = max(config.lookback, season, ma_window) - 1      # the first origin every baseline can forecast
+    history = max(config.lookback, season, ma_window(config, season))   # rows every baseline needs
     origins = windows.origins(start, n)
-    origins = origins[origins >= history]
+    if not test_period:                                                   # (training's test windows have them)
+        origins = origins[origins >= history - 1]
     if len(origins) == 0:
         ahead, last = config.gap + config.horizon, series.time[-1] if series.time is not None else f"row {n - 1}"
         raise ValueError(f"{source.name} has no window to score{'' if since is None else f' from {since}'}: each "
-                         f"needs {history + 1} rows of history and {ahead} step{'s' * (ahead > 1)} ahead, and the "
+                         f"needs {history} rows of history and {ahead} step{'s' * (ahead > 1)} ahead, and the "
                          f"data ends at {last}.")
     framed = Prepared(windows, normaliser, config.log, config.base, ar, series, Split(start, start, n),
-                      origins[:0], origins[:0], origins, season, ma_window, linear_ar)
+                      origins[:0], origins[:0], origins, season, ma_window(config, season), linear_ar)
     results = evaluate(load_model(run, config, len(meta["columns"])), framed, origins,
                        meta.get("mase_scale", float("nan")))      # older runs did not save MASE's scale
     results["origins"] = origins
