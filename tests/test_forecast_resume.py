@@ -15,10 +15,11 @@ from unrolled.cli import main
 from unrolled.tasks import forecast, forecast_report
 
 AIRLINE = Path(__file__).parent / "fixtures" / "airline-passengers.csv"
-# the plateau schedule with a short patience and early stopping: both counts must survive a stop
+# the plateau schedule with a short patience and early stopping: both counts must survive a stop (and the
+# dropout masks' generators)
 FLAGS = ["--data", str(AIRLINE), "--target", "Passengers", "--test-last", "24", "--val-last", "12", "--lookback", "12",
          "--log", "--base", "ar,last", "--hidden", "6", "--batch", "16", "--lr", "0.02", "--lr-patience", "0",
-         "--epochs", "14", "--patience", "5", "--dropout", "0.1", "--seed", "3"]
+         "--epochs", "14", "--patience", "5", "--dropout", "0.1", "--recurrent-dropout", "0.2", "--seed", "3"]
 TIMES = ("elapsed_s", "wall_s", "tokens_per_s")
 
 

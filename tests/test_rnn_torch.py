@@ -146,3 +146,59 @@ def test_float32_matches_torch(kind):
     assert_close(dx, xt.grad, "dx", rtol=1e-5)
     for name, p in module.named_parameters():
         assert_close(dict(layer.named_parameters())[name].grad, p.grad, name, rtol=1e-5)
+
+
+# ----- recurrent dropout: the state is masked in the recurrent product only -------------------------
+
+def masked_recurrence(kind, params, x, h0, c0, mask):
+    """torch autograd reference, one layer: the recurrent product reads h * mask, the rest reads h."""
+    w_ih, w_hh, b_ih, b_hh = params
+    h, c, outs = h0, c0, []
+    for t in range(x.shape[0]):
+        gi, gh = x[t] @ w_ih.T + b_ih, (h * mask) @ w_hh.T + b_hh
+        if kind == "lstm":
+            i, f, g, o = (gi + gh).chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+        elif kind == "gru":
+            (ir, iz, i_n), (hr, hz, h_n) = gi.chunk(3, dim=1), gh.chunk(3, dim=1)
+            r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
+            h = (1 - z) * torch.tanh(i_n + r * h_n) + z * h
+        else:
+            h = torch.tanh(gi + gh) if kind == "rnn_tanh" else torch.relu(gi + gh)
+        outs.append(h)
+    return torch.stack(outs), h, c
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_recurrent_dropout_matches_a_torch_reference(kind):
+    rng = np.random.default_rng(11)
+    cls, _, extra = KINDS[kind]
+    layer = cls(I, H, dtype=np.float64, seed=0, recurrent_dropout=0.5, **extra)
+    randomize(layer, rng)
+    mask = (rng.random((B, H)) < 0.5) / 0.5
+    layer._recurrent_mask = lambda batch: mask                       # the mask the layer would draw
+    x, h0, c0 = rng.standard_normal((T, B, I)), rng.standard_normal((1, B, H)), rng.standard_normal((1, B, H))
+    d_out, d_h = rng.standard_normal((T, B, H)), rng.standard_normal((1, B, H))
+    if kind == "lstm":
+        out, (h_n, _) = layer(x, (h0, c0))
+        dx, (dh0, _) = layer.backward(d_out, (d_h, np.zeros_like(d_h)))
+    else:
+        out, h_n = layer(x, h0)
+        dx, dh0 = layer.backward(d_out, d_h)
+    names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+    params = [torch.tensor(getattr(layer, n).data, requires_grad=True) for n in names]
+    xt, h0t = torch.tensor(x, requires_grad=True), torch.tensor(h0[0], requires_grad=True)
+    out_t, h_t, _ = masked_recurrence(kind, params, xt, h0t, torch.tensor(c0[0]), torch.tensor(mask))
+    ((out_t * torch.tensor(d_out)).sum() + (h_t * torch.tensor(d_h[0])).sum()).backward()
+    assert_close(out, out_t, "out")
+    assert_close(h_n[0], h_t, "h_n")
+    assert_close(dx, xt.grad, "dx")
+    assert_close(dh0[0], h0t.grad, "dh0")
+    for name, p in zip(names, params):
+        assert_close(getattr(layer, name).grad, p.grad, name)
+    layer.eval()                                                      # no mask outside training
+    del layer._recurrent_mask
+    plain = cls(I, H, dtype=np.float64, seed=0, **extra)
+    plain.load_state_dict(layer.state_dict())
+    np.testing.assert_array_equal(layer(x)[0], plain(x)[0])

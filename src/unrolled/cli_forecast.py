@@ -18,8 +18,9 @@ from .tasks import forecast, forecast_data, forecast_evaluate
 # train flags that set a Config field of the same name (dashes become underscores)
 CONFIG_FLAGS = ("data", "target", "features", "time_col", "missing", "categorical", "resample", "calendar",
                 "split", "test_last", "val_last", "lookback", "horizon", "gap", "stride", "season", "ma_window",
-                "ridge", "log", "base", "ar_features", "members", "model", "cell", "hidden", "layers", "dropout", "loss", "lr",
-                "schedule", "lr_patience", "batch", "clip", "input_lasso", "epochs", "patience", "minutes", "seed")
+                "ridge", "log", "base", "ar_features", "members", "model", "cell", "hidden", "layers", "dropout",
+                "recurrent_dropout", "loss", "lr", "schedule", "lr_patience", "batch", "clip", "input_lasso", "epochs",
+                "patience", "minutes", "seed")
 DEFAULT_OUT = "runs/forecast"
 
 
@@ -108,6 +109,9 @@ def register(tasks) -> None:
     model.add_argument("--hidden", type=positive_int, metavar="N", help="units per layer (default 32)")
     model.add_argument("--layers", type=positive_int, metavar="N")
     model.add_argument("--dropout", type=dropout_rate, metavar="P", help="between layers and before the head")
+    model.add_argument("--recurrent-dropout", type=dropout_rate, metavar="P",
+                       help="on the state in every recurrent product, one mask per sequence for all its steps "
+                            "(Keras's recurrent_dropout; default 0)")
     model.add_argument("--loss", choices=tuple(forecast.LOSSES), help="training loss (default mse)")
     model.add_argument("--lr", type=positive_float, metavar="X", help="Adam's learning rate (default 1e-3)")
     model.add_argument("--schedule", choices=("plateau", "cosine"),

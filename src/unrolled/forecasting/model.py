@@ -5,7 +5,7 @@
     dx = model.backward(dy)      # dy (B, H) -> dx (L, B, F); parameter gradients accumulate
 
 Two shapes of model, both built from the recurrent layers of unrolled.rnn (stacked, with dropout
-between layers) and trained end to end:
+between layers and, optionally, on the recurrent state) and trained end to end:
 
 - `Forecaster` (direct multi-step): the encoder's last top-layer state, through dropout, goes into
   one dense layer with H outputs.
@@ -26,21 +26,23 @@ from ..rnn import GRU, LSTM, RNN
 CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 
 
-def make_cell(cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float, dtype, rng):
+def make_cell(cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float, dtype, rng,
+              recurrent_dropout: float = 0.0):
     if cell not in CELLS:
         raise ValueError(f"cell must be one of {', '.join(CELLS)}, but was given {cell!r}.")
-    return CELLS[cell](input_size, hidden_size, num_layers, dropout=dropout, dtype=dtype, seed=rng)
+    return CELLS[cell](input_size, hidden_size, num_layers, dropout=dropout, dtype=dtype, seed=rng,
+                       recurrent_dropout=recurrent_dropout)
 
 
 class Forecaster(Module):
     """Recurrent encoder + dense head with H outputs: direct multi-step forecasts."""
 
     def __init__(self, input_size: int, horizon: int, hidden_size: int = 64, num_layers: int = 1,
-                 cell: str = "gru", dropout: float = 0.0, dtype=np.float32, seed=None):
+                 cell: str = "gru", dropout: float = 0.0, dtype=np.float32, seed=None, recurrent_dropout: float = 0.0):
         super().__init__()
         rng = init.as_generator(seed)
         self.horizon, self.dtype = int(horizon), np.dtype(dtype)
-        self.encoder = make_cell(cell, input_size, hidden_size, num_layers, dropout, self.dtype, rng)
+        self.encoder = make_cell(cell, input_size, hidden_size, num_layers, dropout, self.dtype, rng, recurrent_dropout)
         self.dropout = Dropout(dropout, seed=rng)
         self.head = Linear(hidden_size, horizon, dtype=self.dtype, seed=rng)
 
@@ -62,12 +64,12 @@ class EncoderDecoderForecaster(Module):
     """Encoder, then a decoder unrolled for H steps from the encoder's states; one value per step."""
 
     def __init__(self, input_size: int, horizon: int, hidden_size: int = 64, num_layers: int = 1,
-                 cell: str = "gru", dropout: float = 0.0, dtype=np.float32, seed=None):
+                 cell: str = "gru", dropout: float = 0.0, dtype=np.float32, seed=None, recurrent_dropout: float = 0.0):
         super().__init__()
         rng = init.as_generator(seed)
         self.horizon, self.dtype = int(horizon), np.dtype(dtype)
-        self.encoder = make_cell(cell, input_size, hidden_size, num_layers, dropout, self.dtype, rng)
-        self.decoder = make_cell(cell, hidden_size, hidden_size, num_layers, dropout, self.dtype, rng)
+        self.encoder = make_cell(cell, input_size, hidden_size, num_layers, dropout, self.dtype, rng, recurrent_dropout)
+        self.decoder = make_cell(cell, hidden_size, hidden_size, num_layers, dropout, self.dtype, rng, recurrent_dropout)
         self.dropout = Dropout(dropout, seed=rng)
         self.head = Linear(hidden_size, 1, dtype=self.dtype, seed=rng)
 

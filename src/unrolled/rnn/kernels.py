@@ -24,6 +24,11 @@ valid steps as a prefix in time, so the sequences still running at step t are th
 outputs are padding, their gradients vanish) and the caller reads each final state at the
 sequence's own last step. With `batch_sizes=None` every row runs every step.
 
+Recurrent dropout: with `mask` (B, H), the state enters the recurrent product as h * mask, the
+same mask at every step (Gal & Ghahramani's variational dropout, Keras's `recurrent_dropout`);
+everything else reads h itself. Backward masks the gradient that flows back through that product,
+and the caller pairs d_hh with hs[:-1] * mask for dW_hh.
+
 Layouts: `hs` (T+1, B, H) holds h0 in hs[0] and step t's output in hs[t+1], so `hs[:-1]` is the
 previous state of every step (what dW_hh needs). Weights are PyTorch's own arrays, gate order
 included (LSTM i, f, g, o; GRU r, z, n): nothing is reordered per call, and only W_hh^T is
@@ -57,6 +62,11 @@ def _transposed(W_hh: np.ndarray, T: int) -> np.ndarray:
     return np.ascontiguousarray(W_hh.T) if T > 1 else W_hh.T
 
 
+def _masked(h: np.ndarray, mask, out: np.ndarray) -> np.ndarray:
+    """h, or h * mask (written to out) under recurrent dropout: what the recurrent product reads."""
+    return h if mask is None else np.multiply(h, mask[:len(h)], out=out[:len(h)])
+
+
 def _alloc(sizes: list[int], B: int):
     """np.zeros when some rows stop early (their padding must read as zero), else np.empty."""
     return np.zeros if sizes[-1] < B else np.empty
@@ -75,7 +85,7 @@ def _lstm_gate_affine(H: int, dtype) -> tuple[np.ndarray, np.ndarray]:
     return scale.reshape(-1), shift.reshape(-1)
 
 
-def lstm_forward(x_proj, W_hh, h0, c0, batch_sizes=None, keep=True, ready=None):
+def lstm_forward(x_proj, W_hh, h0, c0, batch_sizes=None, keep=True, ready=None, mask=None):
     """LSTM over one direction.
 
     x_proj (T, B, 4H): x W_ih^T + b_ih + b_hh per step, gates i, f, g, o; overwritten with the
@@ -90,7 +100,7 @@ def lstm_forward(x_proj, W_hh, h0, c0, batch_sizes=None, keep=True, ready=None):
     hs, cs = alloc((T + 1, B, H), dtype), alloc((T + 1, B, H), dtype)
     hs[0], cs[0] = h0, c0
     tanh_c = alloc((T if keep else 1, B, H), dtype)
-    rec, ig = np.empty((B, G), dtype), np.empty((B, H), dtype)
+    rec, ig, hm = np.empty((B, G), dtype), np.empty((B, H), dtype), np.empty((B, H), dtype)
     scale, shift = _lstm_gate_affine(H, dtype)
     W_hh_T = _transposed(W_hh, T)                           # (H, 4H)
     for t in range(T):
@@ -99,7 +109,7 @@ def lstm_forward(x_proj, W_hh, h0, c0, batch_sizes=None, keep=True, ready=None):
         n, s = sizes[t], (t if keep else 0)
         x_proj[t, n:] = 0                                   # padding
         a = x_proj[t, :n]                                   # (n, 4H), becomes the gates
-        a += np.matmul(hs[t, :n], W_hh_T, out=rec[:n])
+        a += np.matmul(_masked(hs[t, :n], mask, hm), W_hh_T, out=rec[:n])
         a *= scale                                          # i, f, o: sigmoid; g: tanh
         np.tanh(a, out=a)
         a *= scale
@@ -113,7 +123,7 @@ def lstm_forward(x_proj, W_hh, h0, c0, batch_sizes=None, keep=True, ready=None):
     return hs, cs, ((x_proj, tanh_c, cs) if keep else None)
 
 
-def lstm_backward(d_out, dh_n, dc_n, W_hh, cache, batch_sizes=None, done=None):
+def lstm_backward(d_out, dh_n, dc_n, W_hh, cache, batch_sizes=None, done=None, mask=None):
     """Backward of `lstm_forward`.
 
     d_out (T, B, H) or None: gradient on each step's output. dh_n, dc_n (B, H): gradient on the
@@ -158,6 +168,8 @@ def lstm_backward(d_out, dh_n, dc_n, W_hh, cache, batch_sizes=None, done=None):
         p *= q
         np.multiply(da, p, out=a)                           # the gates' last use: now their gradient
         np.matmul(a, W_hh, out=dh_t)                        # dh_prev
+        if mask is not None:
+            dh_t *= mask[:n]
         if done is not None:
             done(t, ((d_gates, slice(None)),), d_gates)
     return d_gates, dh, dc
@@ -165,7 +177,7 @@ def lstm_backward(d_out, dh_n, dc_n, W_hh, cache, batch_sizes=None, done=None):
 
 # ----- GRU -------------------------------------------------------------------------------------
 
-def gru_forward(x_proj, W_hh, b_hn, h0, batch_sizes=None, keep=True, ready=None):
+def gru_forward(x_proj, W_hh, b_hn, h0, batch_sizes=None, keep=True, ready=None, mask=None):
     """GRU over one direction: n = tanh(x_n + r * (W_hn h + b_hn)), h' = (1 - z) n + z h.
 
     x_proj (T, B, 3H): x W_ih^T + b_ih + [b_hr, b_hz, 0], gates r, z, n; overwritten with the
@@ -180,7 +192,7 @@ def gru_forward(x_proj, W_hh, b_hn, h0, batch_sizes=None, keep=True, ready=None)
     hs = alloc((T + 1, B, H), dtype)
     hs[0] = h0
     hns = alloc((T if keep else 1, B, H), dtype)
-    rec, rhn = np.empty((B, G), dtype), np.empty((B, H), dtype)  # h W_hh^T, r * hn
+    rec, rhn, hm = np.empty((B, G), dtype), np.empty((B, H), dtype), np.empty((B, H), dtype)  # h W_hh^T, r * hn
     W_hh_T = _transposed(W_hh, T)                           # (H, 3H)
     for t in range(T):
         if ready is not None:
@@ -188,7 +200,7 @@ def gru_forward(x_proj, W_hh, b_hn, h0, batch_sizes=None, keep=True, ready=None)
         n, s = sizes[t], (t if keep else 0)
         x_proj[t, n:] = 0                                   # padding
         h_prev, a, hn = hs[t, :n], x_proj[t, :n], hns[s, :n]  # a (n, 3H) becomes the gates
-        np.matmul(h_prev, W_hh_T, out=rec[:n])
+        np.matmul(_masked(h_prev, mask, hm), W_hh_T, out=rec[:n])
         a[:, :2 * H] += rec[:n, :2 * H]
         sigmoid_(a[:, :2 * H])                              # r, z
         np.add(rec[:n, 2 * H:], b_hn, out=hn)
@@ -202,7 +214,7 @@ def gru_forward(x_proj, W_hh, b_hn, h0, batch_sizes=None, keep=True, ready=None)
     return hs, ((x_proj, hns) if keep else None)
 
 
-def gru_backward(d_out, dh_n, W_hh, hs, cache, batch_sizes=None, done=None):
+def gru_backward(d_out, dh_n, W_hh, hs, cache, batch_sizes=None, done=None, mask=None):
     """Backward of `gru_forward`.
 
     Returns d_x, the gradient w.r.t. x_proj as pieces ((d_hh[..., :2H], r and z columns),
@@ -247,6 +259,8 @@ def gru_backward(d_out, dh_n, W_hh, hs, cache, batch_sizes=None, done=None):
         np.multiply(da[:, :2 * H], s, out=a[:, :2 * H])
         hn[...] = dn
         np.matmul(a, W_hh, out=dh_t)
+        if mask is not None:
+            dh_t *= mask[:n]
         dh_t += direct[:n]
         if done is not None:
             done(t, d_x, d_hh)
@@ -255,19 +269,20 @@ def gru_backward(d_out, dh_n, W_hh, hs, cache, batch_sizes=None, done=None):
 
 # ----- Elman RNN -------------------------------------------------------------------------------
 
-def rnn_forward(x_proj, W_hh, h0, nonlinearity="tanh", batch_sizes=None, ready=None):
+def rnn_forward(x_proj, W_hh, h0, nonlinearity="tanh", batch_sizes=None, ready=None, mask=None):
     """h' = act(x_proj + h W_hh^T), act tanh or relu. x_proj (T, B, H). Returns hs (T+1, B, H)."""
     T, B, H = x_proj.shape
     sizes = _steps(batch_sizes, T, B)
     hs = _alloc(sizes, B)((T + 1, B, H), x_proj.dtype)
     hs[0] = h0
     W_hh_T = _transposed(W_hh, T)                           # (H, H)
+    hm = np.empty((B, H), x_proj.dtype)
     for t in range(T):
         if ready is not None:
             ready(t)
         n = sizes[t]
         h = hs[t + 1, :n]                                   # (n, H)
-        np.matmul(hs[t, :n], W_hh_T, out=h)
+        np.matmul(_masked(hs[t, :n], mask, hm), W_hh_T, out=h)
         h += x_proj[t, :n]
         if nonlinearity == "tanh":
             np.tanh(h, out=h)
@@ -276,7 +291,7 @@ def rnn_forward(x_proj, W_hh, h0, nonlinearity="tanh", batch_sizes=None, ready=N
     return hs
 
 
-def rnn_backward(d_out, dh_n, W_hh, hs, nonlinearity="tanh", batch_sizes=None, done=None):
+def rnn_backward(d_out, dh_n, W_hh, hs, nonlinearity="tanh", batch_sizes=None, done=None, mask=None):
     """Backward of `rnn_forward`: d_pre (T, B, H) w.r.t. the pre-activations, and dh0 (B, H)."""
     T, B, H = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
     sizes = _steps(batch_sizes, T, B)
@@ -295,6 +310,8 @@ def rnn_backward(d_out, dh_n, W_hh, hs, nonlinearity="tanh", batch_sizes=None, d
         else:
             np.multiply(dh_t, h > 0, out=da)
         np.matmul(da, W_hh, out=dh_t)
+        if mask is not None:
+            dh_t *= mask[:n]
         if done is not None:
             done(t, ((d_pre, slice(None)),), d_pre)
     return d_pre, dh
@@ -319,13 +336,13 @@ class LSTMKernel:
         return Weights(W_ih, W_hh, None if b_ih is None else b_ih + b_hh, None)
 
     @staticmethod
-    def forward(x_proj, w: Weights, states, batch_sizes, keep, ready=None):
-        hs, cs, cache = lstm_forward(x_proj, w.W_hh, *states, batch_sizes, keep, ready)
+    def forward(x_proj, w: Weights, states, batch_sizes, keep, ready=None, mask=None):
+        hs, cs, cache = lstm_forward(x_proj, w.W_hh, *states, batch_sizes, keep, ready, mask)
         return hs, (hs, cs), cache
 
     @staticmethod
-    def backward(d_out, d_finals, w: Weights, hs, cache, batch_sizes, done=None):
-        d_gates, dh0, dc0 = lstm_backward(d_out, *d_finals, w.W_hh, cache, batch_sizes, done)
+    def backward(d_out, d_finals, w: Weights, hs, cache, batch_sizes, done=None, mask=None):
+        d_gates, dh0, dc0 = lstm_backward(d_out, *d_finals, w.W_hh, cache, batch_sizes, done, mask)
         return ((d_gates, slice(None)),), d_gates, (dh0, dc0)
 
     @staticmethod
@@ -350,13 +367,13 @@ class GRUKernel:
         return Weights(W_ih, W_hh, b_x, b_hh[2 * H:])
 
     @staticmethod
-    def forward(x_proj, w: Weights, states, batch_sizes, keep, ready=None):
-        hs, cache = gru_forward(x_proj, w.W_hh, w.b_hn, states[0], batch_sizes, keep, ready)
+    def forward(x_proj, w: Weights, states, batch_sizes, keep, ready=None, mask=None):
+        hs, cache = gru_forward(x_proj, w.W_hh, w.b_hn, states[0], batch_sizes, keep, ready, mask)
         return hs, (hs,), cache
 
     @staticmethod
-    def backward(d_out, d_finals, w: Weights, hs, cache, batch_sizes, done=None):
-        d_x, d_hh, dh0 = gru_backward(d_out, d_finals[0], w.W_hh, hs, cache, batch_sizes, done)
+    def backward(d_out, d_finals, w: Weights, hs, cache, batch_sizes, done=None, mask=None):
+        d_x, d_hh, dh0 = gru_backward(d_out, d_finals[0], w.W_hh, hs, cache, batch_sizes, done, mask)
         return d_x, d_hh, (dh0,)
 
     @staticmethod
@@ -377,12 +394,12 @@ class RNNKernel:
     def prepare(W_ih, W_hh, b_ih, b_hh) -> Weights:
         return Weights(W_ih, W_hh, None if b_ih is None else b_ih + b_hh, None)
 
-    def forward(self, x_proj, w: Weights, states, batch_sizes, keep, ready=None):
-        hs = rnn_forward(x_proj, w.W_hh, states[0], self.nonlinearity, batch_sizes, ready)
+    def forward(self, x_proj, w: Weights, states, batch_sizes, keep, ready=None, mask=None):
+        hs = rnn_forward(x_proj, w.W_hh, states[0], self.nonlinearity, batch_sizes, ready, mask)
         return hs, (hs,), None
 
-    def backward(self, d_out, d_finals, w: Weights, hs, cache, batch_sizes, done=None):
-        d_pre, dh0 = rnn_backward(d_out, d_finals[0], w.W_hh, hs, self.nonlinearity, batch_sizes, done)
+    def backward(self, d_out, d_finals, w: Weights, hs, cache, batch_sizes, done=None, mask=None):
+        d_pre, dh0 = rnn_backward(d_out, d_finals[0], w.W_hh, hs, self.nonlinearity, batch_sizes, done, mask)
         return ((d_pre, slice(None)),), d_pre, (dh0,)
 
     @staticmethod

@@ -7,7 +7,7 @@
 
 Parameters carry PyTorch's names, shapes and gate order (weight_ih_l0, weight_hh_l1_reverse, ...),
 so state dicts move both ways. This file does the layer logic (layout, lengths, directions,
-stacking, dropout); the recurrences themselves are the kernels in kernels.py. Per layer and
+stacking, dropout between layers and on the recurrent state); the recurrences themselves are the kernels in kernels.py. Per layer and
 direction: GEMMs over many steps at once project the inputs, the kernel runs the recurrence, and
 backward does the same for dW_ih, dW_hh and dx. Those large GEMMs are cut into a few time chunks
 that run on a helper thread while the recurrence goes on (threads.py): the projection of chunk
@@ -94,15 +94,16 @@ class _Recurrent(Module):
     """Stacked, optionally bidirectional recurrence over a kernel; subclasses give the signature."""
 
     def __init__(self, kernel, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                 bidirectional, dtype, seed):
+                 bidirectional, dtype, seed, recurrent_dropout):
         super().__init__()
         check_sizes(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
-        if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
-            raise ValueError(f"dropout must be a probability in [0, 1), but was given {dropout!r}.")
+        for name, p in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+            if not (isinstance(p, (int, float)) and 0 <= p < 1):
+                raise ValueError(f"{name} must be a probability in [0, 1), but was given {p!r}.")
         self.kernel = kernel
         self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
         self.bias, self.batch_first, self.bidirectional = bool(bias), bool(batch_first), bool(bidirectional)
-        self.dropout = float(dropout)
+        self.dropout, self.recurrent_dropout = float(dropout), float(recurrent_dropout)
         self.num_directions = 2 if bidirectional else 1
         self.dtype = check_float_dtype(dtype)
         self.rng = init.as_generator(seed)
@@ -190,15 +191,25 @@ class _Recurrent(Module):
             if d:
                 overlap.finish()
                 proj = batch.reverse(proj)
+            mask = self._recurrent_mask(B)
             hs, buffers, cache = self.kernel.forward(proj, ws[d], tuple(s[k] for s in states0),
-                                                     batch.batch_sizes, keep, None if d else ready)
+                                                     batch.batch_sizes, keep, None if d else ready, mask)
             for final, buffer in zip(finals, buffers):
                 final[k] = batch.last(buffer)
             outs.append(batch.reverse(hs[1:]) if d else hs[1:])  # (T, B, H)
-            caches.append((ws[d], hs, cache))
+            caches.append((ws[d], hs, cache, mask))
             if internals is not None:
                 internals.append(self._inspect(self.kernel.internals(hs, cache), d, batch))
         return outs[0] if D == 1 else np.concatenate(outs, axis=2)
+
+    def _recurrent_mask(self, B: int):
+        """(B, H) inverted dropout mask on the state in the recurrent product, the same at every step
+        (None outside training or without recurrent_dropout)."""
+        if not (self.training and self.recurrent_dropout > 0):
+            return None
+        keep_prob = 1.0 - self.recurrent_dropout
+        mask = (self.rng.random((B, self.hidden_size), dtype=self.dtype) < keep_prob).astype(self.dtype)
+        return mask / keep_prob
 
     def _project_all(self, x2d, ws, chunks, overlap, B):
         """Input projections (T*B, G*H) of every direction, and the forward direction's `ready` hook.
@@ -261,33 +272,34 @@ class _Recurrent(Module):
         dx_jobs = []
         for d in range(D):
             k = layer * D + d
-            (w, hs, cache), caches[k] = caches[k], None
+            (w, hs, cache, mask), caches[k] = caches[k], None
+            h_prev = hs[:-1] if mask is None else hs[:-1] * mask  # (T, B, H): what the recurrent product read
             params = weights_of(self, self._suffix(layer, d))
             g = None
             if d_layer is not None:
                 g = d_layer[..., d * H:(d + 1) * H] if D > 1 else d_layer  # (T, B, H)
                 if d:
                     g = batch.reverse(g)
-            done = None if d else self._gradients_behind(params, w, x2d, hs, d_in, chunks, overlap, dx_jobs, B)
+            done = None if d else self._gradients_behind(params, w, x2d, h_prev, d_in, chunks, overlap, dx_jobs, B)
             d_x, d_hh, d0 = self.kernel.backward(g, tuple(f[k] for f in d_finals), w, hs, cache,
-                                                 batch.batch_sizes, done)
+                                                 batch.batch_sizes, done, mask)
             for dst, src in zip(d_states0, d0):
                 dst[k] = src
             if d:                                             # back to time order, to pair with x
                 d_x = [(batch.reverse(block).reshape(T * B, -1), cols) for block, cols in d_x]
                 overlap.submit(accumulate_grads, self.kernel, params, d_x, d_hh.reshape(T * B, -1),
-                               x2d, hs[:-1].reshape(T * B, H))
+                               x2d, h_prev.reshape(T * B, H))
                 dx = input_grad(d_x, w.W_ih, np.empty_like(x2d))  # (T*B, I_l)
                 overlap.wait(dx_jobs)
                 d_in += dx
         overlap.finish()
         return d_in.reshape(T, B, -1)
 
-    def _gradients_behind(self, params, w, x2d, hs, d_in, chunks, overlap, dx_jobs, B):
+    def _gradients_behind(self, params, w, x2d, h_prev, d_in, chunks, overlap, dx_jobs, B):
         """The forward direction's `done` hook: once backward has left a time chunk, the helper
         thread adds that chunk's weight gradients and computes its rows of dx (into d_in)."""
         G = w.W_ih.shape[0]
-        h_prev = hs[:-1].reshape(-1, hs.shape[2])             # (T*B, H)
+        h_prev = h_prev.reshape(-1, h_prev.shape[2])          # (T*B, H)
 
         def done(t, d_x, d_hh):
             if t not in chunks:
@@ -302,7 +314,8 @@ class _Recurrent(Module):
 
     def extra_repr(self) -> str:
         parts = [f"{self.input_size}, {self.hidden_size}"]
-        defaults = dict(num_layers=1, bias=True, batch_first=False, dropout=0.0, bidirectional=False)
+        defaults = dict(num_layers=1, bias=True, batch_first=False, dropout=0.0, bidirectional=False,
+                        recurrent_dropout=0.0)
         parts += [f"{k}={getattr(self, k)}" for k, v in defaults.items() if getattr(self, k) != v]
         return ", ".join(parts)
 
@@ -312,12 +325,12 @@ class RNN(_Recurrent):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, dtype=np.float32, seed=None):
+                 bidirectional: bool = False, dtype=np.float32, seed=None, recurrent_dropout: float = 0.0):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', but was given {nonlinearity!r}.")
         self.nonlinearity = nonlinearity
         super().__init__(RNNKernel(nonlinearity), input_size, hidden_size, num_layers, bias, batch_first,
-                         dropout, bidirectional, dtype, seed)
+                         dropout, bidirectional, dtype, seed, recurrent_dropout)
 
     def forward(self, x, h0=None, lengths=None, *, return_internals: bool = False):
         """x (T, B, I) -> out (T, B, D*H), h_n (L*D, B, H); internals [{"h"}] per layer and direction."""
@@ -335,9 +348,9 @@ class LSTM(_Recurrent):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 dtype=np.float32, seed=None):
+                 dtype=np.float32, seed=None, recurrent_dropout: float = 0.0):
         super().__init__(LSTMKernel, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype, seed)
+                         bidirectional, dtype, seed, recurrent_dropout)
 
     def forward(self, x, hx=None, lengths=None, *, return_internals: bool = False):
         """x (T, B, I), hx (h0, c0) or None -> out (T, B, D*H), (h_n, c_n); internals
@@ -356,9 +369,9 @@ class GRU(_Recurrent):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 dtype=np.float32, seed=None):
+                 dtype=np.float32, seed=None, recurrent_dropout: float = 0.0):
         super().__init__(GRUKernel, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype, seed)
+                         bidirectional, dtype, seed, recurrent_dropout)
 
     def forward(self, x, h0=None, lengths=None, *, return_internals: bool = False):
         """x (T, B, I) -> out (T, B, D*H), h_n (L*D, B, H); internals [{"r", "z", "n", "h"}]."""

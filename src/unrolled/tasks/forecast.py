@@ -83,7 +83,8 @@ class Config:
     cell: str = "gru"
     hidden: int = 32
     layers: int = 1
-    dropout: float = 0.0
+    dropout: float = 0.0                     # between layers and before the head
+    recurrent_dropout: float = 0.0           # on the state in each recurrent product, one mask per sequence
     loss: str = "mse"                        # "mse", "mae" or "huber" (on normalised values)
     lr: float = 1e-3
     schedule: str = "plateau"                # "plateau": halve the lr when validation stalls; "cosine": over the epochs
@@ -151,7 +152,8 @@ class Ensemble(Module):
 def build(config: Config, n_features: int, dtype=np.float32) -> Ensemble:
     return Ensemble([MODELS[config.model](n_features, config.horizon, hidden_size=config.hidden,
                                           num_layers=config.layers, cell=config.cell, dropout=config.dropout,
-                                          dtype=dtype, seed=config.seed + k)
+                                          recurrent_dropout=config.recurrent_dropout, dtype=dtype,
+                                          seed=config.seed + k)
                      for k in range(config.members * len(parse_bases(config.base)))])
 
 
