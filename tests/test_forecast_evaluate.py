@@ -1,12 +1,14 @@
 """`forecast evaluate`: a trained run scored on data against the baselines, nothing fitted again."""
+import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from unrolled.cli import main
-from unrolled.tasks import forecast
+from unrolled.tasks import forecast, forecast_evaluate
 from unrolled.tasks.forecast_data import prepare
 from unrolled.tasks.forecast_evaluate import evaluate_run
 
@@ -70,3 +72,68 @@ def test_a_series_without_times_is_scored_from_a_row_number(tmp_path, capsys):
     assert main(["forecast", "evaluate", str(run), "--since", "1959-01"]) == 2
     assert "--since must be a row number (from 0), as the data has no time column, but was given '1959-01'." \
         in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def monthly(tmp_path_factory):
+    """A tiny run on a copy of the airline series whose target is named 'Passengers, k'."""
+    folder = tmp_path_factory.mktemp("monthly")
+    data = folder / "airline.csv"
+    data.write_text(AIRLINE.read_text().replace("Passengers", "Passengers, k", 1))   # a quoted name
+    config = forecast.Config(data=str(data), target="Passengers, k", lookback=12, hidden=4, epochs=1, gap=1)
+    run, _ = forecast.train(config, folder / "run", log=open(folder / "log", "w"), progress=False)
+    return run, data
+
+
+def test_since_between_rows_starts_at_the_next_row_and_the_csv_quotes_names(monthly, tmp_path):
+    run, data = monthly
+    out = tmp_path / "f.csv"
+    results, text = evaluate_run(run, since="1959-01-15", out=out)
+    assert "forecasts for 1959-02 to 1960-12" in text                # 1959-01 is before the 15th
+    rows = list(csv.reader(out.open()))
+    assert rows[0][:3] == ["time", "step", "Passengers, k"] and rows[1][:2] == ["1959-02", "2"]
+    assert {len(r) for r in rows} == {len(rows[0])}
+
+
+@pytest.mark.parametrize("since", ["", "2014-01-01T00:00Z", "soon"])
+def test_a_since_that_is_not_a_plain_time_is_refused(monthly, since):
+    with pytest.raises(ValueError, match=r"--since must be a time such as 1949-01, without a time zone"):
+        evaluate_run(monthly[0], since=since)
+
+
+def test_the_test_period_of_a_changed_file_is_not_guessed(monthly, tmp_path):
+    run, data = monthly
+    changed = tmp_path / "run"
+    shutil.copytree(run, changed)
+    config = json.loads((changed / "config.json").read_text())
+    moved = tmp_path / "airline.csv"
+    moved.write_text(data.read_text().rstrip() + "\n1961-01,450\n")     # a month more
+    (changed / "config.json").write_text(json.dumps({**config, "data": str(moved)}))
+    with pytest.raises(ValueError, match="airline.csv has changed since the run in .* trained on it, so its test "
+                                         "period is no longer known; give --since"):
+        evaluate_run(changed)
+    assert "forecasts for 1960-02 to 1961-01" in evaluate_run(changed, since="1960-02")[1]
+
+
+def test_out_never_lands_inside_a_run(monthly):
+    run, _ = monthly
+    before = (run / "plots" / "forecast.png").read_bytes()
+    with pytest.raises(ValueError, match="is in the run folder"):
+        evaluate_run(run, out=run / "plots" / "forecast.png")
+    assert (run / "plots" / "forecast.png").read_bytes() == before
+
+
+def test_a_run_from_before_mase_scales_were_saved_says_what_is_left_out(monthly, monkeypatch):
+    run, _ = monthly
+    load_data = forecast_evaluate.load_data
+
+    def older(run, config):                                            # as a run of an earlier version
+        normaliser, ar, _, meta = load_data(run, config)
+        return normaliser, ar, None, {k: v for k, v in meta.items() if k != "mase_scale"}
+    monkeypatch.setattr(forecast_evaluate, "load_data", older)
+    results, text = evaluate_run(run, since="1959-01")
+    assert "baseline_linear_ar" not in results["scores"] and np.isnan(results["scores"]["model"]["mase"])
+    assert "| - |" in text and "MASE is left out" in text and "The linear AR baseline is left out" in text
+    own, text = evaluate_run(run)                                      # its test period: the scale of training
+    assert own["scores"]["model"]["mase"] == pytest.approx(
+        json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["test_mase"], rel=1e-12)

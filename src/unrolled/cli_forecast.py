@@ -145,7 +145,8 @@ def register(tasks) -> None:
     evaluate.add_argument("--data", type=path_name, metavar="CSV",
                           help="data with the same columns (default: the run's CSV, scored on its test period)")
     evaluate.add_argument("--since", metavar="TIME",
-                          help="score the forecasts for this time on (a row number if the data has no time column)")
+                          help="score the forecasts for this time on (if the data has no time column, a row "
+                               "number, counted after cleaning)")
     evaluate.add_argument("--out", type=path_name, metavar="FILE",
                           help="also write every window's forecasts, the model's and the baselines', to this CSV")
     evaluate.set_defaults(func=run_evaluate)

@@ -21,8 +21,10 @@ that comparison, and report.md and the plots show it.
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
+import io
 import math
 import os
 import sys
@@ -484,14 +486,14 @@ def predict(run, data=None, out=None) -> Path:
     framing = Framing(windows, normaliser, config.log, config.base, ar)
     y = framing.original_units(forecast_windows(model, framing, np.array([len(series) - 1])))[0]  # (H,)
     steps = config.gap + 1 + np.arange(config.horizon)
-    header = ["step"] + (["time"] if series.time is not None else []) + [series.target]
-    lines = [",".join(header)]
     times = future_times(series.time, steps) if series.time is not None else None
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["step"] + (["time"] if times is not None else []) + [series.target])
     for k, step in enumerate(steps):
-        cells = [str(step)] + ([str(times[k])] if times is not None else []) + [f"{y[k]:.6g}"]
-        lines.append(",".join(cells))
+        writer.writerow([step] + ([times[k]] if times is not None else []) + [f"{y[k]:.6g}"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    atomic_write_text(path, text.getvalue())
     return path
 
 
@@ -503,7 +505,8 @@ def output_file(out, data_files, own: str = "forecast.csv", what: str = "the for
         raise ValueError(f"--out must name a file to write {what} to, but {out} names a folder.")
     if path.resolve() in {Path(f).resolve() for f in data_files}:
         raise ValueError(f"--out {out} is a data file of this run; name another file.")
-    if is_run(path.parent) and path.name != own:
-        raise ValueError(f"--out {out} is in the run folder {path.parent}, whose own files it could replace; "
+    runs = [folder for folder in path.resolve().parents if is_run(folder)]  # the nearest first
+    if runs and (path.name != own or runs[0] != path.resolve().parent):
+        raise ValueError(f"--out {out} is in the run folder {runs[0]}, whose own files it could replace; "
                          f"name a file elsewhere, or {own} there.")
     return path

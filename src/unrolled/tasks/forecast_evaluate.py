@@ -11,13 +11,17 @@ divides by the training period's seasonal naive error, so the scores compare wit
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ..checkpoint import load_checkpoint
 from ..data.windows import Split, Windows
+from ..forecasting import metrics
 from ..runs import atomic_write_text, load_config
 from .forecast import (TASK, Config, evaluate, file_sha256, load_data, load_model, output_file)
 from .forecast_data import Prepared, aligned, load, ma_window, model_values
@@ -39,44 +43,60 @@ def evaluate_run(run, data=None, since=None, out=None) -> tuple[dict, str]:
     n, season = len(series), meta["season"]
     windows = Windows(normaliser.transform(model_values(series, config.log)), config.lookback, config.horizon,
                       config.gap)
-    test_period = since is None and source.resolve() == Path(trained_on).resolve() \
-        and file_sha256(source) == load_checkpoint(run)[1]["data_sha256"]
+    history = max(config.lookback, season, ma_window(config, season))   # rows every baseline needs
+    test_period = since is None and source.resolve() == Path(trained_on).resolve()
     if test_period:
+        refuse_changed(run, source)
         train_rows, val_rows, _ = meta["split"]
         start, which = train_rows + val_rows, "the run's test period"
+        origins = windows.origins(start, n)                               # training's test windows
+        scale = metrics.naive_scale(series.target_values[:train_rows], season)
     else:
         start = first_row(series, since)
         which = "every window" if since is None else f"the windows from {since}"
-    history = max(config.lookback, season, ma_window(config, season))   # rows every baseline needs
-    origins = windows.origins(start, n)
-    if not test_period:                                                   # (training's test windows have them)
+        origins = windows.origins(start, n)
         origins = origins[origins >= history - 1]
+        scale = meta.get("mase_scale", float("nan"))                      # older runs did not save it
     if len(origins) == 0:
         ahead, last = config.gap + config.horizon, series.time[-1] if series.time is not None else f"row {n - 1}"
         raise ValueError(f"{source.name} has no window to score{'' if since is None else f' from {since}'}: each "
                          f"needs {history} rows of history and {ahead} step{'s' * (ahead > 1)} ahead, and the "
                          f"data ends at {last}.")
     framed = Prepared(windows, normaliser, config.log, config.base, ar, series, Split(start, start, n),
-                      origins[:0], origins[:0], origins, season, ma_window(config, season), linear_ar)
-    results = evaluate(load_model(run, config, len(meta["columns"])), framed, origins,
-                       meta.get("mase_scale", float("nan")))      # older runs did not save MASE's scale
-    results["origins"] = origins
+                      origins[:0], origins[:0], origins, season, ma_window(config, season), linear_ar)  # fits nothing
+    results = evaluate(load_model(run, config, len(meta["columns"])), framed, origins, scale)
+    results["origins"], rows = origins, windows.target_rows(origins)                # rows (B, H)
     if path is not None:
-        write_forecasts(path, series, windows.target_rows(origins), results)
-    rows = windows.target_rows(origins)
+        write_forecasts(path, series, rows, results)
     when = series.time[rows] if series.time is not None else rows
     best = best_baseline(results["scores"])
     text = [f"{series.target} in {source.name}, {which}: {len(origins)} windows, forecasts for "
             f"{'rows ' if series.time is None else ''}{when.min()} to {when.max()}.", "",
             *score_table(results["scores"]), "",
             versus_best(results["scores"]["model"]["mae"], results["scores"][f"baseline_{best}"]["mae"], best)]
+    if np.isnan(scale):
+        text.append("MASE is left out: this run was made before runs saved its scale.")
+    if linear_ar is None:
+        text.append("The linear AR baseline is left out: this run was made before runs saved it beside the AR "
+                    "that --ar-features chose.")
     if path is not None:
         text.append(f"Every window's forecasts: {path}")
     return results, "\n".join(text)
 
 
+def refuse_changed(run: Path, source: Path) -> None:
+    """The run's test period is known only in the file it trained on, unchanged."""
+    saved = load_checkpoint(run)[1].get("data_sha256")
+    if saved is None:
+        raise ValueError(f"the run in {run} was made before runs recorded their data file, so its test period "
+                         "is not known; give --since to say which forecasts to score.")
+    if file_sha256(source) != saved:
+        raise ValueError(f"{source.name} has changed since the run in {run} trained on it, so its test period is "
+                         "no longer known; give --since to say which forecasts to score.")
+
+
 def first_row(series, since) -> int:
-    """The first row at or after `since`: a time when the series has times, else a row number."""
+    """The first row (after cleaning) at or after `since`: a time when the series has times, else a row number."""
     if since is None:
         return 0
     if series.time is None:
@@ -84,23 +104,31 @@ def first_row(series, since) -> int:
             raise ValueError(f"--since must be a row number (from 0), as the data has no time column, "
                              f"but was given {since!r}.")
         return int(since)
-    try:
-        when = np.datetime64(str(since))
-    except ValueError:
-        raise ValueError(f"--since must be a time such as {series.time[0]}, but was given {since!r}.") from None
-    return int(np.searchsorted(series.time, when.astype(series.time.dtype)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                   # numpy only warns of a time zone
+        try:
+            when = np.datetime64(str(since))
+        except (ValueError, Warning):
+            when = np.datetime64("NaT")
+    if np.isnat(when):
+        raise ValueError(f"--since must be a time such as {series.time[0]}, without a time zone, "
+                         f"but was given {since!r}.")
+    unit = np.promote_types(series.time.dtype, when.dtype)               # 1959-01-15 is after 1959-01
+    return int(np.searchsorted(series.time.astype(unit), when.astype(unit)))
 
 
 def write_forecasts(path: Path, series, rows: np.ndarray, results: dict) -> None:
     """One line per window and step: the target's time (or row), the step ahead, the truth, every forecast."""
     names = list(results["forecasts"])
-    first = "time" if series.time is not None else "row"
-    lines = [",".join([first, "step", series.target, *(k.replace("baseline_", "") for k in names)])]
     steps = rows[0] - results["origins"][0]                             # gap + 1 .. gap + H
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["time" if series.time is not None else "row", "step", series.target,
+                     *(k.replace("baseline_", "") for k in names)])
     for b in range(rows.shape[0]):
         for h in range(rows.shape[1]):
             when = series.time[rows[b, h]] if series.time is not None else rows[b, h]
             values = [results["truth"][b, h], *(results["forecasts"][k][b, h] for k in names)]
-            lines.append(",".join([str(when), str(steps[h]), *(f"{v:.6g}" for v in values)]))
+            writer.writerow([when, steps[h], *(f"{v:.6g}" for v in values)])
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    atomic_write_text(path, text.getvalue())
