@@ -52,9 +52,10 @@ class _SameMasks(Module):
 
 
 @pytest.mark.parametrize("pooling", ["last", "max"])
-def test_gradcheck_through_word_dropout(pooling):
+def test_gradcheck_through_word_and_recurrent_dropout(pooling):
     rng = np.random.default_rng(11)
-    model = TextClassifier(9, embed=3, hidden=3, cell="gru", pooling=pooling, embed_dropout=0.4, seed=12).double()
+    model = TextClassifier(9, embed=3, hidden=3, cell="gru", pooling=pooling, embed_dropout=0.4, seed=12,
+                           recurrent_dropout=0.5).double()
     ids, lengths = _batch(rng, vocab=9)
     gradcheck(_SameMasks(model), (ids,), dict(lengths=lengths), rtol=1e-6)
 

@@ -15,8 +15,8 @@ DEFAULT_COMPARE_OUT = "runs/sentiment-compare"
 COMPARE_MINUTES = 15.0
 # train flags that set a Config field of the same name (dashes become underscores)
 CONFIG_FLAGS = ("data", "text_column", "label_column", "cell", "bidirectional", "layers", "embed", "hidden", "pooling",
-                "dropout", "embed_dropout", "vectors", "max_len", "truncation", "min_freq", "max_vocab", "batch", "lr",
-                "weight_decay", "epochs", "minutes", "seed", "eval_every")
+                "dropout", "embed_dropout", "recurrent_dropout", "vectors", "max_len", "truncation", "min_freq",
+                "max_vocab", "batch", "lr", "weight_decay", "epochs", "minutes", "seed", "eval_every")
 
 
 def _model_flags(parser, cell: bool = True) -> None:
@@ -37,6 +37,9 @@ def _model_flags(parser, cell: bool = True) -> None:
     parser.add_argument("--dropout", type=dropout_rate, metavar="P", help=f"before the head (default {d.dropout})")
     parser.add_argument("--embed-dropout", type=dropout_rate, metavar="P",
                         help=f"whole words dropped while training (default {d.embed_dropout})")
+    parser.add_argument("--recurrent-dropout", type=dropout_rate, metavar="P",
+                        help=f"on the state in every recurrent product, one mask per review (default "
+                             f"{d.recurrent_dropout})")
     parser.add_argument("--vectors", type=path_name, metavar="PATH", help="pretrained word vectors, word2vec/GloVe text format")
     parser.add_argument("--max-len", type=positive_int, metavar="N", help=f"tokens kept per review (default {d.max_len})")
     parser.add_argument("--truncation", choices=("head", "tail", "both"),

@@ -14,8 +14,9 @@ Pooling reads only each review's valid steps, so padding never changes a predict
 - "max": the largest value of each feature over the valid steps (its gradient goes to that step).
 
 While training, `embed_dropout` drops whole words (every component of a word's vector at once,
-the rest scaled by 1/(1-p)), so the model cannot lean on a few telltale words; `dropout` acts on
-the pooled features.
+the rest scaled by 1/(1-p)), so the model cannot lean on a few telltale words; `recurrent_dropout`
+masks the state in the recurrent layer's recurrent products (one mask per review, see
+unrolled.rnn.kernels); `dropout` acts on the pooled features.
 
 Two classes use one logit and the binary cross-entropy (probability of class 1 = sigmoid); more
 use one logit per class and the softmax cross-entropy. Layer names: `embedding`, `rnn` (PyTorch's
@@ -43,7 +44,8 @@ class TextClassifier(Module):
 
     def __init__(self, vocab_size: int, num_classes: int = 2, embed: int = 128, hidden: int = 64, layers: int = 1,
                  cell: str = "gru", bidirectional: bool = True, pooling: str = "max", dropout: float = 0.0,
-                 embed_dropout: float = 0.0, padding_idx: int | None = None, dtype=np.float32, seed=None):
+                 embed_dropout: float = 0.0, padding_idx: int | None = None, dtype=np.float32, seed=None,
+                 recurrent_dropout: float = 0.0):
         super().__init__()
         for name, value in (("vocab_size", vocab_size), ("embed", embed), ("hidden", hidden), ("layers", layers)):
             if not isinstance(value, (int, np.integer)) or value < 1:
@@ -67,7 +69,8 @@ class TextClassifier(Module):
         self.dtype = np.dtype(dtype)
         self.embedding = Embedding(vocab_size, embed, padding_idx=padding_idx, dtype=dtype, seed=rng)
         self.rnn = CELLS[cell](embed, hidden, num_layers=layers, bidirectional=bidirectional,
-                               dropout=dropout if layers > 1 else 0.0, dtype=dtype, seed=rng)
+                               dropout=dropout if layers > 1 else 0.0, dtype=dtype, seed=rng,
+                               recurrent_dropout=recurrent_dropout)
         self.drop = Dropout(dropout, seed=rng)
         self.fc = Linear(self.directions * hidden, 1 if num_classes == 2 else num_classes, dtype=dtype, seed=rng)
 

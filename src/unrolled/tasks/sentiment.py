@@ -59,6 +59,7 @@ class Config(RunConfig):
     pooling: str = "max"
     dropout: float = 0.5             # on the pooled features
     embed_dropout: float = 0.0       # whole words dropped while training
+    recurrent_dropout: float = 0.0   # on the state in every recurrent product, one mask per review
     vectors: str | None = None       # word2vec/GloVe text file of `embed`-dimensional vectors
     max_len: int = 800               # tokens kept per review
     truncation: str = "both"         # keep the "head", the "tail" or "both" ends of a long review
@@ -198,7 +199,7 @@ def build(config: Config, vocab: Vocab, num_classes: int) -> TextClassifier:
     model = TextClassifier(len(vocab), num_classes, embed=config.embed, hidden=config.hidden, layers=config.layers,
                            cell=config.cell, bidirectional=config.bidirectional, pooling=config.pooling,
                            dropout=config.dropout, embed_dropout=config.embed_dropout, padding_idx=vocab.stoi[PAD],
-                           seed=config.seed)
+                           seed=config.seed, recurrent_dropout=config.recurrent_dropout)
     if config.vectors is not None:
         found, _ = load_word_vectors(config.vectors, vocab, config.embed)
         for row, vector in found.items():
