@@ -84,6 +84,7 @@ def test_bad_backward(gru, lstm):
     (dict(num_layers=0), "num_layers must be a positive integer, but was given 0"),
     (dict(dropout=1.0), r"dropout must be a probability in \[0, 1\), but was given 1.0"),
     (dict(dropout=-0.1), r"dropout must be a probability in \[0, 1\), but was given -0.1"),
+    (dict(recurrent_dropout=1.0), r"recurrent_dropout must be a probability in \[0, 1\), but was given 1.0"),
     (dict(nonlinearity="sigmoid"), "nonlinearity must be 'tanh' or 'relu', but was given 'sigmoid'"),
     (dict(dtype=np.int32), "dtype must be float32 or float64, but was given int32"),
     (dict(seed="seven"), "seed must be an int, a numpy Generator or None, but was given str"),

@@ -192,7 +192,7 @@ def gru_forward(x_proj, W_hh, b_hn, h0, batch_sizes=None, keep=True, ready=None,
     hs = alloc((T + 1, B, H), dtype)
     hs[0] = h0
     hns = alloc((T if keep else 1, B, H), dtype)
-    rec, rhn, hm = np.empty((B, G), dtype), np.empty((B, H), dtype), np.empty((B, H), dtype)  # h W_hh^T, r * hn
+    rec, rhn, hm = (np.empty(shape, dtype) for shape in ((B, G), (B, H), (B, H)))  # h W_hh^T, r * hn, h * mask
     W_hh_T = _transposed(W_hh, T)                           # (H, 3H)
     for t in range(T):
         if ready is not None:

@@ -7,11 +7,12 @@
 
 Parameters carry PyTorch's names, shapes and gate order (weight_ih_l0, weight_hh_l1_reverse, ...),
 so state dicts move both ways. This file does the layer logic (layout, lengths, directions,
-stacking, dropout between layers and on the recurrent state); the recurrences themselves are the kernels in kernels.py. Per layer and
-direction: GEMMs over many steps at once project the inputs, the kernel runs the recurrence, and
-backward does the same for dW_ih, dW_hh and dx. Those large GEMMs are cut into a few time chunks
-that run on a helper thread while the recurrence goes on (threads.py): the projection of chunk
-c+1 during the steps of chunk c, the gradients of a chunk as soon as backward has left it.
+stacking, dropout between layers and on the recurrent state); the recurrences themselves are the
+kernels in kernels.py. Per layer and direction: GEMMs over many steps at once project the inputs,
+the kernel runs the recurrence, and backward does the same for dW_ih, dW_hh and dx. Those large
+GEMMs are cut into a few time chunks that run on a helper thread while the recurrence goes on
+(threads.py): the projection of chunk c+1 during the steps of chunk c, the gradients of a chunk as
+soon as backward has left it.
 
 `lengths` (B ints in 1..T): padded steps keep the previous state, padded outputs are zero, h_n is
 each sequence's state at its own last step and the reverse direction runs over each sequence's
