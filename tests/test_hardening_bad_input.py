@@ -192,6 +192,8 @@ CASES = [
      "three positive fractions"),
     ("forecast-log-of-negative", "forecast train --data {bad}/negative.csv --target Passengers --lookback 3 --log "
      "--out {new}", "above zero"),
+    ("forecast-season-longer-than-training", "forecast train {forecast_flags} --data {airline} --season 100 "
+     "--out {new}", "no more than the season of 100"),
     ("forecast-out-is-a-run", "forecast train {forecast_flags} --data {airline} --out {forecast}", "already holds a run"),
     # ----- forecast predict --------------------------------------------------------------------
     ("forecast-predict-new-columns", "forecast predict {forecast} --data {bad}/other_columns.csv --out {bad}/f.csv",

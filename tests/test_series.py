@@ -191,3 +191,16 @@ def test_calendar_features_follow_the_clock():
     with pytest.raises(ValueError, match="calendar features need a time column"):
         from unrolled.data.series import Series
         with_calendar(Series(np.zeros((3, 1)), ["y"]))
+
+
+@pytest.mark.parametrize("times, unit, expected", [
+    (["1960-10-01", "1960-11-01", "1960-12-01"], "D", ["1961-01-01", "1961-02-01", "1961-03-01"]),  # not 03-04
+    (["1985-04-01", "1985-07-01", "1985-10-01"], "D", ["1986-01-01", "1986-04-01", "1986-07-01"]),  # quarters
+    (["1941", "1942", "1943"], "m", ["1944-01-01T00:00", "1945-01-01T00:00", "1946-01-01T00:00"]),  # years
+    (["2010-01-01T00", "2010-01-01T01"], "h", ["2010-01-01T02", "2010-01-01T03", "2010-01-01T04"]),
+    (["2010-01-30", "2010-01-31"], "D", ["2010-02-01", "2010-02-02", "2010-02-03"]),
+])
+def test_future_times_step_calendar_months_for_month_starts(times, unit, expected):
+    from unrolled.tasks.forecast_data import future_times
+    got = future_times(np.array(times, dtype=f"datetime64[{unit}]"), np.arange(1, 4))
+    assert [str(t) for t in got] == expected

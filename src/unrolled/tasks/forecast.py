@@ -394,7 +394,8 @@ def train(config: Config | None = None, out=None, resume_from=None, log=None,
         _, ar, _, data_meta = load_data(run, config)
         saved_ar = (ar, data_meta["ar_choice"])
     data = prepare(config, ar=saved_ar)   # a missing file or column fails here, before the run folder is touched
-    baseline_forecasts(data, data.test[:1])   # a baseline that cannot run fails before the run folder exists
+    baseline_forecasts(data, data.test[:1])   # a baseline or MASE that cannot run fails before the run folder exists
+    data.mase_scale()
     model = build(config, len(data.series.columns))
     task = ForecastTask(model, data, config)
     optimizer, schedule = make_optimizer(task, config)

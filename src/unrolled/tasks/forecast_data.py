@@ -99,6 +99,10 @@ class Prepared(Framing):
 
     def mase_scale(self) -> float:
         """MASE's denominator: the seasonal naive forecast's MAE over the training period."""
+        if self.split.train_end <= self.season:
+            raise ValueError(f"MASE is scaled by the seasonal naive forecast's error over the training period, but "
+                             f"its {self.split.train_end} rows are no more than the season of {self.season}; give a "
+                             "shorter --season or a longer training period.")
         return metrics.naive_scale(self.series.target_values[:self.split.train_end], self.season)
 
 
@@ -216,6 +220,12 @@ def aligned(series: Series, columns: list[str], source) -> Series:
 
 
 def future_times(time: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """Timestamps `steps` typical intervals after the last one (in the time's own unit: months stay months)."""
+    """Timestamps `steps` typical intervals after the last one, in the time's own unit. A series of
+    month starts (monthly, quarterly, yearly dates such as 1961-01-01) steps in calendar months, so
+    its dates stay on the 1st; any other steps by its median interval."""
+    months = time.astype("datetime64[M]")
+    if (months == time).all():                                            # every time is a month's start
+        interval = np.int64(np.median(np.diff(months).astype(np.int64)))
+        return (months[-1] + steps * interval).astype(time.dtype)
     interval = np.int64(np.median(np.diff(time).astype(np.int64)))
     return time[-1] + (steps * interval).astype(f"timedelta64[{np.datetime_data(time.dtype)[0]}]")
