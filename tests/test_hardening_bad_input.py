@@ -161,6 +161,8 @@ CASES = [
      "empty.txt: it, or a folder above it, is a file where a folder is needed"),
     ("sentiment-explain-out-a-folder", "sentiment explain {sentiment} 'Great film' --out {bad}/folder.png",
      "is a folder"),
+    ("sentiment-explain-out-in-a-run", "sentiment explain {sentiment} 'Great film' --out {lm}/plots/loss.png",
+     "is in the run folder"),
     ("sentiment-explain-no-words", "sentiment explain {sentiment} '...'", "at least one word"),
     # ----- forecast train ----------------------------------------------------------------------
     ("forecast-missing", "forecast train {forecast_flags} --data {bad}/missing.csv --out {new}", "no such file"),
@@ -198,6 +200,7 @@ CASES = [
     # ----- forecast predict --------------------------------------------------------------------
     ("forecast-predict-new-columns", "forecast predict {forecast} --data {bad}/other_columns.csv --out {bad}/f.csv",
      "not trained with"),
+    ("forecast-predict-out-in-a-run", "forecast predict {forecast} --out {lm}/plots/loss.png", "is in the run folder"),
     ("forecast-predict-too-short", "forecast predict {forecast} --data {bad}/five_rows.csv --out {bad}/f.csv",
      "fewer than the lookback"),
     ("forecast-predict-missing-data", "forecast predict {forecast} --data {bad}/missing.csv --out {bad}/f.csv",
@@ -242,6 +245,8 @@ CASES = [
     ("translate-resume-with-flags", "translate train --resume {translate} --lr 0.1", "takes no other flags"),
     ("translate-resume-finished", "translate train --resume {translate}", "already spent its budget"),
     # ----- translate run / eval ----------------------------------------------------------------
+    ("translate-run-plot-in-a-run", "translate run {translate} 'I am cold.' --plot {translate}/plots/loss.png",
+     "is in the run folder"),
     ("translate-run-no-words", "translate run {translate} '123 456'", "at least one word"),
     ("translate-run-plot-not-png", "translate run {translate} 'I am cold.' --plot {bad}/empty.txt", "must name a .png"),
     ("translate-run-config-edited", "translate run {broken:translate:hidden} 'I am cold.'",

@@ -6,7 +6,7 @@ import sys
 
 from .cli import (beam_width, dropout_rate, nonnegative_int, _number, path_name, png_path, positive_float,
                   positive_int, refuse_flags_with_resume, utf8_text)
-from .runs import read_json
+from .runs import outside_runs, read_json
 from .tasks import translate
 
 DEFAULT_OUT = "runs/translate"
@@ -111,6 +111,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_run(args: argparse.Namespace) -> int:
+    if args.plot is not None:
+        outside_runs(args.plot, "--plot", "plots/attention.png")
     result = translate.translate_text(args.run, args.sentence, beam=args.beam)
     if args.plot is not None and result.weights is None:
         raise ValueError(f"the model in {args.run} has no attention to plot (it was trained with --attention none).")

@@ -146,6 +146,19 @@ def is_run(folder) -> bool:
         return False
 
 
+def outside_runs(path, flag: str, own: str | None = None) -> Path:
+    """The file a command's `flag` names for its output, refused anywhere inside a run folder (whose
+    files it could replace) but as `own`, the command's own file there (a path within the run)."""
+    path = Path(path)
+    target = path.resolve()
+    run = next((folder for folder in target.parents if is_run(folder)), None)   # the nearest
+    if run is not None and (own is None or target != run / own):
+        elsewhere = f", or {own} there" if own else ""
+        raise ValueError(f"{flag} {path} is in the run folder {run}, whose own files it could replace; name a file "
+                         f"elsewhere{elsewhere}.")
+    return path
+
+
 def read_config(run, task: str) -> dict:
     """The config.json of a run folder made by `task`; anything else is a ValueError."""
     run = Path(run)

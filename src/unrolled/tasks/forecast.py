@@ -42,7 +42,7 @@ from ..forecasting.baselines import LinearAR
 from ..forecasting.model import EncoderDecoderForecaster, Forecaster
 from ..layers import HuberLoss, L1Loss, MSELoss
 from ..optim import Adam, CosineWarmup, ReduceLROnPlateau, clip_grad_norm, group_lasso_
-from ..runs import (Progress, append_metrics, atomic_write_text, create_run, finished, is_run, load_config,
+from ..runs import (Progress, append_metrics, atomic_write_text, create_run, finished, load_config, outside_runs,
                    read_metrics)
 from ..train import Budget, TrainState, fit, resume, save_training_state
 from .forecast_data import Framing, Prepared, aligned, future_times, load, model_values, parse_bases, prepare
@@ -506,8 +506,4 @@ def output_file(out, data_files, own: str = "forecast.csv", what: str = "the for
         raise ValueError(f"--out must name a file to write {what} to, but {out} names a folder.")
     if path.resolve() in {Path(f).resolve() for f in data_files}:
         raise ValueError(f"--out {out} is a data file of this run; name another file.")
-    runs = [folder for folder in path.resolve().parents if is_run(folder)]  # the nearest first
-    if runs and (path.name != own or runs[0] != path.resolve().parent):
-        raise ValueError(f"--out {out} is in the run folder {runs[0]}, whose own files it could replace; "
-                         f"name a file elsewhere, or {own} there.")
-    return path
+    return outside_runs(path, "--out", own)

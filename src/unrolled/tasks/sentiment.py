@@ -32,7 +32,7 @@ from ..data.sentiment_sources import Examples, LabelledData, load_labelled
 from ..data.vocab import Vocab
 from ..models.classifier import POOLINGS, TextClassifier, load_word_vectors
 from ..optim import Adam, AdamW
-from ..runs import append_metrics, create_run, finished, load_config, read_metrics, write_json
+from ..runs import append_metrics, create_run, finished, load_config, outside_runs, read_metrics, write_json
 from ..train import RunConfig, TrainState, budget_given, fit, resume, save_training_state, warmup_cosine
 
 TASK = "sentiment"
@@ -440,12 +440,12 @@ def explain_text(run, text: str, out=None) -> tuple[Path, list[str], np.ndarray]
     """
     from .sentiment_plots import plot_explanation
 
+    path = outside_runs(out, "--out", "plots/explain.png") if out is not None else Path(run) / "plots" / "explain.png"
     config, vocab, classes, model = load_run(run)
     tokens, ids = _ids(text, vocab, config)
     tokens, ids = tokens[:config.max_len], ids[:config.max_len]
     T = len(ids)
     prefixes, lengths = np.tile(ids, (T, 1)), np.arange(1, T + 1)      # (T, T): row t reads ids[:t+1]
     p = model.predict_proba(prefixes, lengths)[:, -1]                  # (T,)
-    path = Path(out) if out is not None else Path(run) / "plots" / "explain.png"
     plot_explanation(tokens, p, path, positive=classes[-1])
     return path, tokens, p
