@@ -1,6 +1,7 @@
 """Checkpoints and run folders: round trips, atomic writes and one-sentence errors."""
 import json
 import os
+import stat
 
 import numpy as np
 import pytest
@@ -325,3 +326,20 @@ def test_a_folder_create_run_began_before_a_kill_is_started_again(tmp_path):
     (mine / "plots" / "loss.png").write_bytes(b"mine")        # a plot in it: someone's folder
     with pytest.raises(ValueError, match="holds files that are not a run"):
         create_run(mine, {"task": "lm"})
+
+
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="permissions are POSIX's")
+def test_an_atomic_write_keeps_the_files_permissions_and_writes_through_a_link(tmp_path):
+    old = os.umask(0o027)
+    try:
+        atomic_write(tmp_path / "new.txt", lambda f: f.write(b"new"))
+        assert stat.S_IMODE((tmp_path / "new.txt").stat().st_mode) == 0o640      # 0666 less the umask, not 0600
+        mine = tmp_path / "mine.csv"
+        mine.write_text("mine")
+        mine.chmod(0o664)
+        (tmp_path / "link.csv").symlink_to("mine.csv")
+        atomic_write(tmp_path / "link.csv", lambda f: f.write(b"forecast"))
+        assert (tmp_path / "link.csv").is_symlink() and mine.read_text() == "forecast"
+        assert stat.S_IMODE(mine.stat().st_mode) == 0o664
+    finally:
+        os.umask(old)

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import re
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -42,8 +43,11 @@ _SECTION = re.compile(r"^=== step (\d+)\b", re.MULTILINE)
 
 
 def atomic_write(path, write: Callable[[IO[bytes]], None]) -> None:
-    """Call `write(file)` on a temporary file beside `path`, then move it over `path`."""
-    path = Path(path)
+    """Call `write(file)` on a temporary file beside `path`, then move it over `path`.
+
+    The file gets the permissions it had, or a new file's (0666 less the umask), not the temporary
+    file's 0600; a symbolic link is written through, to the file it points at."""
+    path = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
     if path.is_dir():
         raise ValueError(f"expected a file to write at {path}, but it is a folder.")
     if not path.parent.is_dir():
@@ -53,6 +57,8 @@ def atomic_write(path, write: Callable[[IO[bytes]], None]) -> None:
     except OSError as e:  # named by the file asked for, not the temporary one
         raise OSError(e.errno, e.strerror, str(path)) from None
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, stat.S_IMODE(os.stat(path).st_mode) if path.exists() else 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -62,6 +68,12 @@ def atomic_write(path, write: Callable[[IO[bytes]], None]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def fsync_folder(folder) -> None:
