@@ -107,6 +107,7 @@ CASES = [
     ("lm-sample-beam-and-top-k", "lm sample {lm} --beam 3 --top-k 5", "--beam"),
     ("lm-sample-torn-checkpoint", "lm sample {broken:lm:best.npz}", "truncated, corrupted"),
     ("lm-sample-config-seed-edited", "lm sample {broken:lm:seed}", "config.json does not hold a valid config: seed must be"),
+    ("lm-sample-config-null", "lm sample {broken:lm:null-dropout}", "valid config: dropout must be float, but is null"),
     ("lm-sample-missing-vocab", "lm sample {broken:lm:vocab.json}", "does not exist"),
     ("lm-inspect-one-token", "lm inspect {lm} --text a", "at least 2 tokens"),
     ("lm-inspect-outside-vocab", "lm inspect {lm} --text '\u00a7\u00a7 text'", "not in the vocabulary"),
@@ -211,6 +212,8 @@ CASES = [
     ("forecast-predict-config-edited", "forecast predict {broken:forecast:hidden} --out {bad}/f.csv",
      "best.npz does not fit the model that"),
     ("forecast-predict-other-task", "forecast predict {lm}", "expected a 'forecast' run"),
+    ("forecast-predict-config-null", "forecast predict {broken:forecast:null-ridge} --out {bad}/f.csv",
+     "valid config: ridge must be float, but is null"),
     ("forecast-predict-torn-data", "forecast predict {broken:forecast:data.npz} --out {bad}/f.csv",
      "truncated, corrupted"),
     # ----- forecast evaluate -------------------------------------------------------------------
@@ -255,6 +258,8 @@ CASES = [
     ("translate-run-plot-a-folder", "translate run {translate} 'I am cold.' --plot {bad}/folder.png", "png is a folder"),
     ("translate-run-other-task", "translate run {sentiment} 'I am cold.'", "expected a 'translate' run"),
     ("translate-run-pickled-checkpoint", "translate run {broken:translate:pickle} 'I am cold.'", "only numeric arrays"),
+    ("translate-eval-config-null", "translate eval {broken:translate:null-test_fraction}",
+     "valid config: test_fraction must be float, but is null"),
     ("translate-eval-data-gone", "translate eval {broken:translate:data}", "does not exist"),
     ("translate-eval-beam-too-wide", "translate eval {translate} --beam 101", "must be an integer from 1 to 100"),
     ("translate-resume-config-seed-edited", "translate train --resume {broken:translate:seed}",
@@ -280,8 +285,8 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
 
 def _broken(runs: dict, spec: str, folder: Path) -> Path:
-    """A copy of a run with one thing damaged: `task:file` truncated, `task:pickle`, `task:data` gone, or
-    `task:hidden` or `task:seed` edited in config.json."""
+    """A copy of a run with one thing damaged: `task:file` truncated, `task:pickle`, `task:data` gone,
+    `task:hidden` or `task:seed` edited in config.json, or `task:null-<field>` set to null there."""
     task, what = spec.split(":")
     copy = folder / f"{task}-{what.replace('.', '-')}"
     if copy.exists():
@@ -300,6 +305,9 @@ def _broken(runs: dict, spec: str, folder: Path) -> Path:
     elif what == "data":
         config = json.loads((copy / "config.json").read_text())
         (copy / "config.json").write_text(json.dumps({**config, "data": str(folder / "moved-away.txt")}))
+    elif what.startswith("null-"):                          # a field of config.json emptied by hand
+        config = json.loads((copy / "config.json").read_text())
+        (copy / "config.json").write_text(json.dumps({**config, what[len("null-"):]: None}))
     elif what in ("hidden", "seed"):                         # config.json edited by hand
         config = json.loads((copy / "config.json").read_text())
         (copy / "config.json").write_text(json.dumps({**config, what: config[what] + 2 if what == "hidden" else -1}))

@@ -20,6 +20,7 @@ checkpoint has nothing to resume: the same --out starts it again.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -187,9 +188,35 @@ def load_config(run, task: str, cls):
     by hand) named with the file."""
     values = read_config(run, task)
     try:
+        check_types(cls, values)
         return cls.from_dict(values)
     except (ValueError, TypeError) as e:
         raise ValueError(f"{Path(run) / CONFIG} does not hold a valid config: {str(e).rstrip('.')}.") from None
+
+
+_JSON_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool, "None": type(None), "list": (list, tuple),
+               "tuple": (list, tuple)}
+
+
+def check_types(cls, values: dict) -> None:
+    """Refuse a value of the wrong JSON type for a field of the dataclass `cls` (its annotation, such as
+    "float | None" or "list[str]"), so that a hand-edited config.json is named, not a TypeError deep inside."""
+    for field in dataclasses.fields(cls):
+        if field.name in values and not _fits(str(field.type), values[field.name]):
+            raise ValueError(f"{field.name} must be {field.type}, but is {json.dumps(values[field.name])}")
+
+
+def _fits(annotation: str, value) -> bool:
+    for option in (part.strip() for part in annotation.split("|")):
+        base, _, inner = option.partition("[")
+        kind = _JSON_TYPES.get(base)
+        if kind is None:                                                  # a type this check does not know
+            return True
+        if isinstance(value, bool) and base in ("int", "float"):
+            continue                                                      # JSON's true is not a number
+        if isinstance(value, kind) and (not inner or all(_fits(inner.split(",")[0].rstrip("]"), v) for v in value)):
+            return True
+    return False
 
 
 def remove_temporaries(run) -> None:
