@@ -204,3 +204,12 @@ def test_future_times_step_calendar_months_for_month_starts(times, unit, expecte
     from unrolled.tasks.forecast_data import future_times
     got = future_times(np.array(times, dtype=f"datetime64[{unit}]"), np.arange(1, 4))
     assert [str(t) for t in got] == expected
+
+
+def test_times_with_a_zone_are_read_in_utc_without_a_warning():
+    import warnings
+    from unrolled.data.series_io import parse_times
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        times = parse_times(np.array(["2010-01-01T00:00Z", "2010-01-01T09:00+08:00"]), "time")
+    assert [str(t) for t in times] == ["2010-01-01T00:00", "2010-01-01T01:00"]

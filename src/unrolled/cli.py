@@ -216,8 +216,8 @@ def one_line(error: Exception) -> str:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)  # imports the tasks: a Ctrl-C here is an interruption too
         check_input_files(args)
         with blas_threads(), nonfinite_policy(getattr(args, "on_nonfinite", None)), \
                 np.errstate(over="ignore", invalid="ignore", divide="ignore"):

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from .checkpoint import load_checkpoint
@@ -163,8 +164,8 @@ def run_train(args: argparse.Namespace) -> int:
     run, results = forecast.train(config, out=args.out or DEFAULT_OUT, resume_from=args.resume)
     if results is None:
         step = load_checkpoint(run)[1]["step"]
-        print(f"interrupted at step {step}: checkpoint saved; continue with `unrolled forecast train --resume {run}`.",
-              file=sys.stderr)
+        print(f"interrupted at step {step}: checkpoint saved; continue with "
+              f"`unrolled forecast train --resume {shlex.quote(str(run))}`.", file=sys.stderr)
         return 130
     scores = results["scores"]
     best = min((k for k in scores if k != "model"), key=lambda k: scores[k]["mae"])

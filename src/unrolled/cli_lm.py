@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from .cli import (beam_width, dropout_rate, nonnegative_float, nonnegative_int, path_name, positive_float,
@@ -73,7 +74,7 @@ def run_train(args: argparse.Namespace) -> int:
     run, state, interrupted = lm.train(config, out=args.out or DEFAULT_OUT, resume_from=args.resume)
     if interrupted:
         print(f"interrupted at step {state.step}: checkpoint saved; continue with "
-              f"`unrolled lm train --resume {run}`.", file=sys.stderr)
+              f"`unrolled lm train --resume {shlex.quote(str(run))}`.", file=sys.stderr)
         return 130
     best = "-" if state.best_val is None else f"{state.best_val:.4f}"
     print(f"done: {state.step} steps, {state.elapsed_s / 60:.1f} min of training, best validation loss {best} "

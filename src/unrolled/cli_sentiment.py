@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from .cli import (dropout_rate, nonnegative_float, nonnegative_int, path_name, png_path, positive_float, positive_int,
@@ -111,7 +112,7 @@ def run_train(args: argparse.Namespace) -> int:
     run, state, interrupted = sentiment.train(config, out=args.out or DEFAULT_OUT, resume_from=args.resume)
     if interrupted:
         print(f"interrupted at step {state.step}: checkpoint saved; continue with "
-              f"`unrolled sentiment train --resume {run}`.", file=sys.stderr)
+              f"`unrolled sentiment train --resume {shlex.quote(str(run))}`.", file=sys.stderr)
         return 130
     results = read_json(run / sentiment.RESULTS, "the run's results")
     print(f"done: {state.step} steps, {state.elapsed_s / 60:.1f} min of training, "

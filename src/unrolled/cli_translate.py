@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from .cli import (beam_width, dropout_rate, nonnegative_int, _number, path_name, png_path, positive_float,
@@ -102,7 +103,7 @@ def run_train(args: argparse.Namespace) -> int:
     run, state, interrupted = translate.train(config, out=args.out or DEFAULT_OUT, resume_from=args.resume)
     if interrupted:
         print(f"interrupted at step {state.step}: checkpoint saved; continue with "
-              f"`unrolled translate train --resume {run}`.", file=sys.stderr)
+              f"`unrolled translate train --resume {shlex.quote(str(run))}`.", file=sys.stderr)
         return 130
     results = read_json(run / translate.RESULTS, "the run's results")
     print(f"done: {state.step} steps, {state.elapsed_s / 60:.1f} min of training; test BLEU greedy "

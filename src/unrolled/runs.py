@@ -25,6 +25,7 @@ import json
 import math
 import os
 import re
+import shlex
 import stat
 import sys
 import tempfile
@@ -132,7 +133,7 @@ def create_run(out, config: dict) -> Path:
             held = f"a '{task}' run" if task else "a config.json"
             raise ValueError(f"{out} already holds {held}; choose another --out.")
         if has_checkpoint(out) or has_checkpoint(out, "best"):
-            raise ValueError(f"{out} already holds a run; continue it with --resume {out} or choose another --out.")
+            raise ValueError(f"{out} already holds a run; continue it with --resume {shlex.quote(str(out))} or choose another --out.")
     elif out.is_dir() and not unstarted(out):
         raise ValueError(f"{out} holds files that are not a run; choose an empty or new folder for --out.")
     (out / "plots").mkdir(parents=True, exist_ok=True)

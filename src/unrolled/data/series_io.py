@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -91,10 +92,13 @@ def first_non_finite(text: np.ndarray) -> tuple[int, str] | None:
 
 
 def parse_times(text: np.ndarray, name: str) -> np.ndarray:
-    """ISO dates and times ("1949-01", "1981-01-01", "2010-01-01 13:00") or "YYYY/MM/DD" as datetime64."""
+    """ISO dates and times ("1949-01", "1981-01-01", "2010-01-01 13:00") or "YYYY/MM/DD" as datetime64;
+    a time with a zone ("...Z", "...+08:00") is read in UTC."""
     cells = [_SLASH_DATE.sub(_iso_from_slashes, str(cell)) for cell in text]
     try:
-        times = np.array(cells, dtype="datetime64")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "no explicit representation of timezones", UserWarning)
+            times = np.array(cells, dtype="datetime64")
     except ValueError:
         for row, cell in enumerate(cells, start=1):
             try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import re
 import warnings
 from pathlib import Path
 
@@ -104,12 +105,14 @@ def first_row(series, since) -> int:
             raise ValueError(f"--since must be a row number (from 0), as the data has no time column, "
                              f"but was given {since!r}.")
         return int(since)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")                                   # numpy only warns of a time zone
-        try:
-            when = np.datetime64(str(since))
-        except (ValueError, Warning):
-            when = np.datetime64("NaT")
+    when = np.datetime64("NaT")
+    if re.match(r"\d{4}", str(since)):                                   # a year first: not "0", not "-1"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")                               # numpy only warns of a time zone
+            try:
+                when = np.datetime64(str(since))
+            except (ValueError, Warning):
+                pass
     if np.isnat(when):
         raise ValueError(f"--since must be a time such as {series.time[0]}, without a time zone, "
                          f"but was given {since!r}.")
