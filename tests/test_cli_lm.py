@@ -68,10 +68,22 @@ def test_inspect_writes_heatmaps_and_a_report(run, tmp_path, capsys):
     assert "speaker name" in report and "position in line" in report and "layer 1" in report
     for name in ("hidden_l1.png", "cell_l1.png", "gate_f_l1.png", "saturation_l1.png", "units.png", "report.md"):
         assert (tmp_path / name).stat().st_size > 0, name
-    (tmp_path / "report.md").unlink()                   # as if stopped before its report: the folder is reused
-    (tmp_path / "gate_x_l9.png").write_bytes(b"an older inspection's plot")
+    (tmp_path / "report.md").write_text(f"# Units of {run}: being drawn\n")  # as a stop while drawing leaves it:
+    (tmp_path / "gate_x_l9.png").write_bytes(b"an older inspection's plot")   # the folder is reused
     assert main(["lm", "inspect", str(run), "--text", text, "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "report.md").is_file() and not (tmp_path / "gate_x_l9.png").exists()
+    assert (tmp_path / "report.md").read_text().startswith(f"# Units of {run} over ")
+    assert not (tmp_path / "gate_x_l9.png").exists()
+
+
+def test_inspect_never_clears_a_folder_without_an_inspections_report(run, tmp_path, capsys):
+    mine = tmp_path / "figs"
+    mine.mkdir()
+    for name, data in (("units.png", b"mine"), ("hidden_l1.png", b"mine too"), (".notes.tmp", b"a draft")):
+        (mine / name).write_bytes(data)                  # names an inspection writes, but no report of one
+    assert main(["lm", "inspect", str(run), "--text", "First Citizen", "--out", str(mine)]) == 2
+    assert "holds files that are not an inspection" in capsys.readouterr().err
+    assert sorted(p.name for p in mine.iterdir()) == [".notes.tmp", "hidden_l1.png", "units.png"]
+    assert (mine / "units.png").read_bytes() == b"mine"
 
 
 def _fails_with_one_line(capsys, args, match):

@@ -84,15 +84,16 @@ INSPECTION_FILES = re.compile(r"(hidden|cell|saturation)_l\d+\.png|gate_\w+_l\d+
 
 
 def _clear_output_folder(out: Path) -> None:
-    """`out` must be new, empty, or an earlier inspection's folder, whose files are removed (a GRU's
-    inspection has no cell plots, so an LSTM's must not stay beside it)."""
+    """`out` must be new, empty, or an earlier inspection's folder (its report.md, written first, and
+    only files of the names an inspection writes), whose files are removed (a GRU's inspection has no
+    cell plots, so an LSTM's must not stay beside it)."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out must be a folder, but {out} is a file.")
-    if not out.is_dir():
+    if not out.is_dir() or not any(out.iterdir()):
         return
     report = out / "report.md"
     ours = all(p.is_file() and INSPECTION_FILES.fullmatch(p.name) for p in out.iterdir()) and (
-        not report.exists() or report.read_text(encoding="utf-8", errors="replace").startswith("# Units of "))
+        report.is_file() and report.read_text(encoding="utf-8", errors="replace").startswith("# Units of "))
     if not ours:
         raise ValueError(f"{out} holds files that are not an inspection; choose an empty or new folder for --out.")
     for path in out.iterdir():
@@ -112,6 +113,7 @@ def inspect_run(run, text: str, out=None, max_tokens: int = 2000) -> str:
     internals = model.internals(ids[:, None])                            # per layer: dict of (T, 1, H)
     _clear_output_folder(out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(f"# Units of {Path(run)}: being drawn\n", encoding="utf-8")  # marks the folder ours
     plots = []
     n = min(len(tokens), HEATMAP_TOKENS)  # few enough to label every column
     for k, layer in enumerate(internals, start=1):
