@@ -35,9 +35,9 @@ def test_train_writes_the_run_folder_with_val_and_test_accuracy(run):
 
 
 def test_predict_from_arguments(run, capsys):
-    assert main(["sentiment", "predict", str(run), "A delightful, creative film.", "Dull. Awful."]) == 0
+    assert main(["sentiment", "predict", str(run), "A delightful, creative film.", "Dull.\tAwful.\n"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2
+    assert len(lines) == 2                                          # a text's tab and line break shown as spaces
     for line, text in zip(lines, ("A delightful, creative film.", "Dull. Awful.")):
         label, probability, shown = line.split("\t")
         assert label in ("neg", "pos") and 0.5 <= float(probability) <= 1 and shown == text

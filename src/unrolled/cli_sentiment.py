@@ -82,7 +82,7 @@ def register(tasks) -> None:
 
     predict = actions.add_parser("predict", help="label and probability of texts (arguments, or one per stdin line)")
     predict.add_argument("run", type=path_name, metavar="DIR")
-    predict.add_argument("texts", nargs="*", type=utf8_text, metavar="TEXT", help="texts to classify (default: read lines from stdin)")
+    predict.add_argument("texts", nargs="*", type=utf8_text, metavar="TEXT", help="texts to classify (default: read lines from stdin, blank ones skipped)")
     predict.set_defaults(func=run_predict)
 
     explain = actions.add_parser("explain", help="plot the prediction after each word of a text")
@@ -166,7 +166,8 @@ def run_predict(args: argparse.Namespace) -> int:
     loaded = sentiment.load_run(args.run)  # a bad run folder is reported before stdin is read
     texts = args.texts or _stdin_texts()
     for text, (label, probability) in zip(texts, sentiment.classify(loaded, texts)):
-        shown = text if len(text) <= 60 else text[:57] + "..."
+        shown = " ".join(text.split())                  # one line: its tabs and line breaks as spaces
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
         print(f"{label}\t{probability:.4f}\t{shown}")
     return 0
 
