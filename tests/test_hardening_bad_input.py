@@ -193,6 +193,8 @@ CASES = [
      "argument --input-lasso"),
     ("forecast-negative-split", "forecast train {forecast_flags} --data {airline} --split -0.1,0.5,0.6 --out {new}",
      "three positive fractions"),
+    ("forecast-values-too-large", "forecast train --data {bad}/huge_values.csv --target Passengers --lookback 3 "
+     "--out {new}", "holds values too large to compute with (up to 1.2e+301); rescale it"),
     ("forecast-log-of-negative", "forecast train --data {bad}/negative.csv --target Passengers --lookback 3 --log "
      "--out {new}", "above zero"),
     ("forecast-season-longer-than-training", "forecast train {forecast_flags} --data {airline} --season 100 "
@@ -331,6 +333,7 @@ def bad(tmp_path_factory) -> Path:
     (folder / "binary.tar.gz").write_bytes((folder / "binary.txt").read_bytes())
     (folder / "huge.csv").symlink_to(folder / "huge.txt")
     (folder / "negative.csv").write_text("Month,Passengers\n" + "".join(f"1949-{m:02d},{m - 6}\n" for m in range(1, 13)))
+    (folder / "huge_values.csv").write_text("Month,Passengers\n" + "".join(f"1949-{m:02d},{m}e300\n" for m in range(1, 13)))
     return folder
 
 

@@ -158,6 +158,11 @@ def prepare(config, series: Series | None = None, ar: tuple[LinearAR, str] | Non
     values = model_values(series, config.log)
     refuse_constant_target(series, values[:split.train_end, 0], config.data)
     normaliser = Normaliser.fit(values[:split.train_end])
+    too_large = np.flatnonzero(~(np.isfinite(normaliser.std) & np.isfinite(normaliser.mean)))
+    if too_large.size:                                                    # finite values whose squares overflow
+        name = series.columns[too_large[0]]
+        raise ValueError(f"column '{name}' of {Path(config.data).name} holds values too large to compute with (up "
+                         f"to {np.abs(values[:, too_large[0]]).max():g}); rescale it.")
     windows = Windows(normaliser.transform(values), config.lookback, config.horizon, config.gap)
     train, val = windows.origins(0, split.train_end), windows.origins(split.train_end, split.val_end)
     equations = LinearAR(config.ridge).normal_equations(windows, train)
