@@ -9,7 +9,8 @@ import pytest
 from unrolled import Module, Parameter
 from unrolled.checkpoint import (FORMAT_VERSION, CheckpointError, generator_states, load_checkpoint, meta_digest,
                                  module_generators, prefixed, restore_generators, save_checkpoint, section)
-from unrolled.runs import atomic_write, create_run, read_config, read_metrics, append_metrics, truncate_metrics
+from unrolled.runs import (append_metrics, atomic_write, create_run, outside_runs, read_config, read_metrics,
+                          truncate_metrics)
 
 
 def _arrays():
@@ -329,7 +330,7 @@ def test_a_folder_create_run_began_before_a_kill_is_started_again(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(os, "fchmod"), reason="permissions are POSIX's")
-def test_an_atomic_write_keeps_the_files_permissions_and_writes_through_a_link(tmp_path):
+def test_an_atomic_write_gives_a_new_file_the_umasks_mode_and_keeps_an_old_ones(tmp_path):
     old = os.umask(0o027)
     try:
         atomic_write(tmp_path / "new.txt", lambda f: f.write(b"new"))
@@ -337,9 +338,21 @@ def test_an_atomic_write_keeps_the_files_permissions_and_writes_through_a_link(t
         mine = tmp_path / "mine.csv"
         mine.write_text("mine")
         mine.chmod(0o664)
-        (tmp_path / "link.csv").symlink_to("mine.csv")
-        atomic_write(tmp_path / "link.csv", lambda f: f.write(b"forecast"))
-        assert (tmp_path / "link.csv").is_symlink() and mine.read_text() == "forecast"
-        assert stat.S_IMODE(mine.stat().st_mode) == 0o664
+        atomic_write(mine, lambda f: f.write(b"forecast"))
+        assert mine.read_text() == "forecast" and stat.S_IMODE(mine.stat().st_mode) == 0o664
     finally:
         os.umask(old)
+
+
+def test_outputs_stay_out_of_runs_but_for_the_commands_own_file(tmp_path):
+    run, other = create_run(tmp_path / "run", {"task": "lm"}), create_run(tmp_path / "other", {"task": "lm"})
+    for folder in (run, other):
+        append_metrics(folder, {"step": 1})
+    assert outside_runs(run / "plots" / "explain.png", "--out", run, "plots/explain.png") == run / "plots" / "explain.png"
+    for path, owner in ((run / "plots" / "loss.png", run), (other / "plots" / "explain.png", other)):
+        with pytest.raises(ValueError, match=f"--out {path} is in the run folder {owner.resolve()}"):
+            outside_runs(path, "--out", run, "plots/explain.png")
+    project = tmp_path / "project"                                    # someone's config.json with a "task"
+    (project / "results").mkdir(parents=True)
+    (project / "config.json").write_text('{"task": "detection"}')
+    assert outside_runs(project / "results" / "e.png", "--out") == project / "results" / "e.png"

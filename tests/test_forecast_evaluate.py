@@ -95,7 +95,7 @@ def test_since_between_rows_starts_at_the_next_row_and_the_csv_quotes_names(mont
     assert {len(r) for r in rows} == {len(rows[0])}
 
 
-@pytest.mark.parametrize("since", ["", "2014-01-01T00:00Z", "soon", "0", "-1"])
+@pytest.mark.parametrize("since", ["", "2014-01-01T00:00Z", "soon", "0", "-1", "19600115"])
 def test_a_since_that_is_not_a_plain_time_is_refused(monthly, since):
     with pytest.raises(ValueError, match=r"--since must be a time such as 1949-01, without a time zone"):
         evaluate_run(monthly[0], since=since)

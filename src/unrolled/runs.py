@@ -25,10 +25,10 @@ import json
 import math
 import os
 import re
+import secrets
 import shlex
 import stat
 import sys
-import tempfile
 from pathlib import Path
 from typing import Callable, IO
 
@@ -47,20 +47,21 @@ _SECTION = re.compile(r"^=== step (\d+)\b", re.MULTILINE)
 def atomic_write(path, write: Callable[[IO[bytes]], None]) -> None:
     """Call `write(file)` on a temporary file beside `path`, then move it over `path`.
 
-    The file gets the permissions it had, or a new file's (0666 less the umask), not the temporary
-    file's 0600; a symbolic link is written through, to the file it points at."""
-    path = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
+    The file keeps the permissions it had; a new one gets 0666 less the umask (the temporary file is
+    created so), as an ordinary write would give it."""
+    path = Path(path)
     if path.is_dir():
         raise ValueError(f"expected a file to write at {path}, but it is a folder.")
     if not path.parent.is_dir():
         raise ValueError(f"cannot write {path}: the folder {path.parent} does not exist.")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     except OSError as e:  # named by the file asked for, not the temporary one
         raise OSError(e.errno, e.strerror, str(path)) from None
     try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, stat.S_IMODE(os.stat(path).st_mode) if path.exists() else 0o666 & ~current_umask())
+        if path.is_file() and hasattr(os, "fchmod"):
+            os.fchmod(fd, stat.S_IMODE(path.stat().st_mode))
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -70,12 +71,6 @@ def atomic_write(path, write: Callable[[IO[bytes]], None]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-
-
-def current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def fsync_folder(folder) -> None:
@@ -160,16 +155,19 @@ def is_run(folder) -> bool:
         return False
 
 
-def outside_runs(path, flag: str, own: str | None = None) -> Path:
-    """The file a command's `flag` names for its output, refused anywhere inside a run folder (whose
-    files it could replace) but as `own`, the command's own file there (a path within the run)."""
+def outside_runs(path, flag: str, run=None, own: str | None = None) -> Path:
+    """The file a command's `flag` names for its output, refused inside a run folder (whose files it
+    could replace) but as `own`, the command's own file (a path within) in its own `run`."""
     path = Path(path)
     target = path.resolve()
-    run = next((folder for folder in target.parents if is_run(folder)), None)   # the nearest
-    if run is not None and (own is None or target != run / own):
-        elsewhere = f", or {own} there" if own else ""
-        raise ValueError(f"{flag} {path} is in the run folder {run}, whose own files it could replace; name a file "
-                         f"elsewhere{elsewhere}.")
+    for folder in target.parents:                                         # the nearest run: its files
+        if (folder / CONFIG).is_file() and any((folder / f).is_file() for f in (METRICS, "checkpoint.json")) \
+                and is_run(folder):
+            if own is None or run is None or target != Path(run).resolve() / own:
+                elsewhere = f", or {own} in {run}" if own and run is not None else ""
+                raise ValueError(f"{flag} {path} is in the run folder {folder}, whose own files it could replace; "
+                                 f"name a file elsewhere{elsewhere}.")
+            break
     return path
 
 

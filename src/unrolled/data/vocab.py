@@ -11,14 +11,13 @@ gives the same ids. `max_size` caps the total, specials included.
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+
+from ..runs import atomic_write_text
 
 UNK = "<unk>"
 _FORMAT = "unrolled.vocab"
@@ -131,18 +130,7 @@ class Vocab:
 
     def save(self, path) -> None:
         """Write the JSON atomically: a temporary file in the same folder, fsync, then rename."""
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(self.to_json())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        atomic_write_text(path, self.to_json())
 
     @classmethod
     def load(cls, path) -> "Vocab":

@@ -477,7 +477,7 @@ def predict(run, data=None, out=None) -> Path:
     trained_on = config.data
     if data is not None:
         config = dataclasses.replace(config, data=str(data))
-    path = output_file(out, (config.data, trained_on)) if out is not None else run / "forecast.csv"
+    path = output_file(out, run, (config.data, trained_on)) if out is not None else run / "forecast.csv"
     series = aligned(load(config), meta["columns"], config.data)
     if len(series) < config.lookback:
         raise ValueError(f"{Path(config.data).name} has {len(series)} rows after cleaning, fewer than the "
@@ -498,12 +498,12 @@ def predict(run, data=None, out=None) -> Path:
     return path
 
 
-def output_file(out, data_files, own: str = "forecast.csv", what: str = "the forecast") -> Path:
+def output_file(out, run, data_files, own: str = "forecast.csv", what: str = "the forecast") -> Path:
     """The file `--out` names, checked before anything is computed: not a folder, not a data file,
-    not a run's own file (but `own`, which the command itself writes there)."""
+    not a run's own file (but `own`, which the command itself writes in its `run`)."""
     path = Path(out)
     if path.is_dir() or str(out).endswith(("/", os.sep)):
         raise ValueError(f"--out must name a file to write {what} to, but {out} names a folder.")
     if path.resolve() in {Path(f).resolve() for f in data_files}:
         raise ValueError(f"--out {out} is a data file of this run; name another file.")
-    return outside_runs(path, "--out", own)
+    return outside_runs(path, "--out", run, own)

@@ -157,12 +157,11 @@ def prepare(config, series: Series | None = None, ar: tuple[LinearAR, str] | Non
                              f"that one forecast covers.")
     values = model_values(series, config.log)
     refuse_constant_target(series, values[:split.train_end, 0], config.data)
+    too_large = np.flatnonzero(np.abs(values).max(axis=0) > 1e150)      # their squares would overflow
+    if too_large.size:
+        raise ValueError(f"column '{series.columns[too_large[0]]}' of {Path(config.data).name} holds values too "
+                         f"large to compute with (up to {np.abs(values[:, too_large[0]]).max():g}); rescale it.")
     normaliser = Normaliser.fit(values[:split.train_end])
-    too_large = np.flatnonzero(~(np.isfinite(normaliser.std) & np.isfinite(normaliser.mean)))
-    if too_large.size:                                                    # finite values whose squares overflow
-        name = series.columns[too_large[0]]
-        raise ValueError(f"column '{name}' of {Path(config.data).name} holds values too large to compute with (up "
-                         f"to {np.abs(values[:, too_large[0]]).max():g}); rescale it.")
     windows = Windows(normaliser.transform(values), config.lookback, config.horizon, config.gap)
     train, val = windows.origins(0, split.train_end), windows.origins(split.train_end, split.val_end)
     equations = LinearAR(config.ridge).normal_equations(windows, train)

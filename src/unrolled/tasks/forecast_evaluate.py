@@ -38,7 +38,7 @@ def evaluate_run(run, data=None, since=None, out=None) -> tuple[dict, str]:
     config = load_config(run, TASK, Config)
     normaliser, ar, linear_ar, meta = load_data(run, config)
     trained_on, source = config.data, Path(data if data is not None else config.data)
-    path = output_file(out, (source, trained_on), "evaluation.csv", "the forecasts") if out is not None else None
+    path = output_file(out, run, (source, trained_on), "evaluation.csv", "the forecasts") if out is not None else None
     config = dataclasses.replace(config, data=str(source))
     series = aligned(load(config), meta["columns"], source)
     n, season = len(series), meta["season"]
@@ -106,7 +106,7 @@ def first_row(series, since) -> int:
                              f"but was given {since!r}.")
         return int(since)
     when = np.datetime64("NaT")
-    if re.match(r"\d{4}", str(since)):                                   # a year first: not "0", not "-1"
+    if re.match(r"\d{4}(?!\d)", str(since)):                             # a year first: not "0", "-1", "19600115"
         with warnings.catch_warnings():
             warnings.simplefilter("error")                               # numpy only warns of a time zone
             try:

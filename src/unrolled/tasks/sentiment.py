@@ -440,7 +440,7 @@ def explain_text(run, text: str, out=None) -> tuple[Path, list[str], np.ndarray]
     """
     from .sentiment_plots import plot_explanation
 
-    path = outside_runs(out, "--out", "plots/explain.png") if out is not None else Path(run) / "plots" / "explain.png"
+    path = Path(run) / "plots" / "explain.png" if out is None else outside_runs(out, "--out", run, "plots/explain.png")
     config, vocab, classes, model = load_run(run)
     tokens, ids = _ids(text, vocab, config)
     tokens, ids = tokens[:config.max_len], ids[:config.max_len]
