@@ -199,8 +199,10 @@ def test_calendar_features_follow_the_clock():
     (["1941", "1942", "1943"], "m", ["1944-01-01T00:00", "1945-01-01T00:00", "1946-01-01T00:00"]),  # years
     (["2010-01-01T00", "2010-01-01T01"], "h", ["2010-01-01T02", "2010-01-01T03", "2010-01-01T04"]),
     (["2010-01-30", "2010-01-31"], "D", ["2010-02-01", "2010-02-02", "2010-02-03"]),
+    (["2020-01-31", "2020-02-29", "2020-03-31"], "D", ["2020-04-30", "2020-05-31", "2020-06-30"]),  # month ends
+    (["2010-01-31T23", "2010-02-28T23"], "h", ["2010-03-28T23", "2010-04-25T23", "2010-05-23T23"]),
 ])
-def test_future_times_step_calendar_months_for_month_starts(times, unit, expected):
+def test_future_times_step_calendar_months_for_month_starts_and_ends(times, unit, expected):
     from unrolled.tasks.forecast_data import future_times
     got = future_times(np.array(times, dtype=f"datetime64[{unit}]"), np.arange(1, 4))
     assert [str(t) for t in got] == expected

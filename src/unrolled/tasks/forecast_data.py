@@ -225,11 +225,15 @@ def aligned(series: Series, columns: list[str], source) -> Series:
 
 def future_times(time: np.ndarray, steps: np.ndarray) -> np.ndarray:
     """Timestamps `steps` typical intervals after the last one, in the time's own unit. A series of
-    month starts (monthly, quarterly, yearly dates such as 1961-01-01) steps in calendar months, so
-    its dates stay on the 1st; any other steps by its median interval."""
+    month starts or month ends (monthly, quarterly, yearly dates such as 1961-01-01 or 2020-03-31)
+    steps in calendar months, so its dates stay on the 1st or the last day; any other steps by its
+    median interval."""
     months = time.astype("datetime64[M]")
-    if (months == time).all():                                            # every time is a month's start
-        interval = np.int64(np.median(np.diff(months).astype(np.int64)))
-        return (months[-1] + steps * interval).astype(time.dtype)
+    day = np.timedelta64(1, "D").astype(f"timedelta64[{np.datetime_data(time.dtype)[0]}]")
+    starts = (months == time).all()
+    ends = (time.astype("datetime64[D]") == time).all() and ((time + day).astype("datetime64[M]") > months).all()
+    if starts or ends:
+        ahead = months[-1] + steps * np.int64(np.median(np.diff(months).astype(np.int64)))   # (H,) months
+        return ahead.astype(time.dtype) if starts else (ahead + 1).astype(time.dtype) - day
     interval = np.int64(np.median(np.diff(time).astype(np.int64)))
     return time[-1] + (steps * interval).astype(f"timedelta64[{np.datetime_data(time.dtype)[0]}]")

@@ -71,7 +71,9 @@ def report(config, data, results: dict, final: dict, best: str) -> str:
     else:
         corrects = {"none": "", "last": ", forecasting changes from the last value",
                     "ar": ", forecasting corrections to the linear AR"}[config.base]
-    lines += [f"{config.cell.upper()} {config.model} model, {config.layers} x {config.hidden} units, "
+    dropouts = "".join(f", {name} {p}" for name, p in (("dropout", config.dropout),
+                                                       ("recurrent dropout", config.recurrent_dropout)) if p)
+    lines += [f"{config.cell.upper()} {config.model} model, {config.layers} x {config.hidden} units{dropouts}, "
               f"{config.loss} loss{corrects}; {config.lookback} steps of {len(series.columns)} columns in, "
               f"{ahead} ahead out.",
               f"Rows: {split.sizes[0]} train, {split.sizes[1]} validation, {split.sizes[2]} test "

@@ -196,7 +196,8 @@ def render(config: sentiment.Config, cells: list[str], results: dict) -> str:
         f"Data: {first['source']}; {sizes['train']} training, {sizes['val']} validation and {sizes['test']} test "
         f"texts; vocabulary {sizes['vocab']} words (min frequency {config.min_freq}). Every model: {direction} "
         f"{config.layers}-layer, embedding {config.embed}, hidden {config.hidden}, {config.pooling} pooling, dropout "
-        f"{config.dropout}, reviews cut to {config.max_len} tokens (keep {config.truncation}), batch {config.batch}, "
+        f"{config.dropout}{f', recurrent dropout {config.recurrent_dropout}' if config.recurrent_dropout else ''}, "
+        f"reviews cut to {config.max_len} tokens (keep {config.truncation}), batch {config.batch}, "
         f"Adam lr {config.lr}, the same budget of {budget} of training each, seed {config.seed}. Nothing pretrained"
         + (" except the word vectors." if config.vectors else "."), "",
         "| model | test accuracy | F1 | best val accuracy | training | epochs | parameters | tokens/s | load |",
