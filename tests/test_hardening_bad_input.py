@@ -237,6 +237,8 @@ CASES = [
     ("translate-one-pair", "translate train {translate_flags} --data {bad}/one_pair.txt --out {new}", "give more pairs"),
     ("translate-nothing-in-preset", "translate train {translate_flags} --data {bad}/not_tutorial.txt --out {new}",
      "no sentence pairs left"),
+    ("translate-max-len-huge", "translate train {translate_flags} --data {pairs} --max-len 1000000000000 --out {new}",
+     "an integer from 1 to 10000"),
     ("translate-huge", "translate train {translate_flags} --data {bad}/huge.txt --out {new}", "MiB allowed"),
     ("translate-heads-do-not-divide", "translate train {translate_flags} --data {pairs} --arch transformer "
      "--heads 3 --out {new}", "multiple of heads"),

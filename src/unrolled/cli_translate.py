@@ -27,6 +27,13 @@ def _alpha(text: str) -> float:
     return _number(float, text, lambda v: 0 <= v <= 5, "a number in [0, 5]")
 
 
+MAX_LEN = 10_000  # tokens of one translation: far past a sentence, and decoding holds (batch, max_len) ids
+
+
+def _max_len(text: str) -> int:
+    return _number(int, text, lambda v: 1 <= v <= MAX_LEN, f"an integer from 1 to {MAX_LEN}")
+
+
 def register(tasks) -> None:
     parser = tasks.add_parser("translate", help="translation: train on sentence pairs, translate, score with BLEU",
                               description="Sequence-to-sequence translation: attention RNN or Transformer.")
@@ -65,7 +72,7 @@ def register(tasks) -> None:
     budget.add_argument("--epochs", type=positive_int, metavar="N")
     budget.add_argument("--minutes", type=positive_float, metavar="M",
                         help=f"minutes of training time (default {d.minutes:g})")
-    train.add_argument("--max-len", type=positive_int, metavar="N", help="tokens at most per translation (default 30; full: 60)")
+    train.add_argument("--max-len", type=_max_len, metavar="N", help="tokens at most per translation (default 30; full: 60)")
     train.add_argument("--beam", type=beam_width, metavar="K", help=f"beam width of the test score (default {d.beam})")
     train.add_argument("--length-penalty", type=_alpha, metavar="A",
                        help=f"GNMT length normalisation of beam scores, 0: none (default {d.length_penalty})")
