@@ -202,3 +202,45 @@ def test_recurrent_dropout_matches_a_torch_reference(kind):
     plain = cls(I, H, dtype=np.float64, seed=0, **extra)
     plain.load_state_dict(layer.state_dict())
     np.testing.assert_array_equal(layer(x)[0], plain(x)[0])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_recurrent_dropout_with_lengths_and_both_directions_matches_the_torch_reference(kind):
+    """Each direction draws its own (B, H) mask, whose row j belongs to the j-th longest sequence."""
+    rng = np.random.default_rng(12)
+    cls, _, extra = KINDS[kind]
+    layer = cls(I, H, dtype=np.float64, seed=0, bidirectional=True, recurrent_dropout=0.5, **extra)
+    randomize(layer, rng)
+    masks = [(rng.random((B, H)) < 0.5) / 0.5 for _ in range(2)]
+    drawn = iter(masks)
+    layer._recurrent_mask = lambda batch: next(drawn)
+    order = np.argsort(-np.array(LENGTHS), kind="stable")            # sorted row j is sequence order[j]
+    x, d_out = rng.standard_normal((T, B, I)), rng.standard_normal((T, B, 2 * H))
+    d_h = rng.standard_normal((2, B, H))
+    if kind == "lstm":
+        out, (h_n, _) = layer(x, lengths=LENGTHS)
+        dx, _ = layer.backward(d_out, (d_h, np.zeros_like(d_h)))
+    else:
+        out, h_n = layer(x, lengths=LENGTHS)
+        dx, _ = layer.backward(d_out, d_h)
+    suffixes = ("_l0", "_l0_reverse")
+    names = [[f"{w}{s}" for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")] for s in suffixes]
+    params = [[torch.tensor(getattr(layer, n).data, requires_grad=True) for n in group] for group in names]
+    xt = torch.tensor(x, requires_grad=True)
+    zeros = torch.zeros(1, H, dtype=torch.float64)
+    outs, finals = torch.zeros(T, B, 2 * H, dtype=torch.float64), torch.zeros(2, B, H, dtype=torch.float64)
+    for b, n in enumerate(LENGTHS):
+        row = int(np.flatnonzero(order == b)[0])
+        for d in range(2):
+            steps = torch.arange(n) if d == 0 else torch.arange(n - 1, -1, -1)
+            o, h, _ = masked_recurrence(kind, params[d], xt[steps, b:b + 1], zeros, zeros,
+                                        torch.tensor(masks[d][row:row + 1]))
+            outs[steps, b, d * H:(d + 1) * H] = o[:, 0]
+            finals[d, b] = h[0]
+    ((outs * torch.tensor(d_out)).sum() + (finals * torch.tensor(d_h)).sum()).backward()
+    assert_close(out, outs, "out")
+    assert_close(h_n, finals, "h_n")
+    assert_close(dx, xt.grad, "dx")
+    for group, tensors in zip(names, params):
+        for name, p in zip(group, tensors):
+            assert_close(getattr(layer, name).grad, p.grad, name)
