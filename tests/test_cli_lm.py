@@ -179,3 +179,10 @@ def test_ctrl_c_while_drawing_the_loss_plot_is_resumed_by_drawing_it(tmp_path, c
     assert (out / "plots" / "loss.png").is_file() and "done:" in capsys.readouterr().out
     assert main(["lm", "train", "--resume", str(out)]) == 2
     assert "already spent its budget" in capsys.readouterr().err
+
+
+def test_the_resume_hint_can_be_pasted_into_a_shell(capsys):
+    from unrolled.cli import report_interrupted
+    assert report_interrupted("lm", 7, "runs/my run") == 130
+    assert capsys.readouterr().err == ("interrupted at step 7: checkpoint saved; continue with "
+                                       "`unrolled lm train --resume 'runs/my run'`.\n")

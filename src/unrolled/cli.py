@@ -35,6 +35,7 @@ import contextlib
 import importlib
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -208,6 +209,13 @@ def check_input_files(args: argparse.Namespace) -> None:
         if size > limit:
             raise ValueError(f"{flag} {value} holds {size / 2**20:,.0f} MiB, more than the {limit / 2**20:,.0f} MiB "
                              "allowed for an input file; use a smaller file or raise UNROLLED_MAX_INPUT_MB.")
+
+
+def report_interrupted(task: str, step: int, run) -> int:
+    """Say where a Ctrl-C stopped a training run and how to continue it; the exit code for it."""
+    print(f"interrupted at step {step}: checkpoint saved; continue with "
+          f"`unrolled {task} train --resume {shlex.quote(str(run))}`.", file=sys.stderr)
+    return 130
 
 
 def one_line(error: Exception) -> str:

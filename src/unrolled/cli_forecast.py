@@ -8,12 +8,10 @@
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 
 from .checkpoint import load_checkpoint
 from .cli import (dropout_rate, nonnegative_float, nonnegative_int, path_name, positive_float, positive_int,
-                  refuse_flags_with_resume)
+                  refuse_flags_with_resume, report_interrupted)
 from .tasks import forecast, forecast_data, forecast_evaluate
 
 # train flags that set a Config field of the same name (dashes become underscores)
@@ -164,9 +162,7 @@ def run_train(args: argparse.Namespace) -> int:
     run, results = forecast.train(config, out=args.out or DEFAULT_OUT, resume_from=args.resume)
     if results is None:
         step = load_checkpoint(run)[1]["step"]
-        print(f"interrupted at step {step}: checkpoint saved; continue with "
-              f"`unrolled forecast train --resume {shlex.quote(str(run))}`.", file=sys.stderr)
-        return 130
+        return report_interrupted("forecast", step, run)
     scores = results["scores"]
     best = min((k for k in scores if k != "model"), key=lambda k: scores[k]["mae"])
     print(f"test MAE {scores['model']['mae']:.4g}, RMSE {scores['model']['rmse']:.4g}; best baseline "

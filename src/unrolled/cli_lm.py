@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 
-from .cli import (beam_width, dropout_rate, nonnegative_float, nonnegative_int, path_name, positive_float,
-                  positive_int, probability, refuse_flags_with_resume, utf8_text)
+from .cli import (beam_width, dropout_rate, nonnegative_float, nonnegative_int, path_name, positive_float, positive_int,
+                  probability, refuse_flags_with_resume, report_interrupted, utf8_text)
 from .tasks import lm
 
 # train flags that set a Config field of the same name (dashes become underscores)
@@ -73,9 +71,7 @@ def run_train(args: argparse.Namespace) -> int:
     config = None if args.resume is not None else lm.config_from(args.preset, **given)
     run, state, interrupted = lm.train(config, out=args.out or DEFAULT_OUT, resume_from=args.resume)
     if interrupted:
-        print(f"interrupted at step {state.step}: checkpoint saved; continue with "
-              f"`unrolled lm train --resume {shlex.quote(str(run))}`.", file=sys.stderr)
-        return 130
+        return report_interrupted("lm", state.step, run)
     best = "-" if state.best_val is None else f"{state.best_val:.4f}"
     print(f"done: {state.step} steps, {state.elapsed_s / 60:.1f} min of training, best validation loss {best} "
           f"nats/token; run in {run}")

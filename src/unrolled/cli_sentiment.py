@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 
 from .cli import (dropout_rate, nonnegative_float, nonnegative_int, path_name, png_path, positive_float, positive_int,
-                  refuse_flags_with_resume, utf8_text)
+                  refuse_flags_with_resume, report_interrupted, utf8_text)
 from .data.sentiment_sources import is_table
 from .runs import read_json
 from .tasks import sentiment
@@ -111,9 +110,7 @@ def run_train(args: argparse.Namespace) -> int:
     config = None if args.resume is not None else _config(given)
     run, state, interrupted = sentiment.train(config, out=args.out or DEFAULT_OUT, resume_from=args.resume)
     if interrupted:
-        print(f"interrupted at step {state.step}: checkpoint saved; continue with "
-              f"`unrolled sentiment train --resume {shlex.quote(str(run))}`.", file=sys.stderr)
-        return 130
+        return report_interrupted("sentiment", state.step, run)
     results = read_json(run / sentiment.RESULTS, "the run's results")
     print(f"done: {state.step} steps, {state.elapsed_s / 60:.1f} min of training, "
           f"test accuracy {100 * results['test']['accuracy']:.2f}%; run in {run}")

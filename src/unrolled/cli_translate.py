@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 
-from .cli import (beam_width, dropout_rate, nonnegative_int, _number, path_name, png_path, positive_float,
-                  positive_int, refuse_flags_with_resume, utf8_text)
+from .cli import (beam_width, dropout_rate, nonnegative_int, _number, path_name, png_path, positive_float, positive_int,
+                  refuse_flags_with_resume, report_interrupted, utf8_text)
 from .runs import outside_runs, read_json
 from .tasks import translate
 
@@ -109,9 +108,7 @@ def run_train(args: argparse.Namespace) -> int:
                              f"only, but this run's model is {config.arch}.")
     run, state, interrupted = translate.train(config, out=args.out or DEFAULT_OUT, resume_from=args.resume)
     if interrupted:
-        print(f"interrupted at step {state.step}: checkpoint saved; continue with "
-              f"`unrolled translate train --resume {shlex.quote(str(run))}`.", file=sys.stderr)
-        return 130
+        return report_interrupted("translate", state.step, run)
     results = read_json(run / translate.RESULTS, "the run's results")
     print(f"done: {state.step} steps, {state.elapsed_s / 60:.1f} min of training; test BLEU greedy "
           f"{results['test_bleu_greedy']:.1f}, beam {results['beam']} {results['test_bleu_beam']:.1f}; run in {run}")
