@@ -36,6 +36,7 @@ import numpy as np
 
 from ..checkpoint import load_checkpoint, load_weights, prefixed, save_checkpoint, section
 from ..core.module import Module, no_grad
+from ..data.series import Series
 from ..data.windows import Normaliser, Windows
 from ..forecasting import baselines, metrics
 from ..forecasting.baselines import LinearAR
@@ -395,7 +396,7 @@ def train(config: Config | None = None, out=None, resume_from=None, log=None,
         saved_ar = (ar, data_meta["ar_choice"])
     data = prepare(config, ar=saved_ar)   # a missing file or column fails here, before the run folder is touched
     baseline_forecasts(data, data.test[:1])   # a baseline or MASE that cannot run fails before the run folder exists
-    data.mase_scale()
+    mase_scale = data.mase_scale()
     model = build(config, len(data.series.columns))
     task = ForecastTask(model, data, config)
     optimizer, schedule = make_optimizer(task, config)
@@ -410,7 +411,7 @@ def train(config: Config | None = None, out=None, resume_from=None, log=None,
               **({} if data.ar is data.linear_ar else {"linear_ar/coef": data.linear_ar.coef})}
         save_checkpoint(run, {**prefixed("normaliser", data.normaliser.state_dict()), **ar},
                         {"columns": data.series.columns, "report": data.series.report, "ar_choice": data.ar_choice,
-                         "season": data.season, "mase_scale": data.mase_scale(),
+                         "season": data.season, "mase_scale": mase_scale,
                          "split": list(data.split.sizes)}, DATA)
         state = TrainState()
         save_training_state(run, task, optimizer, schedule, state, meta)  # resumable from the first step
@@ -424,7 +425,7 @@ def train(config: Config | None = None, out=None, resume_from=None, log=None,
         return run, None
     started = time.perf_counter()
     try:
-        results = evaluate(model, data)
+        results = evaluate(model, data, scale=mase_scale)
         final = {**final_record(state, results), "wall_s": round(state.wall_s + time.perf_counter() - started, 3)}
         from .forecast_report import write_outputs  # matplotlib is loaded only here
         write_outputs(run, config, data, results, read_metrics(run) + [final])
@@ -478,24 +479,35 @@ def predict(run, data=None, out=None) -> Path:
     if data is not None:
         config = dataclasses.replace(config, data=str(data))
     path = output_file(out, run, (config.data, trained_on)) if out is not None else run / "forecast.csv"
-    series = aligned(load(config), meta["columns"], config.data)
-    if len(series) < config.lookback:
-        raise ValueError(f"{Path(config.data).name} has {len(series)} rows after cleaning, fewer than the "
-                         f"lookback of {config.lookback} the model reads.")
-    windows = Windows(normaliser.transform(model_values(series, config.log)), config.lookback, config.horizon,
-                      config.gap)
+    series, windows = read_as_trained(config, normaliser, meta)
     framing = Framing(windows, normaliser, config.log, config.base, ar)
     y = framing.original_units(forecast_windows(model, framing, np.array([len(series) - 1])))[0]  # (H,)
     steps = config.gap + 1 + np.arange(config.horizon)
     times = future_times(series.time, steps) if series.time is not None else None
+    write_csv(path, ["step"] + (["time"] if times is not None else []) + [series.target],
+              ([step] + ([times[k]] if times is not None else []) + [f"{y[k]:.6g}"] for k, step in enumerate(steps)))
+    return path
+
+
+def read_as_trained(config: Config, normaliser: Normaliser, meta: dict) -> tuple[Series, Windows]:
+    """The series of `config.data` with a run's columns in its order, and its windows normalised as in
+    training (a file too short for one lookback is refused)."""
+    series = aligned(load(config), meta["columns"], config.data)
+    if len(series) < config.lookback:
+        raise ValueError(f"{Path(config.data).name} has {len(series)} rows after cleaning, fewer than the "
+                         f"lookback of {config.lookback} the model reads.")
+    return series, Windows(normaliser.transform(model_values(series, config.log)), config.lookback, config.horizon,
+                           config.gap)
+
+
+def write_csv(path: Path, header: list, rows) -> None:
+    """A CSV file (quoted as needed) written atomically; a missing folder is made."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["step"] + (["time"] if times is not None else []) + [series.target])
-    for k, step in enumerate(steps):
-        writer.writerow([step] + ([times[k]] if times is not None else []) + [f"{y[k]:.6g}"])
+    writer.writerow(header)
+    writer.writerows(rows)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, text.getvalue())
-    return path
 
 
 def output_file(out, run, data_files, own: str = "forecast.csv", what: str = "the forecast") -> Path:

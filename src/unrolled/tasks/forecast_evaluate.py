@@ -11,9 +11,7 @@ divides by the training period's seasonal naive error, so the scores compare wit
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import re
 import warnings
 from pathlib import Path
@@ -21,11 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from ..checkpoint import load_checkpoint
-from ..data.windows import Split, Windows
-from ..forecasting import metrics
-from ..runs import atomic_write_text, load_config
-from .forecast import (TASK, Config, evaluate, file_sha256, load_data, load_model, output_file)
-from .forecast_data import Prepared, aligned, load, ma_window, model_values
+from ..data.windows import Split
+from ..runs import load_config
+from .forecast import (TASK, Config, evaluate, file_sha256, load_data, load_model, output_file, read_as_trained,
+                       write_csv)
+from .forecast_data import Prepared, ma_window
 from .forecast_report import best_baseline, score_table, versus_best
 
 
@@ -40,21 +38,18 @@ def evaluate_run(run, data=None, since=None, out=None) -> tuple[dict, str]:
     trained_on, source = config.data, Path(data if data is not None else config.data)
     path = output_file(out, run, (source, trained_on), "evaluation.csv", "the forecasts") if out is not None else None
     config = dataclasses.replace(config, data=str(source))
-    series = aligned(load(config), meta["columns"], source)
+    series, windows = read_as_trained(config, normaliser, meta)
     n, season = len(series), meta["season"]
-    windows = Windows(normaliser.transform(model_values(series, config.log)), config.lookback, config.horizon,
-                      config.gap)
     history = max(config.lookback, season, ma_window(config, season))   # rows every baseline needs
     test_period = since is None and source.resolve() == Path(trained_on).resolve()
-    if test_period:
+    if test_period:                      # training's split, test windows and MASE scale (of its training rows)
         refuse_changed(run, source)
         train_rows, val_rows, _ = meta["split"]
-        start, which = train_rows + val_rows, "the run's test period"
-        origins = windows.origins(start, n)                               # training's test windows
-        scale = metrics.naive_scale(series.target_values[:train_rows], season)
+        split, which, scale = Split(train_rows, train_rows + val_rows, n), "the run's test period", None
+        origins = windows.origins(split.val_end, n)
     else:
         start = first_row(series, since)
-        which = "every window" if since is None else f"the windows from {since}"
+        split, which = Split(start, start, n), ("every window" if since is None else f"the windows from {since}")
         origins = windows.origins(start, n)
         origins = origins[origins >= history - 1]
         scale = meta.get("mase_scale", float("nan"))                      # older runs did not save it
@@ -63,8 +58,8 @@ def evaluate_run(run, data=None, since=None, out=None) -> tuple[dict, str]:
         raise ValueError(f"{source.name} has no window to score{'' if since is None else f' from {since}'}: each "
                          f"needs {history} rows of history and {ahead} step{'s' * (ahead > 1)} ahead, and the "
                          f"data ends at {last}.")
-    framed = Prepared(windows, normaliser, config.log, config.base, ar, series, Split(start, start, n),
-                      origins[:0], origins[:0], origins, season, ma_window(config, season), linear_ar)  # fits nothing
+    framed = Prepared(windows, normaliser, config.log, config.base, ar, series, split, origins[:0], origins[:0],
+                      origins, season, ma_window(config, season), linear_ar)      # no training windows: fits nothing
     results = evaluate(load_model(run, config, len(meta["columns"])), framed, origins, scale)
     results["origins"], rows = origins, windows.target_rows(origins)                # rows (B, H)
     if path is not None:
@@ -75,7 +70,7 @@ def evaluate_run(run, data=None, since=None, out=None) -> tuple[dict, str]:
             f"{'rows ' if series.time is None else ''}{when.min()} to {when.max()}.", "",
             *score_table(results["scores"]), "",
             versus_best(results["scores"]["model"]["mae"], results["scores"][f"baseline_{best}"]["mae"], best)]
-    if np.isnan(scale):
+    if np.isnan(results["mase_scale"]):
         text.append("MASE is left out: this run was made before runs saved its scale.")
     if linear_ar is None:
         text.append("The linear AR baseline is left out: this run was made before runs saved it beside the AR "
@@ -124,14 +119,9 @@ def write_forecasts(path: Path, series, rows: np.ndarray, results: dict) -> None
     """One line per window and step: the target's time (or row), the step ahead, the truth, every forecast."""
     names = list(results["forecasts"])
     steps = rows[0] - results["origins"][0]                             # gap + 1 .. gap + H
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["time" if series.time is not None else "row", "step", series.target,
-                     *(k.replace("baseline_", "") for k in names)])
-    for b in range(rows.shape[0]):
-        for h in range(rows.shape[1]):
-            when = series.time[rows[b, h]] if series.time is not None else rows[b, h]
-            values = [results["truth"][b, h], *(results["forecasts"][k][b, h] for k in names)]
-            writer.writerow([when, steps[h], *(f"{v:.6g}" for v in values)])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, text.getvalue())
+    when = series.time[rows] if series.time is not None else rows       # (B, H)
+    write_csv(path, ["time" if series.time is not None else "row", "step", series.target,
+                     *(k.replace("baseline_", "") for k in names)],
+              ([when[b, h], steps[h], *(f"{v:.6g}" for v in (results["truth"][b, h],
+                                                              *(results["forecasts"][k][b, h] for k in names)))]
+               for b in range(rows.shape[0]) for h in range(rows.shape[1])))
