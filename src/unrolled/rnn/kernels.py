@@ -62,8 +62,9 @@ def _transposed(W_hh: np.ndarray, T: int) -> np.ndarray:
     return np.ascontiguousarray(W_hh.T) if T > 1 else W_hh.T
 
 
-def _masked(h: np.ndarray, mask, out: np.ndarray) -> np.ndarray:
-    """h, or h * mask (written to out) under recurrent dropout: what the recurrent product reads."""
+def _masked(h: np.ndarray, mask, out) -> np.ndarray:
+    """h, or h * mask (written to out, a (B, H) buffer) under recurrent dropout: what the recurrent
+    product reads."""
     return h if mask is None else np.multiply(h, mask[:len(h)], out=out[:len(h)])
 
 
@@ -100,7 +101,8 @@ def lstm_forward(x_proj, W_hh, h0, c0, batch_sizes=None, keep=True, ready=None, 
     hs, cs = alloc((T + 1, B, H), dtype), alloc((T + 1, B, H), dtype)
     hs[0], cs[0] = h0, c0
     tanh_c = alloc((T if keep else 1, B, H), dtype)
-    rec, ig, hm = np.empty((B, G), dtype), np.empty((B, H), dtype), np.empty((B, H), dtype)
+    rec, ig = np.empty((B, G), dtype), np.empty((B, H), dtype)
+    hm = None if mask is None else np.empty_like(mask)      # h * mask
     scale, shift = _lstm_gate_affine(H, dtype)
     W_hh_T = _transposed(W_hh, T)                           # (H, 4H)
     for t in range(T):
@@ -192,7 +194,8 @@ def gru_forward(x_proj, W_hh, b_hn, h0, batch_sizes=None, keep=True, ready=None,
     hs = alloc((T + 1, B, H), dtype)
     hs[0] = h0
     hns = alloc((T if keep else 1, B, H), dtype)
-    rec, rhn, hm = (np.empty(shape, dtype) for shape in ((B, G), (B, H), (B, H)))  # h W_hh^T, r * hn, h * mask
+    rec, rhn = np.empty((B, G), dtype), np.empty((B, H), dtype)  # h W_hh^T, r * hn
+    hm = None if mask is None else np.empty_like(mask)      # h * mask
     W_hh_T = _transposed(W_hh, T)                           # (H, 3H)
     for t in range(T):
         if ready is not None:
@@ -276,7 +279,7 @@ def rnn_forward(x_proj, W_hh, h0, nonlinearity="tanh", batch_sizes=None, ready=N
     hs = _alloc(sizes, B)((T + 1, B, H), x_proj.dtype)
     hs[0] = h0
     W_hh_T = _transposed(W_hh, T)                           # (H, H)
-    hm = np.empty((B, H), x_proj.dtype)
+    hm = None if mask is None else np.empty_like(mask)      # h * mask
     for t in range(T):
         if ready is not None:
             ready(t)
