@@ -128,7 +128,8 @@ def create_run(out, config: dict) -> Path:
             held = f"a '{task}' run" if task else "a config.json"
             raise ValueError(f"{out} already holds {held}; choose another --out.")
         if has_checkpoint(out) or has_checkpoint(out, "best"):
-            raise ValueError(f"{out} already holds a run; continue it with --resume {shlex.quote(str(out))} or choose another --out.")
+            raise ValueError(f"{out} already holds a run; continue it with --resume {shlex.quote(str(out))} or "
+                             "choose another --out.")
     elif out.is_dir() and not unstarted(out):
         raise ValueError(f"{out} holds files that are not a run; choose an empty or new folder for --out.")
     (out / "plots").mkdir(parents=True, exist_ok=True)
@@ -193,8 +194,8 @@ def load_config(run, task: str, cls):
         raise ValueError(f"{Path(run) / CONFIG} does not hold a valid config: {str(e).rstrip('.')}.") from None
 
 
-_JSON_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool, "None": type(None), "list": (list, tuple),
-               "tuple": (list, tuple)}
+_JSON_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool, "None": type(None),
+               "list": (list, tuple), "tuple": (list, tuple)}
 
 
 def check_types(cls, values: dict) -> None:

@@ -38,11 +38,13 @@ class Forecaster(Module):
     """Recurrent encoder + dense head with H outputs: direct multi-step forecasts."""
 
     def __init__(self, input_size: int, horizon: int, hidden_size: int = 64, num_layers: int = 1,
-                 cell: str = "gru", dropout: float = 0.0, dtype=np.float32, seed=None, recurrent_dropout: float = 0.0):
+                 cell: str = "gru", dropout: float = 0.0, dtype=np.float32, seed=None,
+                 recurrent_dropout: float = 0.0):
         super().__init__()
         rng = init.as_generator(seed)
         self.horizon, self.dtype = int(horizon), np.dtype(dtype)
-        self.encoder = make_cell(cell, input_size, hidden_size, num_layers, dropout, self.dtype, rng, recurrent_dropout)
+        self.encoder = make_cell(cell, input_size, hidden_size, num_layers, dropout, self.dtype, rng,
+                                 recurrent_dropout)
         self.dropout = Dropout(dropout, seed=rng)
         self.head = Linear(hidden_size, horizon, dtype=self.dtype, seed=rng)
 
@@ -64,12 +66,15 @@ class EncoderDecoderForecaster(Module):
     """Encoder, then a decoder unrolled for H steps from the encoder's states; one value per step."""
 
     def __init__(self, input_size: int, horizon: int, hidden_size: int = 64, num_layers: int = 1,
-                 cell: str = "gru", dropout: float = 0.0, dtype=np.float32, seed=None, recurrent_dropout: float = 0.0):
+                 cell: str = "gru", dropout: float = 0.0, dtype=np.float32, seed=None,
+                 recurrent_dropout: float = 0.0):
         super().__init__()
         rng = init.as_generator(seed)
         self.horizon, self.dtype = int(horizon), np.dtype(dtype)
-        self.encoder = make_cell(cell, input_size, hidden_size, num_layers, dropout, self.dtype, rng, recurrent_dropout)
-        self.decoder = make_cell(cell, hidden_size, hidden_size, num_layers, dropout, self.dtype, rng, recurrent_dropout)
+        self.encoder = make_cell(cell, input_size, hidden_size, num_layers, dropout, self.dtype, rng,
+                                 recurrent_dropout)
+        self.decoder = make_cell(cell, hidden_size, hidden_size, num_layers, dropout, self.dtype, rng,
+                                 recurrent_dropout)
         self.dropout = Dropout(dropout, seed=rng)
         self.head = Linear(hidden_size, 1, dtype=self.dtype, seed=rng)
 
