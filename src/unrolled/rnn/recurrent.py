@@ -165,9 +165,7 @@ class _Recurrent(Module):
                                                 caches, internals if return_internals else None)
                 mask = None
                 if self.training and self.dropout > 0 and layer < L - 1:
-                    keep_prob = 1.0 - self.dropout
-                    mask = (self.rng.random(layer_out.shape, dtype=self.dtype) < keep_prob).astype(self.dtype)
-                    mask /= keep_prob
+                    mask = self._dropout_mask(layer_out.shape, self.dropout)
                     layer_out = layer_out * mask
                 inputs.append(x2d)
                 masks.append(mask)
@@ -204,13 +202,18 @@ class _Recurrent(Module):
         return outs[0] if D == 1 else np.concatenate(outs, axis=2)
 
     def _recurrent_mask(self, B: int):
-        """(B, H) inverted dropout mask on the state in the recurrent product, the same at every step
-        (None outside training or without recurrent_dropout)."""
+        """(B, H) dropout mask on the state in the recurrent product, the same at every step (None
+        outside training or without recurrent_dropout)."""
         if not (self.training and self.recurrent_dropout > 0):
             return None
-        keep_prob = 1.0 - self.recurrent_dropout
-        mask = (self.rng.random((B, self.hidden_size), dtype=self.dtype) < keep_prob).astype(self.dtype)
-        return mask / keep_prob
+        return self._dropout_mask((B, self.hidden_size), self.recurrent_dropout)
+
+    def _dropout_mask(self, shape, p: float) -> np.ndarray:
+        """Inverted dropout: 0 with probability p, else 1 / (1 - p), from the layer's Generator."""
+        keep_prob = 1.0 - p
+        mask = (self.rng.random(shape, dtype=self.dtype) < keep_prob).astype(self.dtype)
+        mask /= keep_prob
+        return mask
 
     def _project_all(self, x2d, ws, chunks, overlap, B):
         """Input projections (T*B, G*H) of every direction, and the forward direction's `ready` hook.
