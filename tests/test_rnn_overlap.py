@@ -113,14 +113,33 @@ def test_jobs_run_on_the_helper_thread_in_order():
     overlap, seen = threads.Overlap(), []
     gate = threading.Event()
     overlap.submit(gate.wait)
-    later = [overlap.submit(seen.append, k, shareable=k % 2 == 0) for k in range(4)]
+    later = [overlap.submit(seen.append, k, shareable=k == 0) for k in range(4)]
     overlap.wait(later[:1])  # job 0 is shareable and not started (the helper waits at the gate): run here
     assert seen == [0]
     gate.set()
     overlap.finish()
-    assert seen == [0, 1, 2, 3]
     overlap.wait(later)  # joining twice runs nothing twice
     assert seen == [0, 1, 2, 3]
+
+
+def test_finish_takes_unstarted_shareable_jobs_from_the_back():
+    """While the helper works through the queue from the front, the caller runs the shareable jobs
+    it has not reached, latest first; the others stay on the helper, in order."""
+    overlap, seen = threads.Overlap(), []
+    gate = threading.Event()
+    overlap.submit(gate.wait)
+
+    def job(k):
+        seen.append((k, threading.current_thread().name))
+        if k == 0:
+            gate.set()                          # the caller's last share frees the helper
+
+    for k in range(4):
+        overlap.submit(job, k, shareable=k != 3)
+    overlap.finish()
+    caller = threading.current_thread().name
+    assert seen == [(2, caller), (1, caller), (0, caller), (3, seen[3][1])]
+    assert seen[3][0] == 3 and seen[3][1].startswith("unrolled-overlap")
 
 
 def test_a_failing_job_raises_in_the_caller():

@@ -294,7 +294,7 @@ class _Recurrent(Module):
                 overlap.submit(accumulate_grads, self.kernel, params, d_x, d_hh.reshape(T * B, -1),
                                x2d, h_prev.reshape(T * B, H))
                 dx = input_grad(d_x, w.W_ih, np.empty_like(x2d))  # (T*B, I_l)
-                overlap.wait(dx_jobs)
+                overlap.wait(dx_jobs[::-1])                  # from the back, as finish()
                 d_in += dx
         overlap.finish()
         return d_in.reshape(T, B, -1)

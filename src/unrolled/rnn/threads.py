@@ -145,6 +145,8 @@ class Overlap:
             job.join()
 
     def finish(self) -> None:
-        """Wait for every job of the group."""
+        """Wait for every job of the group. The caller first runs the shareable jobs the helper has
+        not started, latest first, while the helper works through the queue from the front."""
         jobs, self.jobs = self.jobs, []
+        self.wait([job for job in reversed(jobs) if job.shareable])
         self.wait(jobs)
