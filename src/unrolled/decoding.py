@@ -131,15 +131,16 @@ def sample(step, prompt_ids, length: int, temperature: float = 1.0, top_k: int |
     length = _check_int(length, "length", 0)
     rng = as_generator(rng)
     logits, state = prime(step, prompt_ids)
-    out = np.empty(length, dtype=np.int64)
+    out = []                                # grows as tokens come: a huge length costs nothing up front
     for t in range(length):
-        out[t] = token = _choose(logits, temperature, top_k, top_p, rng)
+        token = _choose(logits, temperature, top_k, top_p, rng)
+        out.append(token)
         if on_token is not None:
             on_token(token)
         if t + 1 < length:
-            logits, state = _step(step, out[t : t + 1], state)
+            logits, state = _step(step, np.array([token], dtype=np.int64), state)
             logits = logits[0]
-    return out
+    return np.array(out, dtype=np.int64)
 
 
 def greedy(step, prompt_ids, length: int, on_token=None) -> np.ndarray:

@@ -282,6 +282,40 @@ def load_run(run) -> tuple[Config, Vocab, LanguageModel, dict]:
     return config, vocab, model.eval(), meta
 
 
+class TextStream:
+    """Decoded text written to `out` as token ids arrive, each piece as soon as it is known.
+
+    Word-level spacing depends on the neighbouring tokens, so each token re-decodes its paragraph
+    (a blank line resets the spacing state) and writes what the text gained: the same text as
+    decoding every id at once, in time linear in the paragraph's length, not the whole text's.
+    """
+
+    def __init__(self, level: str, vocab: Vocab, ids, out, show: bool = True):
+        self.level, self.vocab, self.out = level, vocab, out
+        self.newline = vocab.stoi.get("\n")
+        self.ids = [int(i) for i in ids]                   # the current paragraph
+        self.shown = detokenize(level, vocab, self.ids) if show else ""
+        self.before: list[str] = []                        # the text of finished paragraphs
+        self._write(self.shown)
+
+    def _write(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
+
+    def add(self, token: int) -> None:
+        self.ids.append(int(token))
+        text = detokenize(self.level, self.vocab, self.ids)
+        self._write(text[len(self.shown):])
+        self.shown = text
+        if self.newline is not None and self.ids[-2:] == [self.newline, self.newline]:
+            self.before.append(self.shown)
+            self.ids, self.shown = [], ""
+
+    @property
+    def text(self) -> str:
+        return "".join(self.before) + self.shown
+
+
 def generate_from_run(run, prompt: str | None = None, length: int = 400, temperature: float = 1.0,
                       top_k: int | None = None, top_p: float | None = None, beam: int | None = None,
                       seed: int | None = None, out=None) -> str:
@@ -289,25 +323,13 @@ def generate_from_run(run, prompt: str | None = None, length: int = 400, tempera
     out = out if out is not None else sys.stdout
     config, vocab, model, _ = load_run(run)
     prompt_ids = encode_prompt(config.level, vocab, prompt) if prompt is not None else default_prompt(vocab)
-    ids = list(prompt_ids)
-    shown = detokenize(config.level, vocab, ids) if prompt is not None else ""
-    out.write(shown)
-    out.flush()
-
-    def on_token(token: int) -> None:
-        nonlocal shown
-        ids.append(int(token))
-        text = detokenize(config.level, vocab, ids)  # words need their neighbours to be spaced right
-        out.write(text[len(shown):])
-        out.flush()
-        shown = text
-
+    stream = TextStream(config.level, vocab, prompt_ids, out, show=prompt is not None)
     if beam is not None:
         best, _ = decoding.beam_search(known_tokens_only(model.step), prompt_ids, length, beam_width=beam)[0]
         for token in best:
-            on_token(token)
+            stream.add(token)
     else:
         decoding.sample(known_tokens_only(model.step), prompt_ids, length, temperature=temperature, top_k=top_k, top_p=top_p,
-                        rng=np.random.default_rng(seed), on_token=on_token)
+                        rng=np.random.default_rng(seed), on_token=stream.add)
     out.write("\n")
-    return shown
+    return stream.text
