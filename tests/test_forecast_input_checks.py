@@ -77,6 +77,17 @@ def test_a_bad_cell_in_a_first_column_of_dates_names_its_row(tmp_path, capsys, c
     assert message in train_refused(tmp_path, capsys, ["--data", str(path), *TINY])
 
 
+def test_a_row_counter_is_not_a_time_column(tmp_path, capsys):
+    path = tmp_path / "counted.csv"
+    path.write_text("No,Passengers\n" + "".join(f"{i},{100 + i % 7}\n" for i in range(1, 60)))
+    err = train_refused(tmp_path, capsys, ["--data", str(path), "--time-col", "No", *TINY])
+    assert ("time column 'No' must hold dates such as 1981-01-31, 2010-01-01 13:00 or a 4-digit year, but data "
+            "row 1 holds '1'; a column that counts rows is not a time.") in err
+    years = tmp_path / "years.csv"                                     # a column of 4-digit years is one
+    years.write_text("Year,Passengers\n" + "".join(f"{1900 + i},{100 + i % 7}\n" for i in range(60)))
+    assert str(load_series(years, "Passengers", time_col="Year").time[0]) == "1900"
+
+
 def test_a_bad_cell_in_an_hour_column_names_its_row(tmp_path):
     path = tmp_path / "hours.csv"
     path.write_text("year,month,day,hour,y\n" + "".join(f"2010,1,1,{h},{h}\n" for h in range(5)) + "2010,1,1,NA,5\n")

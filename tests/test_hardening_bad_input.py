@@ -59,6 +59,7 @@ def bad_files(folder: Path) -> None:
     write("ragged.csv", "Month,Passengers\n1949-01,112\n1949-02,118,7\n")
     write("words.csv", "Month,Passengers\n1949-01,many\n1949-02,few\n1949-03,some\n")
     write("five_rows.csv", "Month,Passengers\n" + "".join(f"1949-0{m},{100 + m}\n" for m in range(1, 6)))
+    write("counted.csv", "No,Passengers\n" + "".join(f"{i},{100 + i % 7}\n" for i in range(1, 60)))
     write("other_columns.csv", "Month,Passengers,Cargo\n" + "".join(f"1950-{m:02d},{100 + m},{m * m % 7}\n" for m in range(1, 13)))
     write("duplicate_times.csv", "Month,Passengers\n1949-01,112\n1949-01,118\n" +
           "".join(f"1950-{m:02d},{100 + m}\n" for m in range(1, 13)))
@@ -179,6 +180,8 @@ CASES = [
     ("forecast-target-not-numbers", "forecast train {forecast_flags} --data {bad}/words.csv --out {new}",
      "must hold numbers"),
     ("forecast-target-is-time", "forecast train --data {airline} --target Month --out {new}", "must not be a time column"),
+    ("forecast-time-col-counts-rows", "forecast train {forecast_flags} --data {bad}/counted.csv --time-col No "
+     "--out {new}", "a column that counts rows is not a time"),
     ("forecast-too-short", "forecast train {forecast_flags} --data {bad}/five_rows.csv --out {new}", "too short"),
     ("forecast-duplicate-times", "forecast train {forecast_flags} --data {bad}/duplicate_times.csv --out {new}",
      "each timestamp once"),

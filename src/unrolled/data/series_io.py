@@ -20,6 +20,7 @@ import numpy as np
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?", "-"})
 _SLASH_DATE = re.compile(r"^(\d{4})/(\d{1,2})(?:/(\d{1,2}))?(.*)$")
 _DATE_START = re.compile(r"^\d{4}[-/]\d{1,2}")
+_NOT_A_YEAR = re.compile(r"^\s*[-+]?(\d{1,3}|\d{5,})\s*$")  # a whole number, but not a 4-digit year
 
 
 def read_csv_columns(path) -> dict[str, np.ndarray]:
@@ -92,9 +93,15 @@ def first_non_finite(text: np.ndarray) -> tuple[int, str] | None:
 
 
 def parse_times(text: np.ndarray, name: str) -> np.ndarray:
-    """ISO dates and times ("1949-01", "1981-01-01", "2010-01-01 13:00") or "YYYY/MM/DD" as datetime64;
-    a time with a zone ("...Z", "...+08:00") is read in UTC."""
+    """ISO dates and times ("1949-01", "1981-01-01", "2010-01-01 13:00"), "YYYY/MM/DD" or 4-digit years
+    as datetime64; a time with a zone ("...Z", "...+08:00") is read in UTC. Other whole numbers are
+    refused: numpy would read 1, 2, 3 (a row counter) as the years 1, 2, 3."""
     cells = [_SLASH_DATE.sub(_iso_from_slashes, str(cell)) for cell in text]
+    for row, cell in enumerate(cells, start=1):                         # numpy reads any integer as a year
+        if _NOT_A_YEAR.match(cell):
+            raise ValueError(f"time column '{name}' must hold dates such as 1981-01-31, 2010-01-01 13:00 or a "
+                             f"4-digit year, but data row {row} holds {str(text[row - 1])!r}; a column that "
+                             f"counts rows is not a time.")
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "no explicit representation of timezones", UserWarning)
