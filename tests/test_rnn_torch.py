@@ -244,3 +244,30 @@ def test_recurrent_dropout_with_lengths_and_both_directions_matches_the_torch_re
     for group, tensors in zip(names, params):
         for name, p in zip(group, tensors):
             assert_close(getattr(layer, name).grad, p.grad, name)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_recurrent_dropout_in_stacked_layers_matches_the_torch_reference(kind):
+    """Each layer draws its own mask; the layer above reads the output below, unmasked."""
+    rng = np.random.default_rng(13)
+    cls, _, extra = KINDS[kind]
+    layer = cls(I, H, num_layers=2, dtype=np.float64, seed=0, recurrent_dropout=0.5, **extra)
+    randomize(layer, rng)
+    masks = [(rng.random((B, H)) < 0.5) / 0.5 for _ in range(2)]
+    drawn = iter(masks)
+    layer._recurrent_mask = lambda batch: next(drawn)
+    x, d_out = rng.standard_normal((T, B, I)), rng.standard_normal((T, B, H))
+    out, _ = layer(x)
+    dx, _ = layer.backward(d_out)
+    names = [[f"{w}_l{k}" for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")] for k in range(2)]
+    params = [[torch.tensor(getattr(layer, n).data, requires_grad=True) for n in group] for group in names]
+    xt = torch.tensor(x, requires_grad=True)
+    zeros = torch.zeros(B, H, dtype=torch.float64)
+    below, _, _ = masked_recurrence(kind, params[0], xt, zeros, zeros, torch.tensor(masks[0]))
+    out_t, _, _ = masked_recurrence(kind, params[1], below, zeros, zeros, torch.tensor(masks[1]))
+    (out_t * torch.tensor(d_out)).sum().backward()
+    assert_close(out, out_t, "out")
+    assert_close(dx, xt.grad, "dx")
+    for group, tensors in zip(names, params):
+        for name, p in zip(group, tensors):
+            assert_close(getattr(layer, name).grad, p.grad, name)
