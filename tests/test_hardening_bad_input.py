@@ -181,7 +181,7 @@ CASES = [
      "must hold numbers"),
     ("forecast-target-is-time", "forecast train --data {airline} --target Month --out {new}", "must not be a time column"),
     ("forecast-time-col-counts-rows", "forecast train {forecast_flags} --data {bad}/counted.csv --time-col No "
-     "--out {new}", "a column that counts rows is not a time"),
+     "--out {new}", "or a 4-digit year, but data row 1 holds '1'"),
     ("forecast-too-short", "forecast train {forecast_flags} --data {bad}/five_rows.csv --out {new}", "too short"),
     ("forecast-duplicate-times", "forecast train {forecast_flags} --data {bad}/duplicate_times.csv --out {new}",
      "each timestamp once"),

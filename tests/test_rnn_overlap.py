@@ -46,6 +46,13 @@ def test_float32_matches_torch(kind):
     test_rnn_torch.test_float32_matches_torch(kind)
 
 
+@pytest.mark.parametrize("kind", test_rnn_torch.KINDS)
+def test_recurrent_dropout_matches_the_torch_references(kind):
+    test_rnn_torch.test_recurrent_dropout_matches_a_torch_reference(kind)
+    test_rnn_torch.test_recurrent_dropout_with_lengths_and_both_directions_matches_the_torch_reference(kind)
+    test_rnn_torch.test_recurrent_dropout_in_stacked_layers_matches_the_torch_reference(kind)
+
+
 @pytest.mark.parametrize("num_layers,bidirectional,batch_first,lengths,with_h0",
                          [case for case in test_rnn_gradcheck._grid() if case[0] <= 2])  # PyTorch checks all
 @pytest.mark.parametrize("kind", test_rnn_gradcheck.KINDS)
@@ -112,7 +119,7 @@ def test_one_blas_thread_sets_and_restores():
 def test_jobs_run_on_the_helper_thread_in_order():
     overlap, seen = threads.Overlap(), []
     gate = threading.Event()
-    overlap.submit(gate.wait)
+    overlap.submit(gate.wait, 10)                  # a bounded wait: a regression fails, never hangs
     later = [overlap.submit(seen.append, k, shareable=k == 0) for k in range(4)]
     overlap.wait(later[:1])  # job 0 is shareable and not started (the helper waits at the gate): run here
     assert seen == [0]
@@ -127,7 +134,7 @@ def test_finish_takes_unstarted_shareable_jobs_from_the_back():
     it has not reached, latest first; the others stay on the helper, in order."""
     overlap, seen = threads.Overlap(), []
     gate = threading.Event()
-    overlap.submit(gate.wait)
+    overlap.submit(gate.wait, 10)
 
     def job(k):
         seen.append((k, threading.current_thread().name))

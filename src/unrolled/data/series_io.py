@@ -100,8 +100,7 @@ def parse_times(text: np.ndarray, name: str) -> np.ndarray:
     for row, cell in enumerate(cells, start=1):                         # numpy reads any integer as a year
         if _NOT_A_YEAR.match(cell):
             raise ValueError(f"time column '{name}' must hold dates such as 1981-01-31, 2010-01-01 13:00 or a "
-                             f"4-digit year, but data row {row} holds {str(text[row - 1])!r}; a column that "
-                             f"counts rows is not a time.")
+                             f"4-digit year, but data row {row} holds {str(text[row - 1])!r}.")
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "no explicit representation of timezones", UserWarning)

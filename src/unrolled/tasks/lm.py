@@ -287,7 +287,8 @@ class TextStream:
 
     Word-level spacing depends on the neighbouring tokens, so each token re-decodes its paragraph
     (a blank line resets the spacing state) and writes what the text gained: the same text as
-    decoding every id at once, in time linear in the paragraph's length, not the whole text's.
+    decoding every id at once, in time that grows with the paragraph, not the whole text (a
+    vocabulary without a newline is one paragraph).
     """
 
     def __init__(self, level: str, vocab: Vocab, ids, out, show: bool = True):
