@@ -149,6 +149,33 @@ def test_finish_takes_unstarted_shareable_jobs_from_the_back():
     assert seen[3][0] == 3 and seen[3][1].startswith("unrolled-overlap")
 
 
+def test_finish_takes_the_unstarted_ordered_jobs_and_runs_them_after_the_earlier_ones():
+    """Ordered jobs (gradients added into the same arrays) keep their order wherever they run: the
+    caller claims those the helper has not reached and runs them once the helper's are done."""
+    overlap, seen = threads.Overlap(), []
+    started, release = threading.Event(), threading.Event()
+
+    def record(name):
+        seen.append((name, threading.current_thread().name))
+
+    def first():
+        started.set()
+        release.wait(10)                        # a bounded wait: a regression fails, never hangs
+        record("A")
+
+    overlap.submit(first, ordered=True)
+    overlap.submit(record, "B", ordered=True)
+    overlap.submit(record, "C")                 # neither shareable nor ordered: the helper's
+    overlap.submit(record, "D", ordered=True)
+    assert started.wait(10)                     # the helper is inside A
+    threading.Timer(0.2, release.set).start()
+    overlap.finish()
+    caller = threading.current_thread().name
+    assert [name for name, _ in seen if name != "C"] == ["A", "B", "D"]
+    where = dict(seen)
+    assert where["A"] != caller and where["C"] != caller and where["B"] == where["D"] == caller
+
+
 def test_a_failing_job_raises_in_the_caller():
     overlap = threads.Overlap()
     overlap.submit(np.matmul, np.ones((2, 3)), np.ones((2, 3)))

@@ -91,22 +91,32 @@ def check_init(kernel, bias: bool, init_name: str, forget_bias) -> None:
         raise ValueError("forget_bias needs an LSTM with bias=True, but was given for a layer without a forget-gate bias.")
 
 
-def accumulate_grads(kernel, params, d_x, d_hh, x, h_prev) -> None:
+def accumulate_grads(params, d_x, d_hh, x, h_prev) -> None:
     """Add one weight set's gradients over N rows (steps x sequences), one GEMM per weight block.
 
     d_x: the gradient w.r.t. the input projection as pieces ((rows (N, k), gate columns), ...),
     rows paired with x (N, I). d_hh (N, G*H): w.r.t. the recurrent product, rows paired with
     h_prev (N, H).
     """
-    w_ih, w_hh, b_ih, b_hh = params
+    input_side_grads(params, d_x, x)
+    recurrent_side_grads(params, d_hh, h_prev)
+
+
+def input_side_grads(params, d_x, x) -> None:
+    """The input half of `accumulate_grads`: weight_ih's and bias_ih's gradients."""
+    w_ih, _, b_ih, _ = params
     for block, cols in d_x:
         w_ih.grad[cols] += block.T @ x                      # (k, I)
+        if b_ih is not None:
+            b_ih.grad[cols] += block.sum(0)
+
+
+def recurrent_side_grads(params, d_hh, h_prev) -> None:
+    """The recurrent half of `accumulate_grads`: weight_hh's and bias_hh's gradients."""
+    _, w_hh, _, b_hh = params
     w_hh.grad += d_hh.T @ h_prev                            # (G*H, H)
-    if b_ih is not None:
-        for block, cols in d_x:
-            db = block.sum(0)
-            b_ih.grad[cols] += db
-        b_hh.grad += db if kernel.shared_grads else d_hh.sum(0)
+    if b_hh is not None:
+        b_hh.grad += d_hh.sum(0)
 
 
 def input_grad(d_x, W_ih, out) -> np.ndarray:
@@ -167,7 +177,7 @@ class _Cell(Module):
         d_states = self._states(d_states, x.shape[0], grad=True)
         d_x, d_hh, d_states0 = self.kernel.backward(None, d_states, w, hs, cache, None)
         d_x = [(block[0], cols) for block, cols in d_x]     # the one step
-        accumulate_grads(self.kernel, weights_of(self, ""), d_x, d_hh[0], x, hs[0])
+        accumulate_grads(weights_of(self, ""), d_x, d_hh[0], x, hs[0])
         return input_grad(d_x, w.W_ih, np.empty_like(x)), d_states0
 
     def extra_repr(self) -> str:

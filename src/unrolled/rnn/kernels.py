@@ -332,7 +332,6 @@ class Weights(NamedTuple):
 
 class LSTMKernel:
     n_gates, state_names = 4, ("h", "c")
-    shared_grads = True  # the input and recurrent pre-activations get the same gradient (one piece)
 
     @staticmethod
     def prepare(W_ih, W_hh, b_ih, b_hh) -> Weights:
@@ -358,7 +357,6 @@ class LSTMKernel:
 
 class GRUKernel:
     n_gates, state_names = 3, ("h",)
-    shared_grads = False
 
     @staticmethod
     def prepare(W_ih, W_hh, b_ih, b_hh) -> Weights:
@@ -388,7 +386,6 @@ class GRUKernel:
 
 class RNNKernel:
     n_gates, state_names = 1, ("h",)
-    shared_grads = True
 
     def __init__(self, nonlinearity: str):
         self.nonlinearity = nonlinearity

@@ -29,8 +29,9 @@ import numpy as np
 from ..core import init
 from ..core.checks import as_array, check_lengths, check_shape
 from ..core.module import Module
-from .cells import (accumulate_grads, add_weights, check_float_dtype, check_init, check_sizes,
-                    input_grad, prepared, reset_weights, state_pair, weights_of)
+from .cells import (add_weights, check_float_dtype, check_init, check_sizes,
+                    input_grad, input_side_grads, prepared, recurrent_side_grads, reset_weights, state_pair,
+                    weights_of)
 from .kernels import GRUKernel, LSTMKernel, RNNKernel
 from .threads import Overlap, one_blas_thread
 
@@ -291,8 +292,8 @@ class _Recurrent(Module):
                 dst[k] = src
             if d:                                             # back to time order, to pair with x
                 d_x = [(batch.reverse(block).reshape(T * B, -1), cols) for block, cols in d_x]
-                overlap.submit(accumulate_grads, self.kernel, params, d_x, d_hh.reshape(T * B, -1),
-                               x2d, h_prev.reshape(T * B, H))
+                overlap.submit(input_side_grads, params, d_x, x2d, ordered=True)
+                overlap.submit(recurrent_side_grads, params, d_hh.reshape(T * B, -1), h_prev.reshape(T * B, H))
                 dx = input_grad(d_x, w.W_ih, np.empty_like(x2d))  # (T*B, I_l)
                 overlap.wait(dx_jobs[::-1])                  # from the back, as finish()
                 d_in += dx
@@ -311,7 +312,8 @@ class _Recurrent(Module):
             rows = slice(t * B, chunks[t] * B)
             d_x2d = [(block.reshape(-1, block.shape[2])[rows], cols) for block, cols in d_x]
             d_hh2d = d_hh.reshape(-1, G)[rows]
-            overlap.submit(accumulate_grads, self.kernel, params, d_x2d, d_hh2d, x2d[rows], h_prev[rows])
+            overlap.submit(input_side_grads, params, d_x2d, x2d[rows], ordered=True)  # the caller may take these
+            overlap.submit(recurrent_side_grads, params, d_hh2d, h_prev[rows])
             dx_jobs.append(overlap.submit(input_grad, d_x2d, w.W_ih, d_in[rows], shareable=True))
 
         return done

@@ -111,10 +111,13 @@ def _with_errstate(settings: dict, fn, args):
 
 class Job:
     """One call queued on the helper thread. `join()` waits for it; a shareable job (one whose
-    outputs no other job touches) that has not started yet is run by the caller instead."""
+    outputs no other job touches) that has not started yet is run by the caller instead. An
+    ordered job may run on the caller too, but only after every ordered job queued before it
+    (see `Overlap.finish`): jobs that add into the same arrays keep their order, so their sums
+    keep their bits."""
 
-    def __init__(self, fn, args, shareable: bool):
-        self.fn, self.args, self.shareable = fn, args, shareable
+    def __init__(self, fn, args, shareable: bool, ordered: bool = False):
+        self.fn, self.args, self.shareable, self.ordered = fn, args, shareable, ordered
         self.future = _executor().submit(_with_errstate, np.geterr(), fn, args)  # the caller's np.errstate
         self.joined = False
 
@@ -122,9 +125,14 @@ class Job:
         if self.joined:
             return
         if self.shareable and self.future.cancel():
-            self.fn(*self.args)
+            self.run_here()
         else:
             self.future.result()                            # re-raises the job's exception
+        self.joined = True
+
+    def run_here(self) -> None:
+        """Run a job whose future the caller has cancelled."""
+        self.fn(*self.args)
         self.joined = True
 
 
@@ -134,8 +142,8 @@ class Overlap:
     def __init__(self):
         self.jobs: list[Job] = []
 
-    def submit(self, fn, *args, shareable: bool = False) -> Job:
-        job = Job(fn, args, shareable)
+    def submit(self, fn, *args, shareable: bool = False, ordered: bool = False) -> Job:
+        job = Job(fn, args, shareable, ordered)
         self.jobs.append(job)
         return job
 
@@ -145,8 +153,19 @@ class Overlap:
             job.join()
 
     def finish(self) -> None:
-        """Wait for every job of the group. The caller first runs the shareable jobs the helper has
-        not started, latest first, while the helper works through the queue from the front."""
+        """Wait for every job of the group, taking a share of what the helper has not started.
+
+        The caller claims the ordered jobs the helper has not reached (a suffix of them, as the
+        helper works from the front), runs the unstarted shareable jobs latest first, then the
+        claimed ordered jobs in their order once the helper has finished the earlier ones.
+        """
         jobs, self.jobs = self.jobs, []
+        ordered = [job for job in jobs if job.ordered and not job.joined]
+        claimed = 0
+        while claimed < len(ordered) and ordered[-1 - claimed].future.cancel():
+            claimed += 1
         self.wait([job for job in reversed(jobs) if job.shareable])
+        self.wait(ordered[:len(ordered) - claimed])
+        for job in ordered[len(ordered) - claimed:]:
+            job.run_here()
         self.wait(jobs)
