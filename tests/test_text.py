@@ -132,6 +132,13 @@ def test_shakespeare_fixture_word_round_trip_is_exact_up_to_spacing():
     assert tok.detokenize(tok.tokenize(text)) == _normalise_spaces(text)
 
 
+@pytest.mark.parametrize("tokens", [["--", "-"], ["-", "-"], ["-", "--"], ["x", "--", "-", "y"]])
+def test_word_detokenize_keeps_adjacent_dashes_apart(tokens):
+    """Glued together they would read as one longer run of dashes."""
+    tok = WordTokenizer()
+    assert tok.tokenize(tok.detokenize(tokens)) == tokens
+
+
 def test_word_detokenize_takes_any_model_output():
     tok = WordTokenizer()
     assert tok.detokenize(["\n", ",", '"', '"', "(", ")", "--", "'", "word"]) == '\n, "" ()--\' word'

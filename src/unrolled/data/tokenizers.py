@@ -75,7 +75,8 @@ class WordTokenizer:
             else:
                 closing = all(c in _CLOSING for c in tok)
             dash = len(tok) > 1 and set(tok) == {"-"}
-            if not (glue or closing or dash):
+            merges = prev.endswith("-") and tok.startswith("-")  # "--" then "-" must not read as "---"
+            if merges or not (glue or closing or dash):
                 out.append(" ")
             out.append(tok)
             glue = dash or tok in _OPENING or (tok in _TURN_TAKING and not closing)
