@@ -86,21 +86,20 @@ def _lstm_gate_affine(H: int, dtype) -> tuple[np.ndarray, np.ndarray]:
     return scale.reshape(-1), shift.reshape(-1)
 
 
-def lstm_forward(x_proj, W_hh, h0, c0, batch_sizes=None, keep=True, ready=None, mask=None):
+def lstm_forward(x_proj, W_hh, h0, c0, batch_sizes=None, keep=True, ready=None, mask=None, out=None):
     """LSTM over one direction.
 
     x_proj (T, B, 4H): x W_ih^T + b_ih + b_hh per step, gates i, f, g, o; overwritten with the
     activated gates (zero on padding). W_hh (4H, H). h0, c0 (B, H). keep: store what backward (or
-    inspection) needs. Returns hs, cs (T+1, B, H) and the cache (gates = x_proj, tanh(c)
-    (T, B, H), cs) or None.
+    inspection) needs. out: (hs, cs, tanh_c) to write into, as `lstm_buffers` makes them. Returns
+    hs, cs (T+1, B, H) and the cache (gates = x_proj, tanh(c) (T, B, H), cs) or None.
     """
     T, B, G = x_proj.shape
     H = G // 4
     sizes = _steps(batch_sizes, T, B)
-    alloc, dtype = _alloc(sizes, B), x_proj.dtype
-    hs, cs = alloc((T + 1, B, H), dtype), alloc((T + 1, B, H), dtype)
+    dtype = x_proj.dtype
+    hs, cs, tanh_c = out if out is not None else lstm_buffers(T, B, H, dtype, keep, _alloc(sizes, B))
     hs[0], cs[0] = h0, c0
-    tanh_c = alloc((T if keep else 1, B, H), dtype)
     rec, ig = np.empty((B, G), dtype), np.empty((B, H), dtype)
     hm = None if mask is None else np.empty_like(mask)      # h * mask
     scale, shift = _lstm_gate_affine(H, dtype)
@@ -123,6 +122,11 @@ def lstm_forward(x_proj, W_hh, h0, c0, batch_sizes=None, keep=True, ready=None, 
         np.tanh(c, out=tc)
         np.multiply(o, tc, out=hs[t + 1, :n])
     return hs, cs, ((x_proj, tanh_c, cs) if keep else None)
+
+
+def lstm_buffers(T: int, B: int, H: int, dtype, keep: bool, alloc=np.empty) -> tuple:
+    """hs, cs (T+1, B, H) and tanh(c) (T, or 1 without `keep`, B, H) for `lstm_forward`."""
+    return alloc((T + 1, B, H), dtype), alloc((T + 1, B, H), dtype), alloc((T if keep else 1, B, H), dtype)
 
 
 def lstm_backward(d_out, dh_n, dc_n, W_hh, cache, batch_sizes=None, done=None, mask=None):
@@ -179,21 +183,20 @@ def lstm_backward(d_out, dh_n, dc_n, W_hh, cache, batch_sizes=None, done=None, m
 
 # ----- GRU -------------------------------------------------------------------------------------
 
-def gru_forward(x_proj, W_hh, b_hn, h0, batch_sizes=None, keep=True, ready=None, mask=None):
+def gru_forward(x_proj, W_hh, b_hn, h0, batch_sizes=None, keep=True, ready=None, mask=None, out=None):
     """GRU over one direction: n = tanh(x_n + r * (W_hn h + b_hn)), h' = (1 - z) n + z h.
 
     x_proj (T, B, 3H): x W_ih^T + b_ih + [b_hr, b_hz, 0], gates r, z, n; overwritten with the
     activated gates (zero on padding). W_hh (3H, H). b_hn (H,): the recurrent bias of n, inside
-    the reset product. Returns hs (T+1, B, H) and the cache (gates = x_proj, hn (T, B, H) =
-    W_hn h + b_hn) or None.
+    the reset product. out: (hs, hns) to write into, as `gru_buffers` makes them. Returns hs
+    (T+1, B, H) and the cache (gates = x_proj, hn (T, B, H) = W_hn h + b_hn) or None.
     """
     T, B, G = x_proj.shape
     H = G // 3
     sizes = _steps(batch_sizes, T, B)
-    alloc, dtype = _alloc(sizes, B), x_proj.dtype
-    hs = alloc((T + 1, B, H), dtype)
+    dtype = x_proj.dtype
+    hs, hns = out if out is not None else gru_buffers(T, B, H, dtype, keep, _alloc(sizes, B))
     hs[0] = h0
-    hns = alloc((T if keep else 1, B, H), dtype)
     rec, rhn = np.empty((B, G), dtype), np.empty((B, H), dtype)  # h W_hh^T, r * hn
     hm = None if mask is None else np.empty_like(mask)      # h * mask
     W_hh_T = _transposed(W_hh, T)                           # (H, 3H)
@@ -215,6 +218,11 @@ def gru_forward(x_proj, W_hh, b_hn, h0, batch_sizes=None, keep=True, ready=None,
         h *= z
         h += nn
     return hs, ((x_proj, hns) if keep else None)
+
+
+def gru_buffers(T: int, B: int, H: int, dtype, keep: bool, alloc=np.empty) -> tuple:
+    """hs (T+1, B, H) and hn (T, or 1 without `keep`, B, H) for `gru_forward`."""
+    return alloc((T + 1, B, H), dtype), alloc((T if keep else 1, B, H), dtype)
 
 
 def gru_backward(d_out, dh_n, W_hh, hs, cache, batch_sizes=None, done=None, mask=None):
@@ -272,11 +280,12 @@ def gru_backward(d_out, dh_n, W_hh, hs, cache, batch_sizes=None, done=None, mask
 
 # ----- Elman RNN -------------------------------------------------------------------------------
 
-def rnn_forward(x_proj, W_hh, h0, nonlinearity="tanh", batch_sizes=None, ready=None, mask=None):
-    """h' = act(x_proj + h W_hh^T), act tanh or relu. x_proj (T, B, H). Returns hs (T+1, B, H)."""
+def rnn_forward(x_proj, W_hh, h0, nonlinearity="tanh", batch_sizes=None, ready=None, mask=None, out=None):
+    """h' = act(x_proj + h W_hh^T), act tanh or relu. x_proj (T, B, H). out: (hs,) to write into.
+    Returns hs (T+1, B, H)."""
     T, B, H = x_proj.shape
     sizes = _steps(batch_sizes, T, B)
-    hs = _alloc(sizes, B)((T + 1, B, H), x_proj.dtype)
+    (hs,) = out if out is not None else rnn_buffers(T, B, H, x_proj.dtype, True, _alloc(sizes, B))
     hs[0] = h0
     W_hh_T = _transposed(W_hh, T)                           # (H, H)
     hm = None if mask is None else np.empty_like(mask)      # h * mask
@@ -292,6 +301,11 @@ def rnn_forward(x_proj, W_hh, h0, nonlinearity="tanh", batch_sizes=None, ready=N
         else:
             np.maximum(h, 0, out=h)
     return hs
+
+
+def rnn_buffers(T: int, B: int, H: int, dtype, keep: bool, alloc=np.empty) -> tuple:
+    """hs (T+1, B, H) for `rnn_forward` (which keeps nothing else)."""
+    return (alloc((T + 1, B, H), dtype),)
 
 
 def rnn_backward(d_out, dh_n, W_hh, hs, nonlinearity="tanh", batch_sizes=None, done=None, mask=None):
@@ -332,15 +346,22 @@ class Weights(NamedTuple):
 
 class LSTMKernel:
     n_gates, state_names = 4, ("h", "c")
+    buffers = staticmethod(lstm_buffers)       # what forward writes: each (T or T+1 or 1, B, H)
 
     @staticmethod
     def prepare(W_ih, W_hh, b_ih, b_hh) -> Weights:
         return Weights(W_ih, W_hh, None if b_ih is None else b_ih + b_hh, None)
 
     @staticmethod
-    def forward(x_proj, w: Weights, states, batch_sizes, keep, ready=None, mask=None):
-        hs, cs, cache = lstm_forward(x_proj, w.W_hh, *states, batch_sizes, keep, ready, mask)
+    def forward(x_proj, w: Weights, states, batch_sizes, keep, ready=None, mask=None, out=None):
+        hs, cs, cache = lstm_forward(x_proj, w.W_hh, *states, batch_sizes, keep, ready, mask, out)
         return hs, (hs, cs), cache
+
+    @staticmethod
+    def outputs(x_proj, out, keep):
+        """What `forward` returns, from buffers that calls on parts of the batch have filled."""
+        hs, cs, tanh_c = out
+        return hs, (hs, cs), ((x_proj, tanh_c, cs) if keep else None)
 
     @staticmethod
     def backward(d_out, d_finals, w: Weights, hs, cache, batch_sizes, done=None, mask=None):
@@ -357,6 +378,7 @@ class LSTMKernel:
 
 class GRUKernel:
     n_gates, state_names = 3, ("h",)
+    buffers = staticmethod(gru_buffers)
 
     @staticmethod
     def prepare(W_ih, W_hh, b_ih, b_hh) -> Weights:
@@ -368,9 +390,14 @@ class GRUKernel:
         return Weights(W_ih, W_hh, b_x, b_hh[2 * H:])
 
     @staticmethod
-    def forward(x_proj, w: Weights, states, batch_sizes, keep, ready=None, mask=None):
-        hs, cache = gru_forward(x_proj, w.W_hh, w.b_hn, states[0], batch_sizes, keep, ready, mask)
+    def forward(x_proj, w: Weights, states, batch_sizes, keep, ready=None, mask=None, out=None):
+        hs, cache = gru_forward(x_proj, w.W_hh, w.b_hn, states[0], batch_sizes, keep, ready, mask, out)
         return hs, (hs,), cache
+
+    @staticmethod
+    def outputs(x_proj, out, keep):
+        hs, hns = out
+        return hs, (hs,), ((x_proj, hns) if keep else None)
 
     @staticmethod
     def backward(d_out, d_finals, w: Weights, hs, cache, batch_sizes, done=None, mask=None):
@@ -386,6 +413,7 @@ class GRUKernel:
 
 class RNNKernel:
     n_gates, state_names = 1, ("h",)
+    buffers = staticmethod(rnn_buffers)
 
     def __init__(self, nonlinearity: str):
         self.nonlinearity = nonlinearity
@@ -394,9 +422,13 @@ class RNNKernel:
     def prepare(W_ih, W_hh, b_ih, b_hh) -> Weights:
         return Weights(W_ih, W_hh, None if b_ih is None else b_ih + b_hh, None)
 
-    def forward(self, x_proj, w: Weights, states, batch_sizes, keep, ready=None, mask=None):
-        hs = rnn_forward(x_proj, w.W_hh, states[0], self.nonlinearity, batch_sizes, ready, mask)
+    def forward(self, x_proj, w: Weights, states, batch_sizes, keep, ready=None, mask=None, out=None):
+        hs = rnn_forward(x_proj, w.W_hh, states[0], self.nonlinearity, batch_sizes, ready, mask, out)
         return hs, (hs,), None
+
+    @staticmethod
+    def outputs(x_proj, out, keep):
+        return out[0], out, None
 
     def backward(self, d_out, d_finals, w: Weights, hs, cache, batch_sizes, done=None, mask=None):
         d_pre, dh0 = rnn_backward(d_out, d_finals[0], w.W_hh, hs, self.nonlinearity, batch_sizes, done, mask)

@@ -12,7 +12,8 @@ kernels in kernels.py. Per layer and direction: GEMMs over many steps at once pr
 the kernel runs the recurrence, and backward does the same for dW_ih, dW_hh and dx. Those large
 GEMMs are cut into a few time chunks that run on a helper thread while the recurrence goes on
 (threads.py): the projection of chunk c+1 during the steps of chunk c, the gradients of a chunk as
-soon as backward has left it.
+soon as backward has left it. A large layer's forward recurrence instead splits the batch: half
+of the sequences on the caller's thread, half on the helper, with no step waiting for the other.
 
 `lengths` (B ints in 1..T): padded steps keep the previous state, padded outputs are zero, h_n is
 each sequence's state at its own last step and the reverse direction runs over each sequence's
@@ -37,6 +38,16 @@ from .threads import Overlap, one_blas_thread
 
 MAX_CHUNKS = 8          # time chunks per sequence for the overlapped GEMMs...
 MIN_CHUNK_ROWS = 512    # ...each of at least this many rows (steps x sequences)
+MIN_SPLIT_WORK = 6 * 2**20  # multiply-adds per step in each half of a batch run on two threads...
+MIN_SPLIT_ROWS = 8      # ...of at least this many sequences each
+
+
+def _batch_split(B: int, H: int, G: int) -> int | None:
+    """Where the forward recurrence splits the batch between two threads (rows [0, m) on the
+    caller, [m, B) on the helper), or None when each half's steps are too small to pay for the
+    two threads' turns at the GIL."""
+    m = B // 2
+    return m if m >= MIN_SPLIT_ROWS and m * G * H * H >= MIN_SPLIT_WORK else None
 
 
 def _time_chunks(T: int, B: int) -> dict[int, int]:
@@ -183,7 +194,11 @@ class _Recurrent(Module):
         and appends the directions' caches (and internals, unless None)."""
         T, B, D = batch.T, x2d.shape[0] // batch.T, self.num_directions
         ws = [prepared(self.kernel, weights_of(self, self._suffix(layer, d))) for d in range(D)]
-        projs, ready = self._project_all(x2d, ws, chunks, overlap, B)
+        split = _batch_split(B, self.hidden_size, self.kernel.n_gates)
+        if split:
+            projs, ready = self._project_halves(x2d, ws, overlap), None
+        else:
+            projs, ready = self._project_all(x2d, ws, chunks, overlap, B)
         outs = []
         for d in range(D):
             k = layer * D + d
@@ -192,8 +207,12 @@ class _Recurrent(Module):
                 overlap.finish()
                 proj = batch.reverse(proj)
             mask = self._recurrent_mask(B)
-            hs, buffers, cache = self.kernel.forward(proj, ws[d], tuple(s[k] for s in states0),
-                                                     batch.batch_sizes, keep, None if d else ready, mask)
+            states = tuple(s[k] for s in states0)
+            if split:
+                hs, buffers, cache = self._forward_halves(proj, ws[d], states, batch, keep, mask, split, overlap)
+            else:
+                hs, buffers, cache = self.kernel.forward(proj, ws[d], states, batch.batch_sizes, keep,
+                                                         None if d else ready, mask)
             for final, buffer in zip(finals, buffers):
                 final[k] = batch.last(buffer)
             outs.append(batch.reverse(hs[1:]) if d else hs[1:])  # (T, B, H)
@@ -238,6 +257,36 @@ class _Recurrent(Module):
                 pending.pop(t).join()
 
         return projs, (ready if pending else None)
+
+    def _project_halves(self, x2d, ws, overlap):
+        """Input projections (T*B, G*H) of every direction, the first half of the rows on the
+        helper thread and the second on the caller's, both finished on return."""
+        projs = [np.empty((x2d.shape[0], w.W_ih.shape[0]), self.dtype) for w in ws]
+        half = x2d.shape[0] // 2
+        jobs = [overlap.submit(_project, x2d[:half], w, proj[:half], shareable=True) for w, proj in zip(ws, projs)]
+        for w, proj in zip(ws, projs):
+            _project(x2d[half:], w, proj[half:])
+        overlap.wait(jobs)
+        return projs
+
+    def _forward_halves(self, proj, w, states, batch, keep, mask, m, overlap):
+        """One direction's recurrence with the batch split in two: sequences [0, m) on the
+        caller's thread and [m, B) on the helper, each writing its rows of the same buffers (no
+        step waits for the other thread). Returns what the kernel's forward returns."""
+        T, B, _ = proj.shape
+        sizes = batch.batch_sizes                         # non-increasing: each half keeps its prefix form
+        out = self.kernel.buffers(T, B, self.hidden_size, self.dtype, keep,
+                                  np.zeros if sizes is not None and sizes[-1] < B else np.empty)
+
+        def run(rows, part_sizes):
+            self.kernel.forward(proj[:, rows], w, tuple(s[rows] for s in states), part_sizes, keep, None,
+                                None if mask is None else mask[rows], tuple(b[:, rows] for b in out))
+
+        low, high = slice(0, m), slice(m, B)
+        job = overlap.submit(run, high, None if sizes is None else [max(n - m, 0) for n in sizes])
+        run(low, None if sizes is None else [min(n, m) for n in sizes])
+        job.join()
+        return self.kernel.outputs(proj, out, keep)
 
     @staticmethod
     def _inspect(arrays: dict, direction: int, batch: _Batch) -> dict:

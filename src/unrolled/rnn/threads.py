@@ -7,7 +7,8 @@ threads and 0.36 s on 1, at a load average of 5 to 7 on 2 cores). So while a lay
 `one_blas_thread()` sets OpenBLAS to one thread, and the layer gets its parallelism from
 `Overlap`: the large GEMMs that do not lie on the recurrence's critical path (input projections
 of later time chunks, weight gradients of finished chunks) run on a helper thread while the
-caller's thread goes on with the recurrence.
+caller's thread goes on with the recurrence (or, in a large layer's forward pass, runs the
+recurrence of half the batch while the caller runs the other half).
 NumPy releases the GIL inside BLAS calls and large ufuncs, so the two really run at once.
 
 The thread count is set through ctypes on the OpenBLAS that NumPy loaded (NumPy's wheels bundle
