@@ -167,13 +167,50 @@ def test_finish_takes_the_unstarted_ordered_jobs_and_runs_them_after_the_earlier
     overlap.submit(record, "B", ordered=True)
     overlap.submit(record, "C")                 # neither shareable nor ordered: the helper's
     overlap.submit(record, "D", ordered=True)
+    overlap.submit(release.set, shareable=True)  # run by the caller after it has claimed B and D
     assert started.wait(10)                     # the helper is inside A
-    threading.Timer(0.2, release.set).start()
     overlap.finish()
     caller = threading.current_thread().name
     assert [name for name, _ in seen if name != "C"] == ["A", "B", "D"]
     where = dict(seen)
     assert where["A"] != caller and where["C"] != caller and where["B"] == where["D"] == caller
+
+
+def test_a_job_is_shareable_or_ordered_not_both():
+    with pytest.raises(ValueError, match="shareable .* or ordered, not both"):
+        threads.Overlap().submit(print, shareable=True, ordered=True)
+
+
+def test_jobs_use_the_callers_floating_point_error_callback():
+    calls = []
+    overlap = threads.Overlap()
+    with np.errstate(over="call", call=lambda kind, flag: calls.append(kind)):
+        overlap.submit(np.exp, np.array([1000.0]))
+        overlap.finish()
+    assert calls == ["overflow"]
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_tied_weights_add_both_gradients_on_the_overlapped_path(kind):
+    """With weight_hh tied to weight_ih every gradient job is ordered: no update is lost to two
+    threads adding into one array, and repeated runs give the same bits."""
+    rng = np.random.default_rng(4)
+    x, d_out = rng.standard_normal((30, 32, 96)), rng.standard_normal((30, 32, 96))
+    untied = getattr(unrolled, kind)(96, 96, dtype=np.float64, seed=0)
+    untied.weight_hh_l0.data[...] = untied.weight_ih_l0.data   # the same values under two names
+    untied(x)
+    untied.backward(d_out)
+    expected = untied.weight_ih_l0.grad + untied.weight_hh_l0.grad
+    grads = []
+    for _ in range(10):
+        tied = getattr(unrolled, kind)(96, 96, dtype=np.float64, seed=0)
+        tied.weight_hh_l0 = tied.weight_ih_l0                    # one array in both products
+        tied(x)
+        tied.backward(d_out)
+        grads.append(tied.weight_ih_l0.grad.copy())
+    for g in grads:
+        assert np.array_equal(g, grads[0])
+        np.testing.assert_allclose(g, expected, rtol=1e-10, atol=1e-12)
 
 
 def test_a_failing_job_raises_in_the_caller():

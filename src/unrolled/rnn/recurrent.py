@@ -284,7 +284,11 @@ class _Recurrent(Module):
 
         low, high = slice(0, m), slice(m, B)
         job = overlap.submit(run, high, None if sizes is None else [max(n - m, 0) for n in sizes])
-        run(low, None if sizes is None else [min(n, m) for n in sizes])
+        try:
+            run(low, None if sizes is None else [min(n, m) for n in sizes])
+        except BaseException:
+            job.future.exception()                        # the helper's half done before the error leaves
+            raise
         job.join()
         return self.kernel.outputs(proj, out, keep)
 
@@ -324,6 +328,8 @@ class _Recurrent(Module):
         T, B, D, H = batch.T, x2d.shape[0] // batch.T, self.num_directions, self.hidden_size
         d_in = np.empty_like(x2d)                             # (T*B, I_l)
         dx_jobs = []
+        params_of = [p for d in range(D) for p in weights_of(self, self._suffix(layer, d)) if p is not None]
+        tied = len({id(p) for p in params_of}) < len(params_of)  # one array under two names
         for d in range(D):
             k = layer * D + d
             (w, hs, cache, mask), caches[k] = caches[k], None
@@ -334,7 +340,8 @@ class _Recurrent(Module):
                 g = d_layer[..., d * H:(d + 1) * H] if D > 1 else d_layer  # (T, B, H)
                 if d:
                     g = batch.reverse(g)
-            done = None if d else self._gradients_behind(params, w, x2d, h_prev, d_in, chunks, overlap, dx_jobs, B)
+            done = None if d else self._gradients_behind(params, w, x2d, h_prev, d_in, chunks, overlap, dx_jobs, B,
+                                                         tied)
             d_x, d_hh, d0 = self.kernel.backward(g, tuple(f[k] for f in d_finals), w, hs, cache,
                                                  batch.batch_sizes, done, mask)
             for dst, src in zip(d_states0, d0):
@@ -342,16 +349,19 @@ class _Recurrent(Module):
             if d:                                             # back to time order, to pair with x
                 d_x = [(batch.reverse(block).reshape(T * B, -1), cols) for block, cols in d_x]
                 overlap.submit(input_side_grads, params, d_x, x2d, ordered=True)
-                overlap.submit(recurrent_side_grads, params, d_hh.reshape(T * B, -1), h_prev.reshape(T * B, H))
+                overlap.submit(recurrent_side_grads, params, d_hh.reshape(T * B, -1), h_prev.reshape(T * B, H),
+                               ordered=tied)
                 dx = input_grad(d_x, w.W_ih, np.empty_like(x2d))  # (T*B, I_l)
                 overlap.wait(dx_jobs[::-1])                  # from the back, as finish()
                 d_in += dx
         overlap.finish()
         return d_in.reshape(T, B, -1)
 
-    def _gradients_behind(self, params, w, x2d, h_prev, d_in, chunks, overlap, dx_jobs, B):
+    def _gradients_behind(self, params, w, x2d, h_prev, d_in, chunks, overlap, dx_jobs, B, tied):
         """The forward direction's `done` hook: once backward has left a time chunk, the helper
-        thread adds that chunk's weight gradients and computes its rows of dx (into d_in)."""
+        thread adds that chunk's weight gradients and computes its rows of dx (into d_in). The
+        input side's gradients are ordered jobs, which the caller may take at the end; with tied
+        parameters (`tied`) the recurrent side's too, so that no array gets two writers."""
         G = w.W_ih.shape[0]
         h_prev = h_prev.reshape(-1, h_prev.shape[2])          # (T*B, H)
 
@@ -362,7 +372,7 @@ class _Recurrent(Module):
             d_x2d = [(block.reshape(-1, block.shape[2])[rows], cols) for block, cols in d_x]
             d_hh2d = d_hh.reshape(-1, G)[rows]
             overlap.submit(input_side_grads, params, d_x2d, x2d[rows], ordered=True)  # the caller may take these
-            overlap.submit(recurrent_side_grads, params, d_hh2d, h_prev[rows])
+            overlap.submit(recurrent_side_grads, params, d_hh2d, h_prev[rows], ordered=tied)
             dx_jobs.append(overlap.submit(input_grad, d_x2d, w.W_ih, d_in[rows], shareable=True))
 
         return done

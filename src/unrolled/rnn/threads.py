@@ -104,9 +104,10 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _with_errstate(settings: dict, fn, args):
-    """fn(*args) under the floating-point error settings of the thread that queued it."""
-    with np.errstate(**settings):
+def _with_errstate(settings: dict, call, fn, args):
+    """fn(*args) under the floating-point error settings (and error callback) of the thread that
+    queued it."""
+    with np.errstate(**settings, call=call):
         return fn(*args)
 
 
@@ -119,7 +120,7 @@ class Job:
 
     def __init__(self, fn, args, shareable: bool, ordered: bool = False):
         self.fn, self.args, self.shareable, self.ordered = fn, args, shareable, ordered
-        self.future = _executor().submit(_with_errstate, np.geterr(), fn, args)  # the caller's np.errstate
+        self.future = _executor().submit(_with_errstate, np.geterr(), np.geterrcall(), fn, args)  # the caller's
         self.joined = False
 
     def join(self) -> None:
@@ -144,6 +145,8 @@ class Overlap:
         self.jobs: list[Job] = []
 
     def submit(self, fn, *args, shareable: bool = False, ordered: bool = False) -> Job:
+        if shareable and ordered:
+            raise ValueError("a job is shareable (any order) or ordered, not both.")
         job = Job(fn, args, shareable, ordered)
         self.jobs.append(job)
         return job
