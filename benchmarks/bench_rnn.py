@@ -31,6 +31,7 @@ import torch  # noqa: E402
 
 import unrolled  # noqa: E402
 from unrolled import no_grad  # noqa: E402
+from unrolled.rnn import recurrent  # noqa: E402
 
 GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
 TRAIN_SHAPES = [  # (T, B, input, hidden, layers)
@@ -40,6 +41,7 @@ TRAIN_SHAPES = [  # (T, B, input, hidden, layers)
     (100, 32, 256, 256, 2),
 ]
 QUICK_SHAPES = [(10, 4, 8, 16, 1), (6, 3, 8, 8, 2)]
+SPLIT_WORK = {"auto": recurrent.MIN_SPLIT_WORK, "always": 0, "never": float("inf")}  # --split
 MALLOC = {"MALLOC_MMAP_THRESHOLD_": "4096", "MALLOC_TRIM_THRESHOLD_": "0"}  # large blocks mmapped, frees returned
 
 
@@ -136,11 +138,11 @@ def _report_peaks(library: str, quick: bool) -> None:
         gc.collect()
 
 
-def peak_memory(quick: bool) -> dict[str, list[int]]:
+def peak_memory(quick: bool, split: str) -> dict[str, list[int]]:
     """{library: peak bytes per row}, both libraries measured at once in two fresh processes."""
     env = dict(os.environ, **MALLOC)
-    children = {lib: subprocess.Popen([sys.executable, os.path.abspath(__file__), "--peak-of", lib]
-                                      + (["--quick"] if quick else []),
+    children = {lib: subprocess.Popen([sys.executable, os.path.abspath(__file__), "--peak-of", lib,
+                                       "--split", split] + (["--quick"] if quick else []),
                                       env=env, stdout=subprocess.PIPE, text=True)
                 for lib in ("ours", "torch")}
     peaks = {}
@@ -173,8 +175,12 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny shapes and few repeats: a smoke run")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per library and row")
+    parser.add_argument("--split", choices=tuple(SPLIT_WORK), default="auto",
+                        help="the forward batch split between two threads: by layer size (default), for "
+                             "every batch of 16 or more, or never")
     parser.add_argument("--peak-of", choices=("ours", "torch"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    recurrent.MIN_SPLIT_WORK = SPLIT_WORK[args.split]
     if args.peak_of:
         _report_peaks(args.peak_of, args.quick)
         return
@@ -182,10 +188,11 @@ def main(argv=None) -> None:
     repeats = args.repeats or (2 if args.quick else 11)
     calls, warmup = (10, 2) if args.quick else (repeats * 20, 20)
     I, H, L = (16, 16, 2) if args.quick else (512, 512, 2)
-    peaks = peak_memory(args.quick)
+    peaks = peak_memory(args.quick, args.split)
 
     print(f"machine: {machine()}")
-    print(f"training step (forward + backward), float32, {THREADS} threads, median of {repeats} interleaved runs")
+    print(f"training step (forward + backward), float32, {THREADS} threads, median of {repeats} interleaved runs"
+          + ("" if args.split == "auto" else f", batch split {args.split}"))
     print(f"{'cell':5} {'T':>4} {'B':>3} {'in':>4} {'hid':>4} {'L':>2} | {'ours ms':>8} {'torch ms':>8} "
           f"{'ratio':>6} | {'GFLOP/s':>7} {'torch':>6} | {'ours MB':>7} {'torch MB':>8}")
     for row, (kind, shape) in enumerate(rows(args.quick)):
