@@ -8,6 +8,7 @@ OpenBLAS thread control and the job group themselves.
 import multiprocessing
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -219,6 +220,62 @@ def test_a_failing_job_raises_in_the_caller():
     with pytest.raises(ValueError):
         overlap.finish()
 
+
+
+def test_an_error_in_the_block_cancels_what_the_helper_has_not_started():
+    """After an error (or Ctrl-C) no job of the group is still running or waiting to run."""
+    seen, started = [], threading.Event()
+
+    def slow():
+        started.set()
+        time.sleep(0.2)
+        seen.append("running")
+
+    with pytest.raises(KeyboardInterrupt):
+        with threads.Overlap() as overlap:
+            overlap.submit(slow)
+            later = overlap.submit(seen.append, "later")
+            assert started.wait(10)
+            raise KeyboardInterrupt
+    assert seen == ["running"]                   # waited for, before the error left
+    assert later.future.cancelled()
+
+
+def test_an_error_in_backward_leaves_no_gradient_job_behind(monkeypatch):
+    """A layer's backward stopped midway (here by Ctrl-C in the recurrence) returns only when the
+    helper has no gradient job left: none adds into .grad after the caller has moved on."""
+    counts = {"started": 0, "finished": 0}
+    real = recurrent.input_side_grads
+
+    def slow_input_side_grads(*args):
+        counts["started"] += 1
+        time.sleep(0.05)
+        real(*args)
+        counts["finished"] += 1
+
+    behind = recurrent._Recurrent._gradients_behind
+
+    def interrupted_after_two_chunks(self, *args):
+        done, calls = behind(self, *args), []
+
+        def hook(t, d_x, d_hh):
+            done(t, d_x, d_hh)
+            if t in recurrent._time_chunks(5, 3):
+                calls.append(t)
+            if len(calls) == 2:
+                time.sleep(0.01)                 # the helper is inside a gradient job
+                raise KeyboardInterrupt
+        return hook
+
+    monkeypatch.setattr(recurrent, "input_side_grads", slow_input_side_grads)
+    monkeypatch.setattr(recurrent._Recurrent, "_gradients_behind", interrupted_after_two_chunks)
+    layer = unrolled.LSTM(4, 5, seed=0)
+    out, _ = layer(np.ones((5, 3, 4), np.float32))
+    with pytest.raises(KeyboardInterrupt):
+        layer.backward(np.ones_like(out))
+    assert counts["started"] == counts["finished"] > 0
+    time.sleep(0.2)
+    assert counts["started"] == counts["finished"]   # and nothing starts later
 
 def _chunked_lstm_step(queue):
     layer = unrolled.LSTM(4, 5, seed=0)

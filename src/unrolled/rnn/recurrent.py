@@ -170,7 +170,7 @@ class _Recurrent(Module):
         inputs, masks, caches, internals = [], [], [], []
         chunks, overlap = _time_chunks(T, B), Overlap()
         layer_in = batch.sort(x)                              # (T, B, I_l)
-        with one_blas_thread():
+        with one_blas_thread(), overlap:                 # an error leaves no job running
             for layer in range(L):
                 x2d = layer_in.reshape(T * B, -1)             # (T*B, I_l)
                 layer_out = self._forward_layer(layer, x2d, states0, finals, batch, keep, chunks, overlap,
@@ -284,12 +284,8 @@ class _Recurrent(Module):
 
         low, high = slice(0, m), slice(m, B)
         job = overlap.submit(run, high, None if sizes is None else [max(n - m, 0) for n in sizes])
-        try:
-            run(low, None if sizes is None else [min(n, m) for n in sizes])
-        except BaseException:
-            job.future.exception()                        # the helper's half done before the error leaves
-            raise
-        job.join()
+        run(low, None if sizes is None else [min(n, m) for n in sizes])  # an error: the with-block in
+        job.join()                                                        # _forward waits for the helper
         return self.kernel.outputs(proj, out, keep)
 
     @staticmethod
@@ -310,7 +306,7 @@ class _Recurrent(Module):
         d_finals = self._states(d_finals, B, batch, grad=True)
         d_states0 = [np.empty_like(f) for f in d_finals]
         chunks, overlap = _time_chunks(T, B), Overlap()
-        with one_blas_thread():
+        with one_blas_thread(), overlap:                 # an error leaves no job running
             for layer in reversed(range(L)):
                 d_layer = self._backward_layer(layer, d_layer, inputs[layer], caches, d_finals, d_states0, batch,
                                                chunks, overlap)

@@ -89,9 +89,10 @@ _helper: ThreadPoolExecutor | None = None
 
 def _executor() -> ThreadPoolExecutor:
     global _helper
-    if _helper is None:
-        _helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unrolled-overlap")
-    return _helper
+    with _lock:                                           # two threads' first layers share one helper
+        if _helper is None:
+            _helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unrolled-overlap")
+        return _helper
 
 
 def _after_fork_in_child() -> None:
@@ -139,7 +140,11 @@ class Job:
 
 
 class Overlap:
-    """A group of jobs run in order on the helper thread while the caller keeps working."""
+    """A group of jobs run in order on the helper thread while the caller keeps working.
+
+    Used as a context manager: when the block raises (an error, Ctrl-C), the jobs the helper has
+    not started are cancelled and the one it is running is waited for, so nothing of the group
+    writes into the caller's arrays after the error has left."""
 
     def __init__(self):
         self.jobs: list[Job] = []
@@ -163,7 +168,7 @@ class Overlap:
         helper works from the front), runs the unstarted shareable jobs latest first, then the
         claimed ordered jobs in their order once the helper has finished the earlier ones.
         """
-        jobs, self.jobs = self.jobs, []
+        jobs = self.jobs
         ordered = [job for job in jobs if job.ordered and not job.joined]
         claimed = 0
         while claimed < len(ordered) and ordered[-1 - claimed].future.cancel():
@@ -173,3 +178,18 @@ class Overlap:
         for job in ordered[len(ordered) - claimed:]:
             job.run_here()
         self.wait(jobs)
+        self.jobs = []
+
+    def __enter__(self) -> "Overlap":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is None:
+            self.finish()
+            return
+        jobs, self.jobs = self.jobs, []
+        for job in reversed(jobs):                        # from the back: the helper cannot start them meanwhile
+            job.future.cancel()
+        for job in jobs:
+            if not job.future.cancelled():
+                job.future.exception()                    # waits; the error that leaves is the block's
