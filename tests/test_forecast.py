@@ -8,7 +8,7 @@ import pytest
 
 from unrolled.forecasting.model import EncoderDecoderForecaster, Forecaster
 from unrolled.tasks import forecast
-from unrolled.tasks.forecast_data import prepare
+from unrolled.tasks.forecast_data import aligned, prepare
 from unrolled.testing import gradcheck
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -282,3 +282,27 @@ def test_the_input_lasso_shrinks_every_input_column_but_the_targets_after_each_s
     for plain, lasso in zip(steps[0.0], steps[3.0]):                 # the same step, then the proximal one
         assert lasso[0] == plain[0]                                  # the target's column is left alone
         np.testing.assert_allclose(lasso[1:], np.maximum(0, plain[1:] - 1e-2 * 3.0), rtol=1e-5, atol=1e-6)
+
+
+def test_a_numeric_column_whose_name_holds_an_equals_sign_is_its_own_column(tmp_path):
+    """One-hot columns are "<column>=<label>", but the grouping by file column comes from where each
+    column came from, not from its name: "rain=mm" is a number column of its own."""
+    rng = np.random.default_rng(0)
+    rows = ["t,y,rain=mm,wind"] + [f"{1900 + i},{np.sin(i / 3) + rng.normal():.3f},{rng.random():.3f},"
+                                   f"{'NE' if i % 3 else 'SW'}" for i in range(80)]
+    path = tmp_path / "weather.csv"
+    path.write_text("\n".join(rows) + "\n")
+    common = dict(data=str(path), target="y", time_col="t", lookback=6, split=(0.6, 0.2, 0.2), base="ar")
+    named = prepare(forecast.Config(**common, ar_features=["rain=mm"]))
+    assert [named.series.columns[j] for j in named.ar.columns] == ["y", "rain=mm"]
+    assert named.series.sources == ["y", "rain=mm", "wind", "wind"]
+    with pytest.raises(ValueError, match="'rain', but the inputs besides the target are rain=mm, wind"):
+        prepare(forecast.Config(**common, ar_features=["rain"]))
+    series = prepare(forecast.Config(**common)).series
+    columns = series.columns + ["wind=SE"]                               # a label the new data lacks: zeros
+    kept = aligned(series, columns, path)
+    assert kept.columns == columns and kept.sources[-1] == "wind" and not kept.values[:, -1].any()
+    without_rain = dataclasses.replace(series, values=series.values[:, [0, 2, 3]], columns=["y", "wind=NE", "wind=SW"],
+                                       sources=["y", "wind", "wind"])
+    with pytest.raises(ValueError, match="lacks the column 'rain=mm' that the model was trained with"):
+        aligned(without_rain, series.columns, path)

@@ -45,6 +45,11 @@ class Series:
     columns: list[str]                    # F names; one-hot columns are "<column>=<label>"
     time: np.ndarray | None = None        # (N,) datetime64, or None when the file has no time
     report: list[str] = field(default_factory=list)
+    sources: list[str] | None = None      # F names: the file's column each came from (default `columns`)
+
+    def __post_init__(self):
+        if self.sources is None:
+            self.sources = list(self.columns)
 
     @property
     def target(self) -> str:
@@ -130,22 +135,24 @@ def load_series(path, target: str, features: list[str] | None = None, time_col: 
     keep = _handle_missing(inputs, numeric, labels, time, missing, report)
     if time is not None and keep is not None:
         time = time[keep]
-    columns, blocks = [], []
+    columns, sources, blocks = [], [], []
     for name in inputs:
         if name in numeric:
             columns.append(name)
+            sources.append(name)
             blocks.append(numeric[name][:, None])
         elif name in labels:
             present = labels[name][~missing_mask(labels[name])]
             kinds = sorted(set(present))
             columns += [f"{name}={kind}" for kind in kinds]
+            sources += [name] * len(kinds)
             blocks.append((labels[name][:, None] == np.array(kinds)[None, :]).astype(np.float64))  # (N, K)
             report.append(f"column '{name}' holds labels, one-hot encoded as {len(kinds)} columns "
                           f"({', '.join(kinds)}).")
     values = np.concatenate(blocks, axis=1)                                # (N, F)
     if len(values) < 2:
         raise ValueError(f"expected at least 2 rows of data in {path.name} after cleaning, but {len(values)} remain.")
-    series = Series(values, columns, time, report)
+    series = Series(values, columns, time, report, sources)
     if resample is not None:
         series = _resample(series, resample)
     return series
@@ -272,7 +279,7 @@ def _resample(series: Series, resample: str) -> Series:
     np.add.at(values, group, series.values)
     values /= counts[:, None]                                             # (P, F) mean of each period
     report = series.report + [f"resampled to {resample} means: {len(series)} rows became {len(starts)}."]
-    return Series(values, series.columns, starts, report)
+    return Series(values, series.columns, starts, report, series.sources)
 
 
 CALENDAR_COLUMNS = ("day_sin", "day_cos", "year_sin", "year_cos")
@@ -298,4 +305,4 @@ def with_calendar(series: Series) -> Series:
     blocks = [(np.sin if name.endswith("sin") else np.cos)(2 * np.pi * phase[name.split("_")[0]]) for name in columns]
     values = np.concatenate([series.values, np.stack(blocks, axis=1)], axis=1)              # (N, F + 2k)
     report = series.report + [f"calendar features added: {', '.join(columns)}."]
-    return Series(values, series.columns + columns, series.time, report)
+    return Series(values, series.columns + columns, series.time, report, series.sources + columns)

@@ -186,8 +186,8 @@ def fewer_columns_ar(config, series: Series, normaliser: Normaliser, windows: Wi
     calendar columns always), or over those backward elimination keeps ("auto"); and a sentence on it."""
     calendar = len(calendar_columns(series)) if config.calendar else 0
     groups: dict[str, list[int]] = {}       # input columns by the file's column (one-hot labels together)
-    for j, name in enumerate(series.columns[1:len(series.columns) - calendar], start=1):
-        groups.setdefault(name.split("=")[0], []).append(j)
+    for j, source in enumerate(series.sources[1:len(series.columns) - calendar], start=1):
+        groups.setdefault(source, []).append(j)
     besides = " and the calendar" if calendar else ""
     if config.ar_features == "auto":
         ar, kept, steps = select_columns(windows, train, val, groups, config.ridge, equations)
@@ -214,13 +214,15 @@ def aligned(series: Series, columns: list[str], source) -> Series:
     extra = [name for name in series.columns if name not in columns]
     if extra:
         raise ValueError(f"{Path(source).name} has columns the model was not trained with: {', '.join(extra)}.")
+    label_columns = {s for s, name in zip(series.sources, series.columns) if s != name}   # one-hot encoded here
+    sources = [next((s for s in label_columns if name.startswith(f"{s}=")), name) for name in columns]
     values = np.zeros((len(series), len(columns)))
     for j, name in enumerate(columns):
         if name in index:
             values[:, j] = series.values[:, index[name]]
-        elif "=" not in name:
+        elif sources[j] == name:
             raise ValueError(f"{Path(source).name} lacks the column '{name}' that the model was trained with.")
-    return Series(values, list(columns), series.time, series.report)
+    return Series(values, list(columns), series.time, series.report, sources)
 
 
 def future_times(time: np.ndarray, steps: np.ndarray) -> np.ndarray:
