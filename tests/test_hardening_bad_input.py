@@ -71,6 +71,8 @@ def bad_files(folder: Path) -> None:
 
 CASES = [
     # ----- lm train: files -------------------------------------------------------------------
+    ("lm-max-vocab-at-char-level", "lm train {lm_flags} --level char --max-vocab 5 --out {new}",
+     "--max-vocab applies to --level word only, but this run is at the char level"),
     ("lm-missing", "lm train {lm_flags} --data {bad}/missing.txt --out {new}", "does not exist"),
     ("lm-empty", "lm train {lm_flags} --data {bad}/empty.txt --out {new}", "is empty"),
     ("lm-blank", "lm train {lm_flags} --data {bad}/blank.txt --out {new}", "is empty"),
@@ -98,7 +100,7 @@ CASES = [
     ("lm-unknown-nonfinite", "lm train {lm_flags} --on-nonfinite ignore --out {new}", "invalid choice"),
     # ----- lm sample / inspect -----------------------------------------------------------------
     ("lm-sample-prompt-outside-vocab", "lm sample {lm} --prompt ROMEO\u00a7", "not in the vocabulary"),
-    ("lm-sample-prompt-empty", "lm sample {lm} --prompt ''", "at least one token"),
+    ("lm-sample-prompt-empty", "lm sample {lm} --prompt ''", "at least one token, but was given none"),
     ("lm-sample-prompt-not-utf8", "lm sample {lm} --prompt 'ab\udcffcd'", "argument --prompt: must be UTF-8 text"),
     ("lm-inspect-text-not-utf8", "lm inspect {lm} --text 'ab\udcffcd'", "argument --text: must be UTF-8 text"),
     ("lm-sample-no-run", "lm sample {bad}/no-run", "is not a folder"),
@@ -202,6 +204,10 @@ CASES = [
      "--out {new}", "above zero"),
     ("forecast-season-longer-than-training", "forecast train {forecast_flags} --data {airline} --season 100 "
      "--out {new}", "no more than the season of 100"),
+    ("forecast-ma-window-longer-than-history", "forecast train {forecast_flags} --data {airline} --ma-window 1000 "
+     "--out {new}", "--ma-window 1000 averages more rows than come before the first test forecast"),
+    ("forecast-lr-patience-with-cosine", "forecast train {forecast_flags} --data {airline} --schedule cosine "
+     "--lr-patience 1 --out {new}", "--lr-patience applies to --schedule plateau only"),
     ("forecast-out-is-a-run", "forecast train {forecast_flags} --data {airline} --out {forecast}", "already holds a run"),
     # ----- forecast predict --------------------------------------------------------------------
     ("forecast-predict-new-columns", "forecast predict {forecast} --data {bad}/other_columns.csv --out {bad}/f.csv",
@@ -257,6 +263,8 @@ CASES = [
     # ----- translate run / eval ----------------------------------------------------------------
     ("translate-run-plot-in-a-run", "translate run {translate} 'I am cold.' --plot {translate}/plots/loss.png",
      "is in the run folder"),
+    ("translate-run-plot-over-the-runs-heatmap", "translate run {translate} 'I am cold.' --plot "
+     "{translate}/plots/attention.png", "name a file elsewhere, or plots/translation.png in"),
     ("translate-run-no-words", "translate run {translate} '123 456'", "at least one word"),
     ("translate-run-plot-not-png", "translate run {translate} 'I am cold.' --plot {bad}/empty.txt", "must name a .png"),
     ("translate-run-config-edited", "translate run {broken:translate:hidden} 'I am cold.'",

@@ -15,6 +15,7 @@ from unrolled.data.text import (
     read_text,
     split,
 )
+from unrolled.tasks.lm import encode_prompt
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHAKESPEARE = FIXTURES / "tinyshakespeare_4k.txt"
@@ -38,6 +39,18 @@ def test_read_text_turns_crlf_and_cr_into_lf(tmp_path):
     mixed.write_bytes(b"\xef\xbb\xbfone\r\ntwo\rthree\n")  # with a byte-order mark
     assert read_text(mixed) == "one\ntwo\nthree\n"
 
+
+
+@pytest.mark.parametrize("level", ["char", "word"])
+def test_a_prompt_is_read_as_the_training_text_was(level):
+    """A prompt pasted from the CRLF or BOM file the model was trained on encodes as that file's
+    text does: its line ends and byte-order mark are not tokens the model was refused."""
+    text = read_text(ANNA)[:300]
+    vocab = Vocab(sorted(set(get_tokenizer(level).tokenize(text))))
+    raw = "\ufeff" + text.replace("\n", "\r\n")
+    np.testing.assert_array_equal(encode_prompt(level, vocab, raw), encode_prompt(level, vocab, text))
+    with pytest.raises(ValueError, match="at least one token, but was given none"):
+        encode_prompt(level, vocab, "")
 
 def test_read_text_keeps_utf8_text_as_is():
     raw = SCRIPT.read_bytes().decode("utf-8")

@@ -40,3 +40,22 @@ def test_each_token_decodes_only_its_paragraph():
         stream.add(i)
     assert max(seen) <= 2 * len(para)                  # not the 250 ids of the whole text
     assert stream.text == detokenize("word", vocab, [vocab.stoi["the"]] + para * 50)
+
+
+@settings(max_examples=200, deadline=None)
+@given(level=st.sampled_from(["word", "char"]), data=st.data())
+def test_a_hidden_start_token_is_not_written(level, data):
+    """Without a prompt, sampling starts from a token the user did not write: the stream writes
+    only what follows it (and no space before the first word)."""
+    tokens = WORDS if level == "word" else CHARS
+    vocab = Vocab(tokens)
+    start = data.draw(st.integers(1, len(vocab) - 1))
+    ids = data.draw(st.lists(st.integers(1, len(vocab) - 1), max_size=40))
+    out = io.StringIO()
+    stream = TextStream(level, vocab, [start], out, show=False)
+    for i in ids:
+        stream.add(i)
+    whole, hidden = detokenize(level, vocab, [start] + ids), detokenize(level, vocab, [start])
+    expected = whole[len(hidden):]
+    expected = expected[1:] if expected.startswith(" ") and level == "word" else expected
+    assert out.getvalue() == expected and stream.text == expected

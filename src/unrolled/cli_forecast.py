@@ -159,6 +159,9 @@ def run_train(args: argparse.Namespace) -> int:
         if missing:
             raise ValueError(f"a new run needs {' and '.join(missing)} (or --resume DIR to continue a run).")
     config = None if args.resume is not None else forecast.Config(**given)
+    if config is not None and "lr_patience" in given and config.schedule != "plateau":
+        raise ValueError(f"--lr-patience applies to --schedule plateau only, but this run's schedule is "
+                         f"{config.schedule}.")
     run, results = forecast.train(config, out=args.out or DEFAULT_OUT, resume_from=args.resume)
     if results is None:
         step = load_checkpoint(run)[1]["step"]

@@ -69,6 +69,8 @@ def run_train(args: argparse.Namespace) -> int:
     given = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
     refuse_flags_with_resume(args, given)
     config = None if args.resume is not None else lm.config_from(args.preset, **given)
+    if config is not None and "max_vocab" in given and config.level != "word":
+        raise ValueError(f"--max-vocab applies to --level word only, but this run is at the {config.level} level.")
     run, state, interrupted = lm.train(config, out=args.out or DEFAULT_OUT, resume_from=args.resume)
     if interrupted:
         return report_interrupted("lm", state.step, run)

@@ -117,7 +117,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_run(args: argparse.Namespace) -> int:
     if args.plot is not None:
-        outside_runs(args.plot, "--plot", args.run, "plots/attention.png")
+        outside_runs(args.plot, "--plot", args.run, "plots/translation.png")  # not train's heatmap
     result = translate.translate_text(args.run, args.sentence, beam=args.beam)
     if args.plot is not None and result.weights is None:
         raise ValueError(f"the model in {args.run} has no attention to plot (it was trained with --attention none).")

@@ -49,7 +49,12 @@ def read_text(path) -> str:
         raise ValueError(
             f"{path} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); convert it to UTF-8 first."
         ) from None
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    return plain_newlines(text)
+
+
+def plain_newlines(text: str) -> str:
+    """Text as training reads it: Windows and old Mac line ends become "\\n", a leading BOM goes."""
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 
 def bundled_path(name: str = "tinyshakespeare") -> Path:

@@ -76,8 +76,8 @@ class Vocab:
             for t in tokens:
                 if t not in stoi:
                     raise ValueError(
-                        f"The token {t!r} is not in the vocabulary of {len(self)} tokens; "
-                        "use only tokens seen in training."
+                        f"The token {t!r} is not in the vocabulary of {len(self)} tokens (those seen in "
+                        "training, or the most frequent of them when the vocabulary was capped)."
                     )
         return np.fromiter((stoi.get(t, 0) for t in tokens), dtype=np.int64)
 

@@ -171,8 +171,12 @@ def prepare(config, series: Series | None = None, ar: tuple[LinearAR, str] | Non
     else:
         ar, ar_choice = ar or fewer_columns_ar(config, series, normaliser, windows, train, val, equations)
     season = config.season if config.season is not None else series.default_season()
+    test = windows.origins(split.val_end, n)
+    if config.ma_window is not None and config.ma_window > test[0] + 1:   # the moving average would be left out
+        raise ValueError(f"--ma-window {config.ma_window} averages more rows than come before the first test "
+                         f"forecast ({test[0] + 1}); give at most {test[0] + 1}.")
     return Prepared(windows, normaliser, config.log, config.base, ar, series, split, train[::config.stride], val,
-                    windows.origins(split.val_end, n), season, ma_window(config, season), linear_ar, ar_choice)
+                    test, season, ma_window(config, season), linear_ar, ar_choice)
 
 
 def ma_window(config, season: int) -> int:

@@ -25,7 +25,7 @@ from .. import decoding
 from ..core.functional import cross_entropy, log_softmax
 from ..core.module import no_grad
 from ..checkpoint import load_checkpoint, load_weights
-from ..data.text import StreamBatcher, Vocab, bundled_path, get_tokenizer, read_text, split
+from ..data.text import StreamBatcher, Vocab, bundled_path, get_tokenizer, plain_newlines, read_text, split
 from ..models import LanguageModel
 from ..optim import Adam
 from ..runs import atomic_write_text, create_run, load_config, read_metrics
@@ -213,9 +213,9 @@ def default_prompt(vocab: Vocab) -> np.ndarray:
 
 
 def encode_prompt(level: str, vocab: Vocab, prompt: str) -> np.ndarray:
-    tokens = get_tokenizer(level).tokenize(prompt)
+    tokens = get_tokenizer(level).tokenize(plain_newlines(prompt))   # as the training text was read
     if not tokens:
-        raise ValueError("the prompt must hold at least one token, but was given only whitespace.")
+        raise ValueError(f"the prompt must hold at least one token, but was given {'only whitespace' if prompt else 'none'}.")
     return vocab.encode(tokens, strict=True)
 
 
@@ -288,16 +288,19 @@ class TextStream:
     Word-level spacing depends on the neighbouring tokens, so each token re-decodes its paragraph
     (a blank line resets the spacing state) and writes what the text gained: the same text as
     decoding every id at once, in time that grows with the paragraph, not the whole text (a
-    vocabulary without a newline is one paragraph).
+    vocabulary without a newline is one paragraph). With `show=False` the starting ids (a start
+    token, not the user's prompt) are read but not written, nor the space that follows them.
     """
 
     def __init__(self, level: str, vocab: Vocab, ids, out, show: bool = True):
         self.level, self.vocab, self.out = level, vocab, out
         self.newline = vocab.stoi.get("\n")
         self.ids = [int(i) for i in ids]                   # the current paragraph
-        self.shown = detokenize(level, vocab, self.ids) if show else ""
+        self.shown = detokenize(level, vocab, self.ids)
+        self.hidden = 0 if show else len(self.shown)       # leading characters not written
+        self.started = show or level != "word"             # written after the start ids (words: spaced)
         self.before: list[str] = []                        # the text of finished paragraphs
-        self._write(self.shown)
+        self._write(self.shown[self.hidden:])
 
     def _write(self, text: str) -> None:
         self.out.write(text)
@@ -306,7 +309,11 @@ class TextStream:
     def add(self, token: int) -> None:
         self.ids.append(int(token))
         text = detokenize(self.level, self.vocab, self.ids)
-        self._write(text[len(self.shown):])
+        piece = text[len(self.shown):]
+        if not self.started and piece.startswith(" "):    # the space that joins the first word
+            piece, self.hidden = piece[1:], self.hidden + 1
+        self.started = self.started or bool(piece)
+        self._write(piece)
         self.shown = text
         if self.newline is not None and self.ids[-2:] == [self.newline, self.newline]:
             self.before.append(self.shown)
@@ -314,7 +321,7 @@ class TextStream:
 
     @property
     def text(self) -> str:
-        return "".join(self.before) + self.shown
+        return ("".join(self.before) + self.shown)[self.hidden:]
 
 
 def generate_from_run(run, prompt: str | None = None, length: int = 400, temperature: float = 1.0,
