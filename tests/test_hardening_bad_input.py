@@ -71,8 +71,6 @@ def bad_files(folder: Path) -> None:
 
 CASES = [
     # ----- lm train: files -------------------------------------------------------------------
-    ("lm-max-vocab-at-char-level", "lm train {lm_flags} --level char --max-vocab 5 --out {new}",
-     "--max-vocab applies to --level word only, but this run is at the char level"),
     ("lm-missing", "lm train {lm_flags} --data {bad}/missing.txt --out {new}", "does not exist"),
     ("lm-empty", "lm train {lm_flags} --data {bad}/empty.txt --out {new}", "is empty"),
     ("lm-blank", "lm train {lm_flags} --data {bad}/blank.txt --out {new}", "is empty"),
@@ -97,6 +95,8 @@ CASES = [
     ("lm-out-is-a-file", "lm train {lm_flags} --out {bad}/empty.txt", "is a file"),
     ("lm-empty-out", "lm train {lm_flags} --out ''", "argument --out: must name a path, but was given ''"),
     ("lm-negative-seed", "lm train {lm_flags} --seed -1 --out {new}", "argument --seed: must be an integer >= 0"),
+    ("lm-max-vocab-at-char-level", "lm train {lm_flags} --level char --max-vocab 5 --out {new}",
+     "--max-vocab applies to --level word only, but this run is at the char level"),
     ("lm-unknown-nonfinite", "lm train {lm_flags} --on-nonfinite ignore --out {new}", "invalid choice"),
     # ----- lm sample / inspect -----------------------------------------------------------------
     ("lm-sample-prompt-outside-vocab", "lm sample {lm} --prompt ROMEO\u00a7", "not in the vocabulary"),

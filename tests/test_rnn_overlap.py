@@ -221,7 +221,6 @@ def test_a_failing_job_raises_in_the_caller():
         overlap.finish()
 
 
-
 def test_an_error_in_the_block_cancels_what_the_helper_has_not_started():
     """After an error (or Ctrl-C) no job of the group is still running or waiting to run."""
     seen, started = [], threading.Event()
@@ -244,11 +243,12 @@ def test_an_error_in_the_block_cancels_what_the_helper_has_not_started():
 def test_an_error_in_backward_leaves_no_gradient_job_behind(monkeypatch):
     """A layer's backward stopped midway (here by Ctrl-C in the recurrence) returns only when the
     helper has no gradient job left: none adds into .grad after the caller has moved on."""
-    counts = {"started": 0, "finished": 0}
+    counts, inside = {"started": 0, "finished": 0}, threading.Event()
     real = recurrent.input_side_grads
 
     def slow_input_side_grads(*args):
         counts["started"] += 1
+        inside.set()
         time.sleep(0.05)
         real(*args)
         counts["finished"] += 1
@@ -263,7 +263,7 @@ def test_an_error_in_backward_leaves_no_gradient_job_behind(monkeypatch):
             if t in recurrent._time_chunks(5, 3):
                 calls.append(t)
             if len(calls) == 2:
-                time.sleep(0.01)                 # the helper is inside a gradient job
+                assert inside.wait(10)           # the helper is inside a gradient job
                 raise KeyboardInterrupt
         return hook
 
@@ -276,6 +276,7 @@ def test_an_error_in_backward_leaves_no_gradient_job_behind(monkeypatch):
     assert counts["started"] == counts["finished"] > 0
     time.sleep(0.2)
     assert counts["started"] == counts["finished"]   # and nothing starts later
+
 
 def _chunked_lstm_step(queue):
     layer = unrolled.LSTM(4, 5, seed=0)

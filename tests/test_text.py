@@ -40,7 +40,6 @@ def test_read_text_turns_crlf_and_cr_into_lf(tmp_path):
     assert read_text(mixed) == "one\ntwo\nthree\n"
 
 
-
 @pytest.mark.parametrize("level", ["char", "word"])
 def test_a_prompt_is_read_as_the_training_text_was(level):
     """A prompt pasted from the CRLF or BOM file the model was trained on encodes as that file's
@@ -51,6 +50,7 @@ def test_a_prompt_is_read_as_the_training_text_was(level):
     np.testing.assert_array_equal(encode_prompt(level, vocab, raw), encode_prompt(level, vocab, text))
     with pytest.raises(ValueError, match="at least one token, but was given none"):
         encode_prompt(level, vocab, "")
+
 
 def test_read_text_keeps_utf8_text_as_is():
     raw = SCRIPT.read_bytes().decode("utf-8")

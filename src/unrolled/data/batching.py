@@ -59,7 +59,7 @@ class StreamBatcher:
         if len(ids) < needed:
             raise ValueError(
                 f"One chunk of {batch_size} streams x {seq_len} steps needs at least {needed:,} tokens "
-                f"(batch_size * (seq_len + 1)), but was given {len(ids):,}; lower batch_size or seq_len (--batch, --seq-len), "
+                f"(batch_size * (seq_len + 1)), but was given {len(ids):,}; lower batch_size or seq_len, "
                 "or give more text."
             )
         self.batch_size, self.seq_len = int(batch_size), int(seq_len)

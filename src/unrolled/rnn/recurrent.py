@@ -284,8 +284,8 @@ class _Recurrent(Module):
 
         low, high = slice(0, m), slice(m, B)
         job = overlap.submit(run, high, None if sizes is None else [max(n - m, 0) for n in sizes])
-        run(low, None if sizes is None else [min(n, m) for n in sizes])  # an error: the with-block in
-        job.join()                                                        # _forward waits for the helper
+        run(low, None if sizes is None else [min(n, m) for n in sizes])  # on an error, _forward's
+        job.join()                                                        # `with overlap` waits for the helper
         return self.kernel.outputs(proj, out, keep)
 
     @staticmethod

@@ -142,9 +142,9 @@ class Job:
 class Overlap:
     """A group of jobs run in order on the helper thread while the caller keeps working.
 
-    Used as a context manager: when the block raises (an error, Ctrl-C), the jobs the helper has
-    not started are cancelled and the one it is running is waited for, so nothing of the group
-    writes into the caller's arrays after the error has left."""
+    Used as a context manager: a normal exit finishes the group; when the block raises (an error,
+    Ctrl-C), the jobs the helper has not started are cancelled and the one it is running is waited
+    for, so nothing of the group writes into the caller's arrays after the error has left."""
 
     def __init__(self):
         self.jobs: list[Job] = []
