@@ -57,7 +57,7 @@ def bad(tmp_path, name: str, text: str) -> Path:
     (["--data", str(AIRLINE), "--target", "Cars"],
      "column 'Cars' is not in airline-passengers.csv, whose columns are Month, Passengers."),
     (["--data", str(AIRLINE), "--target", "Passengers", "--lookback", "150"],
-     "the series has 144 rows, too short for a lookback of 150 plus 1 steps ahead (at least 151 rows)."),
+     "the series has 144 rows, too short for a lookback of 150 plus 1 step ahead (at least 151 rows)."),
     (["--data", str(AIRLINE), "--target", "Month"], "the target must not be a time column, but was given 'Month'."),
     (["--data", str(BEIJING), "--target", "cbwd"], "target column 'cbwd' must hold numbers, but holds 'NW'."),
     (["--data", "MISSING", "--target", "y"], "expected a CSV file at MISSING, but there is no such file."),

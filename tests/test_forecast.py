@@ -93,7 +93,7 @@ def test_framing_round_trip(base):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (dict(lookback=200), "the series has 144 rows, too short for a lookback of 200 plus 1 steps ahead"),
+    (dict(lookback=200), "the series has 144 rows, too short for a lookback of 200 plus 1 step ahead"),
     (dict(lookback=100), "the training period has 99 rows, too short for a lookback of 100"),
     (dict(horizon=22), "the validation period has 21 rows, fewer than the 22 steps ahead"),
     (dict(horizon=20, gap=5, val_last=40), "the test period has 24 rows, fewer than the 25 steps ahead"),

@@ -203,7 +203,7 @@ CASES = [
     ("forecast-log-of-negative", "forecast train --data {bad}/negative.csv --target Passengers --lookback 3 --log "
      "--out {new}", "above zero"),
     ("forecast-season-longer-than-training", "forecast train {forecast_flags} --data {airline} --season 100 "
-     "--out {new}", "no more than the season of 100"),
+     "--out {new}", "no longer than the season of 100"),
     ("forecast-ma-window-longer-than-history", "forecast train {forecast_flags} --data {airline} --ma-window 1000 "
      "--out {new}", "--ma-window 1000 averages more rows than come before the first test forecast"),
     ("forecast-lr-patience-with-cosine", "forecast train {forecast_flags} --data {airline} --schedule cosine "

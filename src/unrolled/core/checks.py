@@ -4,6 +4,11 @@ from __future__ import annotations
 import numpy as np
 
 
+def counted(n: int, noun: str) -> str:
+    """`n` and the noun, plural unless n is 1: counted(1, "row") -> "1 row", counted(3, "row") -> "3 rows"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def as_array(x, name: str, ndim: int | tuple[int, ...], dtype=None) -> np.ndarray:
     """`x` as an ndarray with `ndim` dimensions (and `dtype` if given, which it must already have)."""
     if not isinstance(x, np.ndarray):

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.checks import counted
 from .series_io import (compose_times, first_non_finite, first_non_number, looks_like_times, missing_mask,
                         parse_numeric, parse_times, read_csv_columns)
 
@@ -147,7 +148,7 @@ def load_series(path, target: str, features: list[str] | None = None, time_col: 
             columns += [f"{name}={kind}" for kind in kinds]
             sources += [name] * len(kinds)
             blocks.append((labels[name][:, None] == np.array(kinds)[None, :]).astype(np.float64))  # (N, K)
-            report.append(f"column '{name}' holds labels, one-hot encoded as {len(kinds)} columns "
+            report.append(f"column '{name}' holds labels, one-hot encoded as {counted(len(kinds), 'column')} "
                           f"({', '.join(kinds)}).")
     values = np.concatenate(blocks, axis=1)                                # (N, F)
     if len(values) < 2:
@@ -249,7 +250,7 @@ def _handle_missing(names: list[str], numeric: dict, labels: dict, time, missing
         for store in (numeric, labels):
             for name in store:
                 store[name] = store[name][keep]
-        report.append(f"dropped {int(bad.sum())} rows with missing values ({detail}).")
+        report.append(f"dropped {counted(int(bad.sum()), 'row')} with missing values ({detail}).")
         return keep
     n = len(next(iter(gaps.values())))
     x = np.arange(n, dtype=np.float64) if time is None else time.astype("datetime64[s]").astype(np.float64)
@@ -278,7 +279,7 @@ def _resample(series: Series, resample: str) -> Series:
     values = np.zeros((len(starts), series.values.shape[1]))
     np.add.at(values, group, series.values)
     values /= counts[:, None]                                             # (P, F) mean of each period
-    report = series.report + [f"resampled to {resample} means: {len(series)} rows became {len(starts)}."]
+    report = series.report + [f"resampled to {resample} means: {counted(len(series), 'row')} became {len(starts)}."]
     return Series(values, series.columns, starts, report, series.sources)
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.checks import counted
+
 # how a missing value is written in the files people have (compared case-insensitively)
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?", "-"})
 _SLASH_DATE = re.compile(r"^(\d{4})/(\d{1,2})(?:/(\d{1,2}))?(.*)$")
@@ -45,7 +47,7 @@ def read_csv_columns(path) -> dict[str, np.ndarray]:
         raise ValueError(f"expected distinct, non-empty column names in the header of {path}, but it is {header}.")
     for number, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):
-            raise ValueError(f"expected {len(header)} fields on every row of {path} like its header, "
+            raise ValueError(f"expected {counted(len(header), 'field')} on every row of {path} like its header, "
                              f"but data row {number - 1} has {len(row)}.")
     table = np.array(rows[1:], dtype=str)                                # (N, C)
     return {name: np.char.strip(table[:, j]) for j, name in enumerate(header)}

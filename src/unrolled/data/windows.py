@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.checks import counted
+
 
 @dataclass(frozen=True)
 class Split:
@@ -52,7 +54,7 @@ def chronological_split(n: int, fractions=(0.5, 0.25, 0.25), test_last: int | No
     val = val_last if val_last is not None else int(round(rest * fractions[1] / (fractions[0] + fractions[1])))
     split = Split(rest - val, rest, n)
     if min(split.sizes) < 1:
-        raise ValueError(f"the series has {n} rows, too few for training, validation and test periods "
+        raise ValueError(f"the series has {counted(n, 'row')}, too few for training, validation and test periods "
                          f"(they would have {split.sizes[0]}, {split.sizes[1]} and {split.sizes[2]} rows).")
     return split
 
@@ -99,7 +101,7 @@ class Windows:
         self.lookback, self.horizon, self.gap = int(lookback), int(horizon), int(gap)
         self.n = len(values)
         if self.n < self.lookback:
-            raise ValueError(f"the series has {self.n} rows, fewer than the lookback of {self.lookback}.")
+            raise ValueError(f"the series has {counted(self.n, 'row')}, fewer than the lookback of {self.lookback}.")
         win = np.lib.stride_tricks.sliding_window_view(values, self.lookback, axis=0)  # (N-L+1, F, L) view
         self._inputs = win.transpose(0, 2, 1)                                          # (N-L+1, L, F) view
         self._targets = np.lib.stride_tricks.sliding_window_view(values[:, target], self.horizon)  # (N-H+1, H)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.checks import counted
 from ..data.windows import Windows
 
 
@@ -35,8 +36,8 @@ def seasonal_naive(y: np.ndarray, origins: np.ndarray, horizon: int, season: int
     back = season * ((steps - 1) // season + 1)                           # (H,) a whole number of seasons
     rows = origins[:, None] + steps - back                                # (B, H), each <= its origin
     if rows.size and rows.min() < 0:
-        raise ValueError(f"the seasonal naive forecast needs {season} rows of history before each window, "
-                         f"but the first window starts after only {origins.min() + 1}.")
+        raise ValueError(f"the seasonal naive forecast needs {counted(season, 'row')} of history before each "
+                         f"window, but the first window starts after only {origins.min() + 1}.")
     return y[rows]
 
 
@@ -45,8 +46,8 @@ def moving_average(y: np.ndarray, origins: np.ndarray, horizon: int, window: int
     if window < 1:
         raise ValueError(f"the moving-average window must be a positive number of steps, but was given {window!r}.")
     if origins.size and origins.min() + 1 < window:
-        raise ValueError(f"the moving average over {window} steps needs {window} rows of history before each window, "
-                         f"but the first window has only {origins.min() + 1}.")
+        raise ValueError(f"the moving average over {counted(window, 'step')} needs {counted(window, 'row')} of "
+                         f"history before each window, but the first window has only {origins.min() + 1}.")
     csum = np.concatenate([[0.0], np.cumsum(y, dtype=np.float64)])        # (N+1,)
     means = (csum[origins + 1] - csum[origins + 1 - window]) / window     # (B,)
     return np.repeat(means[:, None], horizon, axis=1)                     # (B, H)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core import init
-from ..core.checks import as_array, check_lengths
+from ..core.checks import as_array, check_lengths, counted
 from ..core.functional import bce_with_logits, cross_entropy, sigmoid, softmax
 from ..core.module import Module, no_grad
 from ..layers import Dropout, Embedding, Linear
@@ -199,7 +199,7 @@ def load_word_vectors(path, vocab, embed: int) -> tuple[dict[int, np.ndarray], i
                     continue
                 if len(parts) != embed + 1:
                     raise ValueError(f"expected a word and {embed} numbers on line {number} of {path}, "
-                                     f"but found {len(parts) - 1} values.")
+                                     f"but found {counted(len(parts) - 1, 'value')}.")
                 read += 1
                 index = vocab.stoi.get(parts[0])
                 if index is not None and index not in found:

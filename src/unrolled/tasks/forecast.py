@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checkpoint import load_checkpoint, load_weights, prefixed, save_checkpoint, section
+from ..core.checks import counted
 from ..core.module import Module, no_grad
 from ..data.series import Series
 from ..data.windows import Normaliser, Windows
@@ -276,7 +277,7 @@ def stop_reason(run: Path, state: TrainState, config: Config) -> str | None:
     if state.batch > 0:
         return None
     if (stale := epochs_since_best(run)) >= config.patience:
-        return f"early stop: no better validation loss for {stale} epochs."
+        return f"early stop: no better validation loss for {counted(stale, 'epoch')}."
     if config.minutes is not None and state.elapsed_s >= 60 * config.minutes:
         return f"time budget of {config.minutes:g} min spent."
     return "" if state.epoch >= config.epochs else None
@@ -494,7 +495,7 @@ def read_as_trained(config: Config, normaliser: Normaliser, meta: dict) -> tuple
     training (a file too short for one lookback is refused)."""
     series = aligned(load(config), meta["columns"], config.data)
     if len(series) < config.lookback:
-        raise ValueError(f"{Path(config.data).name} has {len(series)} rows after cleaning, fewer than the "
+        raise ValueError(f"{Path(config.data).name} has {counted(len(series), 'row')} after cleaning, fewer than the "
                          f"lookback of {config.lookback} the model reads.")
     return series, Windows(normaliser.transform(model_values(series, config.log)), config.lookback, config.horizon,
                            config.gap)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.checks import counted
 from ..data.series import Series, calendar_columns, load_series, with_calendar
 from ..data.windows import Normaliser, Split, Windows, chronological_split
 from ..forecasting import metrics
@@ -101,8 +102,8 @@ class Prepared(Framing):
         """MASE's denominator: the seasonal naive forecast's MAE over the training period."""
         if self.split.train_end <= self.season:
             raise ValueError(f"MASE is scaled by the seasonal naive forecast's error over the training period, but "
-                             f"its {self.split.train_end} rows are no more than the season of {self.season}; give a "
-                             "shorter --season or a longer training period.")
+                             f"that period, {counted(self.split.train_end, 'row')}, is no longer than the season of "
+                             f"{self.season}; give a shorter --season or a longer training period.")
         return metrics.naive_scale(self.series.target_values[:self.split.train_end], self.season)
 
 
@@ -132,7 +133,7 @@ def refuse_constant_target(series: Series, train: np.ndarray, source) -> None:
     """A target that does not change over the training period cannot be normalised or learned."""
     if train.std() <= Normaliser.MIN_STD:
         raise ValueError(f"the target column '{series.target}' of {Path(source).name} does not change over the "
-                         f"{len(train)} rows of the training period (it is {series.target_values[0]:g}), "
+                         f"{counted(len(train), 'row')} of the training period (it is {series.target_values[0]:g}), "
                          "so there is nothing to learn; choose another --target or a longer training period.")
 
 
@@ -145,16 +146,16 @@ def prepare(config, series: Series | None = None, ar: tuple[LinearAR, str] | Non
     n, ahead = len(series), config.gap + config.horizon
     need = config.lookback + ahead
     if n < need:
-        raise ValueError(f"the series has {n} rows, too short for a lookback of {config.lookback} plus "
-                         f"{ahead} steps ahead (at least {need} rows).")
+        raise ValueError(f"the series has {counted(n, 'row')}, too short for a lookback of {config.lookback} plus "
+                         f"{counted(ahead, 'step')} ahead (at least {counted(need, 'row')}).")
     split = chronological_split(n, config.split, config.test_last, config.val_last)
     if split.train_end < need:
-        raise ValueError(f"the training period has {split.train_end} rows, too short for a lookback of "
-                         f"{config.lookback} plus {ahead} steps ahead (at least {need} rows).")
+        raise ValueError(f"the training period has {counted(split.train_end, 'row')}, too short for a lookback of "
+                         f"{config.lookback} plus {counted(ahead, 'step')} ahead (at least {counted(need, 'row')}).")
     for name, rows in (("validation", split.sizes[1]), ("test", split.sizes[2])):
         if rows < ahead:
-            raise ValueError(f"the {name} period has {rows} rows, fewer than the {ahead} steps ahead "
-                             f"that one forecast covers.")
+            raise ValueError(f"the {name} period has {counted(rows, 'row')}, fewer than the "
+                             f"{counted(ahead, 'step')} ahead that one forecast covers.")
     values = model_values(series, config.log)
     refuse_constant_target(series, values[:split.train_end, 0], config.data)
     too_large = np.flatnonzero(np.abs(values).max(axis=0) > 1e150)      # their squares would overflow

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checkpoint import load_checkpoint
+from ..core.checks import counted
 from ..data.windows import Split
 from ..runs import load_config
 from .forecast import (TASK, Config, evaluate, file_sha256, load_data, load_model, output_file, read_as_trained,
@@ -56,7 +57,7 @@ def evaluate_run(run, data=None, since=None, out=None) -> tuple[dict, str]:
     if len(origins) == 0:
         ahead, last = config.gap + config.horizon, series.time[-1] if series.time is not None else f"row {n - 1}"
         raise ValueError(f"{source.name} has no window to score{'' if since is None else f' from {since}'}: each "
-                         f"needs {history} rows of history and {ahead} step{'s' * (ahead > 1)} ahead, and the "
+                         f"needs {history} rows of history and {counted(ahead, 'step')} ahead, and the "
                          f"data ends at {last}.")
     framed = Prepared(windows, normaliser, config.log, config.base, ar, series, split, origins[:0], origins[:0],
                       origins, season, ma_window(config, season), linear_ar)      # no training windows: fits nothing
@@ -66,7 +67,7 @@ def evaluate_run(run, data=None, since=None, out=None) -> tuple[dict, str]:
         write_forecasts(path, series, rows, results)
     when = series.time[rows] if series.time is not None else rows
     best = best_baseline(results["scores"])
-    text = [f"{series.target} in {source.name}, {which}: {len(origins)} windows, forecasts for "
+    text = [f"{series.target} in {source.name}, {which}: {counted(len(origins), 'window')}, forecasts for "
             f"{'rows ' if series.time is None else ''}{when.min()} to {when.max()}.", "",
             *score_table(results["scores"]), "",
             versus_best(results["scores"]["model"]["mae"], results["scores"][f"baseline_{best}"]["mae"], best)]

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.checks import counted
 from ..forecasting.plots import plot_error_by_horizon, plot_forecast
 from ..runs import atomic_write_text
 from ..viz import plot_losses
@@ -74,11 +75,12 @@ def report(config, data, results: dict, final: dict, best: str) -> str:
     dropouts = "".join(f", {name} {p}" for name, p in (("dropout", config.dropout),
                                                        ("recurrent dropout", config.recurrent_dropout)) if p)
     lines += [f"{config.cell.upper()} {config.model} model, {config.layers} x {config.hidden} units{dropouts}, "
-              f"{config.loss} loss{corrects}; {config.lookback} steps of {len(series.columns)} columns in, "
+              f"{config.loss} loss{corrects}; {config.lookback} steps of {counted(len(series.columns), 'column')} in, "
               f"{ahead} ahead out.",
               f"Rows: {split.sizes[0]} train, {split.sizes[1]} validation, {split.sizes[2]} test "
               f"({len(data.train)}, {len(data.val)} and {len(data.test)} windows); season {data.season}.",
-              f"Training: {final['epoch']} epochs ({final['step']} steps) in {final['elapsed_s']:.0f} s; "
+              f"Training: {counted(final['epoch'], 'epoch')} ({counted(final['step'], 'step')}) in "
+              f"{final['elapsed_s']:.0f} s; "
               f"best validation loss {final['best_val_loss']:.4f}.", ""]
     lines += ["## Test errors (original units)", "", *score_table(results["scores"])]
     model_mae, best_mae = results["scores"]["model"]["mae"], results["scores"][f"baseline_{best}"]["mae"]

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checkpoint import has_checkpoint
+from ..core.checks import counted
 from ..data.sentiment_sources import load_labelled
 from ..runs import (CONFIG, atomic_write_text, finished, is_run, load_config, read_json, read_metrics,
                     unstarted, write_json)
@@ -189,7 +190,7 @@ def render(config: sentiment.Config, cells: list[str], results: dict) -> str:
     """report.md: tables of the numbers, then what they show."""
     first = results[cells[0]]
     classes, sizes = first["classes"], first["sizes"]
-    budget = f"{config.minutes:g} minutes" if config.minutes is not None else f"{config.epochs} epochs"
+    budget = f"{config.minutes:g} minutes" if config.minutes is not None else counted(config.epochs, "epoch")
     direction = "bidirectional" if config.bidirectional else "unidirectional"
     lines = [
         "# Sentiment: " + " vs ".join(c.upper() for c in cells), "",
