@@ -159,6 +159,15 @@ def test_vader_folder_reads_every_ground_truth_file(tmp_path):
     assert len(load_labelled(tmp_path).train) == 12
 
 
+def test_a_folder_with_both_vader_files_and_imdb_reviews_is_refused(tmp_path):
+    (tmp_path / VADER.name).write_bytes(VADER.read_bytes())
+    shutil.copytree(FOLDER, tmp_path / "aclImdb")
+    with pytest.raises(ValueError, match=r"holds both VADER \*_GroundTruth.txt files and IMDB reviews; give the one"):
+        load_labelled(tmp_path)
+    assert len(load_labelled(tmp_path / "aclImdb").train) == len(load_labelled(FOLDER).train)
+    assert len(load_labelled(tmp_path / VADER.name).train) == len(load_labelled(VADER).train)
+
+
 def test_vader_line_without_rating_is_one_sentence(tmp_path):
     bad = tmp_path / "x_GroundTruth.txt"
     bad.write_text("1\tgreat\tA film.\r\n", encoding="utf-8")

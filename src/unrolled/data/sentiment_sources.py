@@ -185,9 +185,12 @@ def load_labelled(path, text_column: str = "text", label_column: str = "label") 
     if not path.exists():
         raise ValueError(f"expected a data file or folder at {path}, but there is none.")
     if path.is_dir():
-        if any(path.glob(f"*{_VADER}")):
-            return load_vader(path)
-        return load_imdb(path)
+        if not any(path.glob(f"*{_VADER}")):
+            return load_imdb(path)
+        if any(path.glob("train/pos")) or any(path.glob("*/train/pos")):
+            raise ValueError(f"{path} holds both VADER *{_VADER} files and IMDB reviews; give the one to learn "
+                             "from: a VADER file or the aclImdb folder.")
+        return load_vader(path)
     if name.endswith(_VADER.lower()):
         return load_vader(path)
     if name.endswith(_TARBALL):
