@@ -165,6 +165,21 @@ def test_full_lengths_equal_no_lengths():
 
 # ----- internals ------------------------------------------------------------------------------
 
+def test_projected_lstm_internals_agree_with_outputs():
+    """With proj_size, h = (o tanh(c)) W_hr^T has P units, the gates and c have H."""
+    rng = np.random.default_rng(4)
+    P = 1
+    layer = unrolled.LSTM(I, H, proj_size=P, bidirectional=True, dtype=np.float64, seed=0)
+    out, (h_n, c_n), internals = layer(rng.standard_normal((T, B, I)), return_internals=True)
+    assert out.shape == (T, B, 2 * P) and h_n.shape == (2, B, P) and c_n.shape == (2, B, H)
+    for d, parts in enumerate(internals):
+        w_hr = getattr(layer, "weight_hr_l0" + ("_reverse" if d else "")).data    # (P, H)
+        assert parts["h"].shape == (T, B, P) and all(parts[k].shape == (T, B, H) for k in "ifgoc")
+        close(parts["h"], (parts["o"] * np.tanh(parts["c"])) @ w_hr.T)
+        np.testing.assert_array_equal(parts["h"], out[..., d * P:(d + 1) * P])
+    assert repr(layer) == "LSTM(3, 2, bidirectional=True, proj_size=1)"
+
+
 @pytest.mark.parametrize("kind", LAYERS)
 @pytest.mark.parametrize("lengths", [None, LENGTHS])
 def test_internals_agree_with_outputs(kind, lengths):

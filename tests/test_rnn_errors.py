@@ -95,6 +95,24 @@ def test_bad_constructor_arguments(kwargs, phrase):
     raises(phrase, unrolled.RNN, **args)
 
 
+@pytest.mark.parametrize("proj_size", [2, 5, -1, 1.0, True])
+def test_bad_proj_size(proj_size):
+    raises(r"proj_size must be an integer from 0 \(no projection\) to below hidden_size \(2\), but was given "
+           + repr(proj_size), unrolled.LSTM, I, H, proj_size=proj_size)
+
+
+def test_projected_lstm_states_have_the_projection_size():
+    layer = unrolled.LSTM(I, H + 1, proj_size=H, dtype=np.float64)
+    x = np.zeros((T, B, I))
+    raises(r"h0 must have shape \(1, 3, 2\), but was given shape \(1, 3, 3\)", layer,
+           x, (np.zeros((1, B, H + 1)), np.zeros((1, B, H + 1))))
+    raises(r"c0 must have shape \(1, 3, 3\), but was given shape \(1, 3, 2\)", layer,
+           x, (np.zeros((1, B, H)), np.zeros((1, B, H))))
+    layer(x)
+    raises(r"d_out must have shape \(4, 3, 2\), but was given shape \(4, 3, 3\)", layer.backward,
+           np.zeros((T, B, H + 1)))
+
+
 def test_bad_init_options():
     raises(r"init must be one of \('pytorch', 'orthogonal', 'glorot'\), but was given 'xavier'",
            unrolled.LSTM(I, H).reset_parameters, "xavier")

@@ -1,4 +1,5 @@
-"""Finite-difference gradient checks (float64, relative error < 1e-6) for RNN, LSTM and GRU.
+"""Finite-difference gradient checks (float64, relative error < 1e-6) for RNN, LSTM (also with
+proj_size) and GRU.
 
 The grid crosses every kind with num_layers 1..3 and both directions; for each of those both
 `lengths` settings run, and batch_first / given-or-default initial states cycle so that every
@@ -17,6 +18,7 @@ KINDS = {
     "rnn_tanh": (unrolled.RNN, {"nonlinearity": "tanh"}),
     "rnn_relu": (unrolled.RNN, {"nonlinearity": "relu"}),
     "lstm": (unrolled.LSTM, {}),
+    "lstm_proj": (unrolled.LSTM, {"proj_size": 1}),
     "gru": (unrolled.GRU, {}),
 }
 
@@ -41,9 +43,9 @@ def make_inputs(kind, layer, batch_first, with_h0, rng):
     x = rng.standard_normal((B, T, I) if batch_first else (T, B, I))
     if not with_h0:
         return (x,)
-    shape = (layer.num_layers * layer.num_directions, B, H)
-    h0 = rng.standard_normal(shape)
-    return (x, (h0, rng.standard_normal(shape)) if kind == "lstm" else h0)
+    L = layer.num_layers * layer.num_directions
+    h0 = rng.standard_normal((L, B, layer.real_hidden_size))
+    return (x, (h0, rng.standard_normal((L, B, H))) if kind.startswith("lstm") else h0)
 
 
 @pytest.mark.parametrize("num_layers,bidirectional,batch_first,lengths,with_h0", _grid())
@@ -55,7 +57,8 @@ def test_layer_gradients_match_finite_differences(kind, num_layers, bidirectiona
     errors = gradcheck(layer, inputs, dict(lengths=lengths))
     checked = {name for name in errors if not name.startswith("input")}
     assert checked == {name for name, _ in layer.named_parameters()}
-    assert sum(name.startswith("input") for name in errors) == (1 if not with_h0 else 3 if kind == "lstm" else 2)
+    n_states = 2 if kind.startswith("lstm") else 1
+    assert sum(name.startswith("input") for name in errors) == (1 + n_states if with_h0 else 1)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -56,8 +56,8 @@ def test_masked_batch_equals_each_sequence_alone(kind, num_layers, bidirectional
     test_rnn_equivalence.test_masked_batch_equals_each_sequence_alone(kind, num_layers, bidirectional)
 
 
-@pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
-def test_split_repeats_bit_for_bit_and_agrees_with_unsplit(kind, monkeypatch):
+@pytest.mark.parametrize("kind,extra", [("RNN", {}), ("LSTM", {}), ("LSTM", {"proj_size": 5}), ("GRU", {})])
+def test_split_repeats_bit_for_bit_and_agrees_with_unsplit(kind, extra, monkeypatch):
     """The split is decided by the shapes alone, so a run repeats to the bit. Against the unsplit
     layer only the GEMMs' row counts differ (BLAS may round a row differently in a smaller
     GEMM): agreement to float32 precision, in training (with internals) and in inference."""
@@ -68,7 +68,7 @@ def test_split_repeats_bit_for_bit_and_agrees_with_unsplit(kind, monkeypatch):
     results = []
     for work in (0, 0, 2**62):
         monkeypatch.setattr(recurrent, "MIN_SPLIT_WORK", work)
-        layer = getattr(unrolled, kind)(6, 5, num_layers=2, bidirectional=True, seed=0)
+        layer = getattr(unrolled, kind)(6, 5 + 2 * len(extra), num_layers=2, bidirectional=True, seed=0, **extra)
         out, _, internals = layer(x, lengths=lengths, return_internals=True)
         dx, _ = layer.backward(d_out)
         layer.eval()

@@ -1,4 +1,5 @@
-"""PyTorch parity (float64, random non-zero weights and biases) for RNN, LSTM and GRU.
+"""PyTorch parity (float64, random non-zero weights and biases) for RNN, LSTM (also with
+proj_size) and GRU.
 
 Over the full grid (kind x num_layers 1..3 x bidirectional x batch_first x lengths x h0): outputs,
 final states, dx, dh0 (dc0) and every parameter gradient within 1e-8 relative of torch.nn's, with
@@ -16,14 +17,23 @@ import unrolled
 torch.set_num_threads(1)
 
 T, B, I, H = 5, 4, 3, 2
+P = 1  # proj_size of "lstm_proj": h and the outputs have P units, c has H
 LENGTHS = [3, 5, 1, 4]  # unsorted, one of them full length
 
 KINDS = {
     "rnn_tanh": (unrolled.RNN, torch.nn.RNN, {"nonlinearity": "tanh"}),
     "rnn_relu": (unrolled.RNN, torch.nn.RNN, {"nonlinearity": "relu"}),
     "lstm": (unrolled.LSTM, torch.nn.LSTM, {}),
+    "lstm_proj": (unrolled.LSTM, torch.nn.LSTM, {"proj_size": P}),
     "gru": (unrolled.GRU, torch.nn.GRU, {}),
 }
+
+
+def state_sizes(kind) -> tuple:
+    """The size of each state: h (P with a projection, else H) and, for an LSTM, c (H)."""
+    if kind == "lstm_proj":
+        return P, H
+    return (H, H) if kind == "lstm" else (H,)
 
 
 def assert_close(ours, theirs, what, rtol=1e-8):
@@ -60,7 +70,7 @@ def torch_run(module, x, hx, lengths, batch_first, grads):
 
 
 def ours_run(layer, kind, x, hx, lengths, grads):
-    if kind == "lstm":
+    if kind.startswith("lstm"):
         out, states = layer(x, hx, lengths=lengths)
         dx, d_states = layer.backward(grads[0], grads[1])
     else:
@@ -72,12 +82,11 @@ def ours_run(layer, kind, x, hx, lengths, grads):
 
 
 def compare(kind, layer, module, batch_first, lengths, with_h0, rng):
-    L, D = layer.num_layers, layer.num_directions
+    L, D, sizes = layer.num_layers, layer.num_directions, state_sizes(kind)
     x = rng.standard_normal((B, T, I) if batch_first else (T, B, I))
-    n_states = 2 if kind == "lstm" else 1
-    hx = tuple(rng.standard_normal((L * D, B, H)) for _ in range(n_states)) if with_h0 else None
-    out_shape = (B, T, D * H) if batch_first else (T, B, D * H)
-    grads = (rng.standard_normal(out_shape), tuple(rng.standard_normal((L * D, B, H)) for _ in range(n_states)))
+    hx = tuple(rng.standard_normal((L * D, B, n)) for n in sizes) if with_h0 else None
+    out_shape = (B, T, D * sizes[0]) if batch_first else (T, B, D * sizes[0])
+    grads = (rng.standard_normal(out_shape), tuple(rng.standard_normal((L * D, B, n)) for n in sizes))
 
     out, states, dx, d_states = ours_run(layer, kind, x, hx, lengths, grads)
     t_out, t_states, t_dx, t_d_states, t_grads = torch_run(module, x, hx, lengths, batch_first, grads)
@@ -150,16 +159,25 @@ def test_float32_matches_torch(kind):
 
 # ----- recurrent dropout: the state is masked in the recurrent product only -------------------------
 
+WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+def weight_names(kind, suffix):
+    return [f"{w}{suffix}" for w in WEIGHTS + (("weight_hr",) if kind == "lstm_proj" else ())]
+
+
 def masked_recurrence(kind, params, x, h0, c0, mask):
     """torch autograd reference, one layer: the recurrent product reads h * mask, the rest reads h."""
-    w_ih, w_hh, b_ih, b_hh = params
+    w_ih, w_hh, b_ih, b_hh, *w_hr = params
     h, c, outs = h0, c0, []
     for t in range(x.shape[0]):
         gi, gh = x[t] @ w_ih.T + b_ih, (h * mask) @ w_hh.T + b_hh
-        if kind == "lstm":
+        if kind.startswith("lstm"):
             i, f, g, o = (gi + gh).chunk(4, dim=1)
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             h = torch.sigmoid(o) * torch.tanh(c)
+            if w_hr:
+                h = h @ w_hr[0].T
         elif kind == "gru":
             (ir, iz, i_n), (hr, hz, h_n) = gi.chunk(3, dim=1), gh.chunk(3, dim=1)
             r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
@@ -176,17 +194,18 @@ def test_recurrent_dropout_matches_a_torch_reference(kind):
     cls, _, extra = KINDS[kind]
     layer = cls(I, H, dtype=np.float64, seed=0, recurrent_dropout=0.5, **extra)
     randomize(layer, rng)
-    mask = (rng.random((B, H)) < 0.5) / 0.5
+    Ph = state_sizes(kind)[0]
+    mask = (rng.random((B, Ph)) < 0.5) / 0.5
     layer._recurrent_mask = lambda batch: mask                       # the mask the layer would draw
-    x, h0, c0 = rng.standard_normal((T, B, I)), rng.standard_normal((1, B, H)), rng.standard_normal((1, B, H))
-    d_out, d_h = rng.standard_normal((T, B, H)), rng.standard_normal((1, B, H))
-    if kind == "lstm":
+    x, h0, c0 = rng.standard_normal((T, B, I)), rng.standard_normal((1, B, Ph)), rng.standard_normal((1, B, H))
+    d_out, d_h = rng.standard_normal((T, B, Ph)), rng.standard_normal((1, B, Ph))
+    if kind.startswith("lstm"):
         out, (h_n, _) = layer(x, (h0, c0))
-        dx, (dh0, _) = layer.backward(d_out, (d_h, np.zeros_like(d_h)))
+        dx, (dh0, _) = layer.backward(d_out, (d_h, np.zeros((1, B, H))))
     else:
         out, h_n = layer(x, h0)
         dx, dh0 = layer.backward(d_out, d_h)
-    names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+    names = weight_names(kind, "_l0")
     params = [torch.tensor(getattr(layer, n).data, requires_grad=True) for n in names]
     xt, h0t = torch.tensor(x, requires_grad=True), torch.tensor(h0[0], requires_grad=True)
     out_t, h_t, _ = masked_recurrence(kind, params, xt, h0t, torch.tensor(c0[0]), torch.tensor(mask))
@@ -211,31 +230,31 @@ def test_recurrent_dropout_with_lengths_and_both_directions_matches_the_torch_re
     cls, _, extra = KINDS[kind]
     layer = cls(I, H, dtype=np.float64, seed=0, bidirectional=True, recurrent_dropout=0.5, **extra)
     randomize(layer, rng)
-    masks = [(rng.random((B, H)) < 0.5) / 0.5 for _ in range(2)]
+    Ph = state_sizes(kind)[0]
+    masks = [(rng.random((B, Ph)) < 0.5) / 0.5 for _ in range(2)]
     drawn = iter(masks)
     layer._recurrent_mask = lambda batch: next(drawn)
     order = np.argsort(-np.array(LENGTHS), kind="stable")            # sorted row j is sequence order[j]
-    x, d_out = rng.standard_normal((T, B, I)), rng.standard_normal((T, B, 2 * H))
-    d_h = rng.standard_normal((2, B, H))
-    if kind == "lstm":
+    x, d_out = rng.standard_normal((T, B, I)), rng.standard_normal((T, B, 2 * Ph))
+    d_h = rng.standard_normal((2, B, Ph))
+    if kind.startswith("lstm"):
         out, (h_n, _) = layer(x, lengths=LENGTHS)
-        dx, _ = layer.backward(d_out, (d_h, np.zeros_like(d_h)))
+        dx, _ = layer.backward(d_out, (d_h, np.zeros((2, B, H))))
     else:
         out, h_n = layer(x, lengths=LENGTHS)
         dx, _ = layer.backward(d_out, d_h)
-    suffixes = ("_l0", "_l0_reverse")
-    names = [[f"{w}{s}" for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")] for s in suffixes]
+    names = [weight_names(kind, s) for s in ("_l0", "_l0_reverse")]
     params = [[torch.tensor(getattr(layer, n).data, requires_grad=True) for n in group] for group in names]
     xt = torch.tensor(x, requires_grad=True)
-    zeros = torch.zeros(1, H, dtype=torch.float64)
-    outs, finals = torch.zeros(T, B, 2 * H, dtype=torch.float64), torch.zeros(2, B, H, dtype=torch.float64)
+    h_zeros, c_zeros = torch.zeros(1, Ph, dtype=torch.float64), torch.zeros(1, H, dtype=torch.float64)
+    outs, finals = torch.zeros(T, B, 2 * Ph, dtype=torch.float64), torch.zeros(2, B, Ph, dtype=torch.float64)
     for b, n in enumerate(LENGTHS):
         row = int(np.flatnonzero(order == b)[0])
         for d in range(2):
             steps = torch.arange(n) if d == 0 else torch.arange(n - 1, -1, -1)
-            o, h, _ = masked_recurrence(kind, params[d], xt[steps, b:b + 1], zeros, zeros,
+            o, h, _ = masked_recurrence(kind, params[d], xt[steps, b:b + 1], h_zeros, c_zeros,
                                         torch.tensor(masks[d][row:row + 1]))
-            outs[steps, b, d * H:(d + 1) * H] = o[:, 0]
+            outs[steps, b, d * Ph:(d + 1) * Ph] = o[:, 0]
             finals[d, b] = h[0]
     ((outs * torch.tensor(d_out)).sum() + (finals * torch.tensor(d_h)).sum()).backward()
     assert_close(out, outs, "out")
@@ -253,18 +272,19 @@ def test_recurrent_dropout_in_stacked_layers_matches_the_torch_reference(kind):
     cls, _, extra = KINDS[kind]
     layer = cls(I, H, num_layers=2, dtype=np.float64, seed=0, recurrent_dropout=0.5, **extra)
     randomize(layer, rng)
-    masks = [(rng.random((B, H)) < 0.5) / 0.5 for _ in range(2)]
+    Ph = state_sizes(kind)[0]
+    masks = [(rng.random((B, Ph)) < 0.5) / 0.5 for _ in range(2)]
     drawn = iter(masks)
     layer._recurrent_mask = lambda batch: next(drawn)
-    x, d_out = rng.standard_normal((T, B, I)), rng.standard_normal((T, B, H))
+    x, d_out = rng.standard_normal((T, B, I)), rng.standard_normal((T, B, Ph))
     out, _ = layer(x)
     dx, _ = layer.backward(d_out)
-    names = [[f"{w}_l{k}" for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")] for k in range(2)]
+    names = [weight_names(kind, f"_l{k}") for k in range(2)]
     params = [[torch.tensor(getattr(layer, n).data, requires_grad=True) for n in group] for group in names]
     xt = torch.tensor(x, requires_grad=True)
-    zeros = torch.zeros(B, H, dtype=torch.float64)
-    below, _, _ = masked_recurrence(kind, params[0], xt, zeros, zeros, torch.tensor(masks[0]))
-    out_t, _, _ = masked_recurrence(kind, params[1], below, zeros, zeros, torch.tensor(masks[1]))
+    h_zeros, c_zeros = torch.zeros(B, Ph, dtype=torch.float64), torch.zeros(B, H, dtype=torch.float64)
+    below, _, _ = masked_recurrence(kind, params[0], xt, h_zeros, c_zeros, torch.tensor(masks[0]))
+    out_t, _, _ = masked_recurrence(kind, params[1], below, h_zeros, c_zeros, torch.tensor(masks[1]))
     (out_t * torch.tensor(d_out)).sum().backward()
     assert_close(out, out_t, "out")
     assert_close(dx, xt.grad, "dx")

@@ -35,24 +35,30 @@ def check_float_dtype(dtype) -> np.dtype:
 
 
 def add_weights(owner: Module, suffix: str, input_size: int, hidden_size: int, n_gates: int,
-                bias: bool, dtype) -> None:
-    """Set weight_ih{suffix}, weight_hh{suffix} (and the two biases) on `owner`, in PyTorch's order."""
+                bias: bool, dtype, proj_size: int = 0) -> None:
+    """Set weight_ih{suffix}, weight_hh{suffix}, the two biases and (an LSTM with proj_size > 0)
+    weight_hr{suffix} (proj_size, hidden_size) on `owner`, in PyTorch's order."""
     G = n_gates * hidden_size
     setattr(owner, f"weight_ih{suffix}", Parameter(np.zeros((G, input_size), dtype)))
-    setattr(owner, f"weight_hh{suffix}", Parameter(np.zeros((G, hidden_size), dtype)))
+    setattr(owner, f"weight_hh{suffix}", Parameter(np.zeros((G, proj_size or hidden_size), dtype)))
     if bias:
         setattr(owner, f"bias_ih{suffix}", Parameter(np.zeros(G, dtype)))
         setattr(owner, f"bias_hh{suffix}", Parameter(np.zeros(G, dtype)))
+    if proj_size:
+        setattr(owner, f"weight_hr{suffix}", Parameter(np.zeros((proj_size, hidden_size), dtype)))
 
 
 def weights_of(owner: Module, suffix: str) -> tuple:
-    """(weight_ih, weight_hh, bias_ih, bias_hh) Parameters of one set; biases None without bias."""
+    """(weight_ih, weight_hh, bias_ih, bias_hh, weight_hr) Parameters of one set; biases None
+    without bias, weight_hr None without a projection."""
     return tuple(getattr(owner, f"{name}{suffix}", None)
-                 for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+                 for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"))
 
 
 def prepared(kernel, params) -> Weights:
-    return kernel.prepare(*(None if p is None else p.data for p in params))
+    w_ih, w_hh, b_ih, b_hh, w_hr = (None if p is None else p.data for p in params)
+    w = kernel.prepare(w_ih, w_hh, b_ih, b_hh)
+    return w if w_hr is None else w._replace(W_hr=w_hr)
 
 
 def reset_weights(params, kernel, hidden_size: int, init_name: str, forget_bias, rng) -> None:
@@ -63,7 +69,7 @@ def reset_weights(params, kernel, hidden_size: int, init_name: str, forget_bias,
     orthogonal, zero biases. forget_bias (LSTM only): the forget-gate slice of bias_ih set to it
     and that of bias_hh to 0, so the forget gate's total bias is exactly `forget_bias`.
     """
-    w_ih, w_hh, b_ih, b_hh = params
+    w_ih, w_hh, b_ih, b_hh, w_hr = params
     dtype = w_ih.data.dtype
     if init_name == "pytorch":
         bound = 1.0 / np.sqrt(hidden_size)
@@ -79,6 +85,8 @@ def reset_weights(params, kernel, hidden_size: int, init_name: str, forget_bias,
         for b in (b_ih, b_hh):
             if b is not None:
                 b.data[...] = 0
+        if w_hr is not None:
+            w_hr.data[...] = init.glorot_uniform(w_hr.shape, rng, dtype)
     if forget_bias is not None:
         init.forget_gate_bias(b_ih.data, hidden_size, forget_bias)
         init.forget_gate_bias(b_hh.data, hidden_size, 0.0)
@@ -104,7 +112,7 @@ def accumulate_grads(params, d_x, d_hh, x, h_prev) -> None:
 
 def input_side_grads(params, d_x, x) -> None:
     """The input half of `accumulate_grads`: weight_ih's and bias_ih's gradients."""
-    w_ih, _, b_ih, _ = params
+    w_ih, b_ih = params[0], params[2]
     for block, cols in d_x:
         w_ih.grad[cols] += block.T @ x                      # (k, I)
         if b_ih is not None:
@@ -113,10 +121,16 @@ def input_side_grads(params, d_x, x) -> None:
 
 def recurrent_side_grads(params, d_hh, h_prev) -> None:
     """The recurrent half of `accumulate_grads`: weight_hh's and bias_hh's gradients."""
-    _, w_hh, _, b_hh = params
-    w_hh.grad += d_hh.T @ h_prev                            # (G*H, H)
+    w_hh, b_hh = params[1], params[3]
+    w_hh.grad += d_hh.T @ h_prev                            # (G*H, P)
     if b_hh is not None:
         b_hh.grad += d_hh.sum(0)
+
+
+def projection_grads(params, d_h, m) -> None:
+    """A projected LSTM's weight_hr gradient over N rows: d_h (N, P), the gradient w.r.t. h, paired
+    with m (N, H), o tanh(c) before the projection."""
+    params[4].grad += d_h.T @ m                             # (P, H)
 
 
 def input_grad(d_x, W_ih, out) -> np.ndarray:
@@ -175,7 +189,7 @@ class _Cell(Module):
     def _step_backward(self, d_states) -> tuple:
         x, w, hs, cache = self._restore()
         d_states = self._states(d_states, x.shape[0], grad=True)
-        d_x, d_hh, d_states0 = self.kernel.backward(None, d_states, w, hs, cache, None)
+        d_x, d_hh, d_states0, _ = self.kernel.backward(None, d_states, w, hs, cache, None)
         d_x = [(block[0], cols) for block, cols in d_x]     # the one step
         accumulate_grads(weights_of(self, ""), d_x, d_hh[0], x, hs[0])
         return input_grad(d_x, w.W_ih, np.empty_like(x)), d_states0

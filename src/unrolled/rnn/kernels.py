@@ -86,24 +86,29 @@ def _lstm_gate_affine(H: int, dtype) -> tuple[np.ndarray, np.ndarray]:
     return scale.reshape(-1), shift.reshape(-1)
 
 
-def lstm_forward(x_proj, W_hh, h0, c0, batch_sizes=None, keep=True, ready=None, mask=None, out=None):
+def lstm_forward(x_proj, W_hh, h0, c0, batch_sizes=None, keep=True, ready=None, mask=None, out=None, W_hr=None):
     """LSTM over one direction.
 
     x_proj (T, B, 4H): x W_ih^T + b_ih + b_hh per step, gates i, f, g, o; overwritten with the
-    activated gates (zero on padding). W_hh (4H, H). h0, c0 (B, H). keep: store what backward (or
-    inspection) needs. out: (hs, cs, tanh_c) to write into, as `lstm_buffers` makes them. Returns
-    hs, cs (T+1, B, H) and the cache (gates = x_proj, tanh(c) (T, B, H), cs) or None.
+    activated gates (zero on padding). W_hh (4H, P). h0 (B, P), c0 (B, H). keep: store what
+    backward (or inspection) needs. out: (hs, cs, tanh_c, ms) to write into, as `lstm_buffers`
+    makes them. W_hr (P, H) or None: the projection of torch's proj_size, h = (o tanh(c)) W_hr^T
+    (without it P = H and h = o tanh(c)). Returns hs (T+1, B, P), cs (T+1, B, H) and the cache
+    (gates = x_proj, tanh(c) (T, B, H), cs, ms: o tanh(c) (T, B, H) before the projection, or
+    None without one) or None.
     """
     T, B, G = x_proj.shape
-    H = G // 4
+    H, P = G // 4, W_hh.shape[1]
     sizes = _steps(batch_sizes, T, B)
     dtype = x_proj.dtype
-    hs, cs, tanh_c = out if out is not None else lstm_buffers(T, B, H, dtype, keep, _alloc(sizes, B))
+    hs, cs, tanh_c, ms = out if out is not None else lstm_buffers(T, B, H, P, dtype, keep, W_hr is not None,
+                                                                   _alloc(sizes, B))
     hs[0], cs[0] = h0, c0
     rec, ig = np.empty((B, G), dtype), np.empty((B, H), dtype)
     hm = None if mask is None else np.empty_like(mask)      # h * mask
     scale, shift = _lstm_gate_affine(H, dtype)
-    W_hh_T = _transposed(W_hh, T)                           # (H, 4H)
+    W_hh_T = _transposed(W_hh, T)                           # (P, 4H)
+    W_hr_T = None if W_hr is None else _transposed(W_hr, T)  # (H, P)
     for t in range(T):
         if ready is not None:
             ready(t)
@@ -120,30 +125,39 @@ def lstm_forward(x_proj, W_hh, h0, c0, batch_sizes=None, keep=True, ready=None, 
         np.multiply(f, cs[t, :n], out=c)
         c += np.multiply(i, g, out=ig[:n])
         np.tanh(c, out=tc)
-        np.multiply(o, tc, out=hs[t + 1, :n])
-    return hs, cs, ((x_proj, tanh_c, cs) if keep else None)
+        if W_hr_T is None:
+            np.multiply(o, tc, out=hs[t + 1, :n])
+        else:
+            np.matmul(np.multiply(o, tc, out=ms[s, :n]), W_hr_T, out=hs[t + 1, :n])
+    return hs, cs, ((x_proj, tanh_c, cs, ms) if keep else None)
 
 
-def lstm_buffers(T: int, B: int, H: int, dtype, keep: bool, alloc=np.empty) -> tuple:
-    """hs, cs (T+1, B, H) and tanh(c) (T, or 1 without `keep`, B, H) for `lstm_forward`."""
-    return alloc((T + 1, B, H), dtype), alloc((T + 1, B, H), dtype), alloc((T if keep else 1, B, H), dtype)
+def lstm_buffers(T: int, B: int, H: int, P: int, dtype, keep: bool, projected: bool, alloc=np.empty) -> tuple:
+    """hs (T+1, B, P), cs (T+1, B, H), tanh(c) and, when `projected`, o tanh(c) (each T, or 1
+    without `keep`, B, H; the latter None without a projection) for `lstm_forward`."""
+    steps = T if keep else 1
+    return (alloc((T + 1, B, P), dtype), alloc((T + 1, B, H), dtype), alloc((steps, B, H), dtype),
+            alloc((steps, B, H), dtype) if projected else None)
 
 
-def lstm_backward(d_out, dh_n, dc_n, W_hh, cache, batch_sizes=None, done=None, mask=None):
+def lstm_backward(d_out, dh_n, dc_n, W_hh, cache, batch_sizes=None, done=None, mask=None, W_hr=None):
     """Backward of `lstm_forward`.
 
-    d_out (T, B, H) or None: gradient on each step's output. dh_n, dc_n (B, H): gradient on the
-    final states (given to each row at its own last step). W_hh (4H, H). Returns d_gates
-    (T, B, 4H), the gradient w.r.t. the gate pre-activations (so w.r.t. x_proj and the recurrent
-    product alike), written over the cache's gates, and dh0, dc0 (B, H).
+    d_out (T, B, P) or None: gradient on each step's output. dh_n (B, P), dc_n (B, H): gradient on
+    the final states (given to each row at its own last step). W_hh (4H, P), W_hr (P, H) or None.
+    Returns d_gates (T, B, 4H), the gradient w.r.t. the gate pre-activations (so w.r.t. x_proj and
+    the recurrent product alike), written over the cache's gates; dh0 (B, P), dc0 (B, H); and with
+    a projection dhs (T, B, P), the gradient w.r.t. each step's h (zero on padding), else None.
     """
-    gates, tanh_c, cs = cache
+    gates, tanh_c, cs, _ = cache
     T, B, G = gates.shape
-    H = G // 4
+    H, P = G // 4, W_hh.shape[1]
     sizes = _steps(batch_sizes, T, B)
     dtype = gates.dtype
     d_gates = gates
-    dh, dc = np.empty((B, H), dtype), np.empty((B, H), dtype)
+    dh, dc = np.empty((B, P), dtype), np.empty((B, H), dtype)
+    dhs = None if W_hr is None else np.zeros((T, B, P), dtype)
+    dm = dh if W_hr is None else np.empty((B, H), dtype)    # w.r.t. o tanh(c)
     tmp = np.empty((B, H), dtype)
     d_act, slope, one_minus = (np.empty((B, G), dtype) for _ in range(3))
     g_offset = np.zeros(G, dtype)
@@ -151,19 +165,23 @@ def lstm_backward(d_out, dh_n, dc_n, W_hh, cache, batch_sizes=None, done=None, m
     for t in reversed(range(T)):
         n, n_next = sizes[t], (sizes[t + 1] if t + 1 < T else 0)
         dh[n_next:n], dc[n_next:n] = dh_n[n_next:n], dc_n[n_next:n]  # rows whose last step is t
-        dh_t, dc_t = dh[:n], dc[:n]                         # (n, H)
+        dh_t, dc_t = dh[:n], dc[:n]                         # (n, P), (n, H)
         if d_out is not None:
             dh_t += d_out[t, :n]
+        dm_t = dm[:n]                                       # (n, H)
+        if W_hr is not None:
+            dhs[t, :n] = dh_t
+            np.matmul(dh_t, W_hr, out=dm_t)
         a, da, tc = gates[t, :n], d_act[:n], tanh_c[t, :n]  # da: w.r.t. the activated gates
         i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
         di, df, dg, do = da[:, :H], da[:, H:2 * H], da[:, 2 * H:3 * H], da[:, 3 * H:]
         u = tmp[:n]
-        np.multiply(tc, tc, out=u)                          # dc += dh * o * (1 - tanh(c)^2)
+        np.multiply(tc, tc, out=u)                          # dc += dm * o * (1 - tanh(c)^2)
         np.subtract(1, u, out=u)
         u *= o
-        u *= dh_t
+        u *= dm_t
         dc_t += u
-        np.multiply(dh_t, tc, out=do)
+        np.multiply(dm_t, tc, out=do)
         np.multiply(dc_t, g, out=di)
         np.multiply(dc_t, cs[t, :n], out=df)
         np.multiply(dc_t, i, out=dg)
@@ -178,7 +196,7 @@ def lstm_backward(d_out, dh_n, dc_n, W_hh, cache, batch_sizes=None, done=None, m
             dh_t *= mask[:n]
         if done is not None:
             done(t, ((d_gates, slice(None)),), d_gates)
-    return d_gates, dh, dc
+    return d_gates, dh, dc, dhs
 
 
 # ----- GRU -------------------------------------------------------------------------------------
@@ -339,46 +357,54 @@ def rnn_backward(d_out, dh_n, W_hh, hs, nonlinearity="tanh", batch_sizes=None, d
 class Weights(NamedTuple):
     """One set of recurrent weights as the kernels use them: PyTorch's arrays and summed biases."""
     W_ih: np.ndarray            # (G*H, I)
-    W_hh: np.ndarray            # (G*H, H)
+    W_hh: np.ndarray            # (G*H, P), P = H but for a projected LSTM
     b_x: np.ndarray | None      # (G*H,) bias added to the input projection
     b_hn: np.ndarray | None     # (H,) GRU's recurrent bias of n
+    W_hr: np.ndarray | None = None  # (P, H) LSTM's projection (torch's proj_size)
 
 
 class LSTMKernel:
+    """Each kernel class: `prepare` the weights; `buffers` for what forward writes (each (T or T+1
+    or 1, B, state size)), which `forward` fills (or calls on parts of the batch fill, read back
+    by `outputs`); `backward` returns the gradient pieces w.r.t. x_proj, the gradient w.r.t. the
+    recurrent product, the initial states' gradients, and for a projected LSTM (dhs, ms), whose
+    product dhs^T ms over every step is weight_hr's gradient (else None)."""
     n_gates, state_names = 4, ("h", "c")
-    buffers = staticmethod(lstm_buffers)       # what forward writes: each (T or T+1 or 1, B, H)
 
     @staticmethod
     def prepare(W_ih, W_hh, b_ih, b_hh) -> Weights:
         return Weights(W_ih, W_hh, None if b_ih is None else b_ih + b_hh, None)
 
     @staticmethod
+    def buffers(T, B, w: Weights, keep, alloc=np.empty) -> tuple:
+        G, P = w.W_hh.shape
+        return lstm_buffers(T, B, G // 4, P, w.W_hh.dtype, keep, w.W_hr is not None, alloc)
+
+    @staticmethod
     def forward(x_proj, w: Weights, states, batch_sizes, keep, ready=None, mask=None, out=None):
-        hs, cs, cache = lstm_forward(x_proj, w.W_hh, *states, batch_sizes, keep, ready, mask, out)
+        hs, cs, cache = lstm_forward(x_proj, w.W_hh, *states, batch_sizes, keep, ready, mask, out, w.W_hr)
         return hs, (hs, cs), cache
 
     @staticmethod
     def outputs(x_proj, out, keep):
-        """What `forward` returns, from buffers that calls on parts of the batch have filled."""
-        hs, cs, tanh_c = out
-        return hs, (hs, cs), ((x_proj, tanh_c, cs) if keep else None)
+        hs, cs, tanh_c, ms = out
+        return hs, (hs, cs), ((x_proj, tanh_c, cs, ms) if keep else None)
 
     @staticmethod
     def backward(d_out, d_finals, w: Weights, hs, cache, batch_sizes, done=None, mask=None):
-        d_gates, dh0, dc0 = lstm_backward(d_out, *d_finals, w.W_hh, cache, batch_sizes, done, mask)
-        return ((d_gates, slice(None)),), d_gates, (dh0, dc0)
+        d_gates, dh0, dc0, dhs = lstm_backward(d_out, *d_finals, w.W_hh, cache, batch_sizes, done, mask, w.W_hr)
+        return ((d_gates, slice(None)),), d_gates, (dh0, dc0), (None if dhs is None else (dhs, cache[3]))
 
     @staticmethod
     def internals(hs, cache) -> dict:
-        gates, _, cs = cache
-        H = hs.shape[2]
+        gates, _, cs, _ = cache
+        H = cs.shape[2]
         return {"i": gates[..., :H], "f": gates[..., H:2 * H], "g": gates[..., 2 * H:3 * H],
                 "o": gates[..., 3 * H:], "c": cs[1:], "h": hs[1:]}
 
 
 class GRUKernel:
     n_gates, state_names = 3, ("h",)
-    buffers = staticmethod(gru_buffers)
 
     @staticmethod
     def prepare(W_ih, W_hh, b_ih, b_hh) -> Weights:
@@ -388,6 +414,10 @@ class GRUKernel:
         b_x = b_ih.copy()
         b_x[:2 * H] += b_hh[:2 * H]
         return Weights(W_ih, W_hh, b_x, b_hh[2 * H:])
+
+    @staticmethod
+    def buffers(T, B, w: Weights, keep, alloc=np.empty) -> tuple:
+        return gru_buffers(T, B, w.W_hh.shape[1], w.W_hh.dtype, keep, alloc)
 
     @staticmethod
     def forward(x_proj, w: Weights, states, batch_sizes, keep, ready=None, mask=None, out=None):
@@ -402,7 +432,7 @@ class GRUKernel:
     @staticmethod
     def backward(d_out, d_finals, w: Weights, hs, cache, batch_sizes, done=None, mask=None):
         d_x, d_hh, dh0 = gru_backward(d_out, d_finals[0], w.W_hh, hs, cache, batch_sizes, done, mask)
-        return d_x, d_hh, (dh0,)
+        return d_x, d_hh, (dh0,), None
 
     @staticmethod
     def internals(hs, cache) -> dict:
@@ -413,7 +443,6 @@ class GRUKernel:
 
 class RNNKernel:
     n_gates, state_names = 1, ("h",)
-    buffers = staticmethod(rnn_buffers)
 
     def __init__(self, nonlinearity: str):
         self.nonlinearity = nonlinearity
@@ -421,6 +450,10 @@ class RNNKernel:
     @staticmethod
     def prepare(W_ih, W_hh, b_ih, b_hh) -> Weights:
         return Weights(W_ih, W_hh, None if b_ih is None else b_ih + b_hh, None)
+
+    @staticmethod
+    def buffers(T, B, w: Weights, keep, alloc=np.empty) -> tuple:
+        return rnn_buffers(T, B, w.W_hh.shape[1], w.W_hh.dtype, keep, alloc)
 
     def forward(self, x_proj, w: Weights, states, batch_sizes, keep, ready=None, mask=None, out=None):
         hs = rnn_forward(x_proj, w.W_hh, states[0], self.nonlinearity, batch_sizes, ready, mask, out)
@@ -432,7 +465,7 @@ class RNNKernel:
 
     def backward(self, d_out, d_finals, w: Weights, hs, cache, batch_sizes, done=None, mask=None):
         d_pre, dh0 = rnn_backward(d_out, d_finals[0], w.W_hh, hs, self.nonlinearity, batch_sizes, done, mask)
-        return ((d_pre, slice(None)),), d_pre, (dh0,)
+        return ((d_pre, slice(None)),), d_pre, (dh0,), None
 
     @staticmethod
     def internals(hs, cache) -> dict:

@@ -30,9 +30,8 @@ import numpy as np
 from ..core import init
 from ..core.checks import as_array, check_lengths, check_shape
 from ..core.module import Module
-from .cells import (add_weights, check_float_dtype, check_init, check_sizes,
-                    input_grad, input_side_grads, prepared, recurrent_side_grads, reset_weights, state_pair,
-                    weights_of)
+from .cells import (add_weights, check_float_dtype, check_init, check_sizes, input_grad, input_side_grads,
+                    prepared, projection_grads, recurrent_side_grads, reset_weights, state_pair, weights_of)
 from .kernels import GRUKernel, LSTMKernel, RNNKernel
 from .threads import Overlap, one_blas_thread
 
@@ -107,24 +106,30 @@ class _Recurrent(Module):
     """Stacked, optionally bidirectional recurrence over a kernel; subclasses give the signature."""
 
     def __init__(self, kernel, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                 bidirectional, dtype, seed, recurrent_dropout):
+                 bidirectional, dtype, seed, recurrent_dropout, proj_size=0):
         super().__init__()
         check_sizes(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
         for name, p in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
             if not (isinstance(p, (int, float)) and 0 <= p < 1):
                 raise ValueError(f"{name} must be a probability in [0, 1), but was given {p!r}.")
+        if isinstance(proj_size, bool) or not isinstance(proj_size, (int, np.integer)) or \
+                not 0 <= proj_size < hidden_size:
+            raise ValueError(f"proj_size must be an integer from 0 (no projection) to below hidden_size "
+                             f"({hidden_size}), but was given {proj_size!r}.")
         self.kernel = kernel
         self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
+        self.proj_size = int(proj_size)
+        self.real_hidden_size = self.proj_size or self.hidden_size  # the size of h and of each output
         self.bias, self.batch_first, self.bidirectional = bool(bias), bool(batch_first), bool(bidirectional)
         self.dropout, self.recurrent_dropout = float(dropout), float(recurrent_dropout)
         self.num_directions = 2 if bidirectional else 1
         self.dtype = check_float_dtype(dtype)
         self.rng = init.as_generator(seed)
         for layer in range(self.num_layers):
-            layer_input = self.input_size if layer == 0 else self.hidden_size * self.num_directions
+            layer_input = self.input_size if layer == 0 else self.real_hidden_size * self.num_directions
             for direction in range(self.num_directions):
                 add_weights(self, self._suffix(layer, direction), layer_input, self.hidden_size,
-                            kernel.n_gates, self.bias, self.dtype)
+                            kernel.n_gates, self.bias, self.dtype, self.proj_size)
         self.reset_parameters()
 
     def _suffix(self, layer: int, direction: int) -> str:
@@ -141,10 +146,12 @@ class _Recurrent(Module):
     # ----- forward --------------------------------------------------------------------------
 
     def _states(self, states, B: int, batch: _Batch, grad: bool = False) -> list:
-        """Initial states (or their gradients) as kernel-layout (L*D, B, H) arrays, zeros for None."""
-        shape = (self.num_layers * self.num_directions, B, self.hidden_size)
+        """Initial states (or their gradients) as kernel-layout (L*D, B, P) arrays for h and
+        (L*D, B, H) for c, zeros for None."""
         out = []
         for s, name in zip(states, self.kernel.state_names):
+            size = self.hidden_size if name == "c" else self.real_hidden_size
+            shape = (self.num_layers * self.num_directions, B, size)
             name = f"d_{name}_n" if grad else f"{name}0"
             if s is None:
                 out.append(np.zeros(shape, self.dtype))
@@ -164,9 +171,9 @@ class _Recurrent(Module):
             raise ValueError(f"x must hold at least one step of one sequence, but was given shape {x.shape}.")
         batch = _Batch(lengths, T, B)
         states0 = self._states(states, B, batch)
-        L, D, H = self.num_layers, self.num_directions, self.hidden_size
+        L = self.num_layers
         keep = self.recording or return_internals
-        finals = [np.empty((L * D, B, H), self.dtype) for _ in states0]
+        finals = [np.empty_like(s) for s in states0]         # (L*D, B, P) and (L*D, B, H)
         inputs, masks, caches, internals = [], [], [], []
         chunks, overlap = _time_chunks(T, B), Overlap()
         layer_in = batch.sort(x)                              # (T, B, I_l)
@@ -190,7 +197,7 @@ class _Recurrent(Module):
         return out, finals, internals
 
     def _forward_layer(self, layer, x2d, states0, finals, batch, keep, chunks, overlap, caches, internals):
-        """Every direction of one layer over x2d (T*B, I_l); returns the layer's output (T, B, D*H)
+        """Every direction of one layer over x2d (T*B, I_l); returns the layer's output (T, B, D*P)
         and appends the directions' caches (and internals, unless None)."""
         T, B, D = batch.T, x2d.shape[0] // batch.T, self.num_directions
         ws = [prepared(self.kernel, weights_of(self, self._suffix(layer, d))) for d in range(D)]
@@ -215,18 +222,18 @@ class _Recurrent(Module):
                                                          None if d else ready, mask)
             for final, buffer in zip(finals, buffers):
                 final[k] = batch.last(buffer)
-            outs.append(batch.reverse(hs[1:]) if d else hs[1:])  # (T, B, H)
+            outs.append(batch.reverse(hs[1:]) if d else hs[1:])  # (T, B, P)
             caches.append((ws[d], hs, cache, mask))
             if internals is not None:
                 internals.append(self._inspect(self.kernel.internals(hs, cache), d, batch))
         return outs[0] if D == 1 else np.concatenate(outs, axis=2)
 
     def _recurrent_mask(self, B: int):
-        """(B, H) dropout mask on the state in the recurrent product, the same at every step (None
+        """(B, P) dropout mask on the state in the recurrent product, the same at every step (None
         outside training or without recurrent_dropout)."""
         if not (self.training and self.recurrent_dropout > 0):
             return None
-        return self._dropout_mask((B, self.hidden_size), self.recurrent_dropout)
+        return self._dropout_mask((B, self.real_hidden_size), self.recurrent_dropout)
 
     def _dropout_mask(self, shape, p: float) -> np.ndarray:
         """Inverted dropout: 0 with probability p, else 1 / (1 - p), from the layer's Generator."""
@@ -275,12 +282,12 @@ class _Recurrent(Module):
         step waits for the other thread). Returns what the kernel's forward returns."""
         T, B, _ = proj.shape
         sizes = batch.batch_sizes                         # non-increasing: each half keeps its prefix form
-        out = self.kernel.buffers(T, B, self.hidden_size, self.dtype, keep,
-                                  np.zeros if sizes is not None and sizes[-1] < B else np.empty)
+        out = self.kernel.buffers(T, B, w, keep, np.zeros if sizes is not None and sizes[-1] < B else np.empty)
 
         def run(rows, part_sizes):
+            parts = tuple(None if b is None else b[:, rows] for b in out)
             self.kernel.forward(proj[:, rows], w, tuple(s[rows] for s in states), part_sizes, keep, None,
-                                None if mask is None else mask[rows], tuple(b[:, rows] for b in out))
+                                None if mask is None else mask[rows], parts)
 
         low, high = slice(0, m), slice(m, B)
         job = overlap.submit(run, high, None if sizes is None else [max(n - m, 0) for n in sizes])
@@ -297,12 +304,12 @@ class _Recurrent(Module):
 
     def _backward(self, d_out, d_finals):
         batch, inputs, masks, caches, (T, B, _) = self._restore()
-        L, D, H = self.num_layers, self.num_directions, self.hidden_size
+        L, D, P = self.num_layers, self.num_directions, self.real_hidden_size
         d_layer = None
         if d_out is not None:
             d_out = as_array(d_out, "d_out", 3, self.dtype)
-            check_shape(d_out, (B, T, D * H) if self.batch_first else (T, B, D * H), "d_out")
-            d_layer = batch.sort(d_out.transpose(1, 0, 2) if self.batch_first else d_out)  # (T, B, D*H)
+            check_shape(d_out, (B, T, D * P) if self.batch_first else (T, B, D * P), "d_out")
+            d_layer = batch.sort(d_out.transpose(1, 0, 2) if self.batch_first else d_out)  # (T, B, D*P)
         d_finals = self._states(d_finals, B, batch, grad=True)
         d_states0 = [np.empty_like(f) for f in d_finals]
         chunks, overlap = _time_chunks(T, B), Overlap()
@@ -321,7 +328,7 @@ class _Recurrent(Module):
         """Every direction of one layer: gradients of its weights and initial states; returns the
         gradient w.r.t. the layer's input, (T, B, I_l). The layer's jobs are finished on return, so
         its buffers are freed before the layer below allocates its own."""
-        T, B, D, H = batch.T, x2d.shape[0] // batch.T, self.num_directions, self.hidden_size
+        T, B, D, P = batch.T, x2d.shape[0] // batch.T, self.num_directions, self.real_hidden_size
         d_in = np.empty_like(x2d)                             # (T*B, I_l)
         dx_jobs = []
         params_of = [p for d in range(D) for p in weights_of(self, self._suffix(layer, d)) if p is not None]
@@ -329,23 +336,26 @@ class _Recurrent(Module):
         for d in range(D):
             k = layer * D + d
             (w, hs, cache, mask), caches[k] = caches[k], None
-            h_prev = hs[:-1] if mask is None else hs[:-1] * mask  # (T, B, H): what the recurrent product read
+            h_prev = hs[:-1] if mask is None else hs[:-1] * mask  # (T, B, P): what the recurrent product read
             params = weights_of(self, self._suffix(layer, d))
             g = None
             if d_layer is not None:
-                g = d_layer[..., d * H:(d + 1) * H] if D > 1 else d_layer  # (T, B, H)
+                g = d_layer[..., d * P:(d + 1) * P] if D > 1 else d_layer  # (T, B, P)
                 if d:
                     g = batch.reverse(g)
             done = None if d else self._gradients_behind(params, w, x2d, h_prev, d_in, chunks, overlap, dx_jobs, B,
                                                          tied)
-            d_x, d_hh, d0 = self.kernel.backward(g, tuple(f[k] for f in d_finals), w, hs, cache,
-                                                 batch.batch_sizes, done, mask)
+            d_x, d_hh, d0, d_proj = self.kernel.backward(g, tuple(f[k] for f in d_finals), w, hs, cache,
+                                                         batch.batch_sizes, done, mask)
             for dst, src in zip(d_states0, d0):
                 dst[k] = src
+            if d_proj is not None:                            # (T, B, P) and (T, B, H), in the same rows
+                dhs, ms = d_proj
+                overlap.submit(projection_grads, params, dhs.reshape(T * B, P), ms.reshape(T * B, -1), ordered=tied)
             if d:                                             # back to time order, to pair with x
                 d_x = [(batch.reverse(block).reshape(T * B, -1), cols) for block, cols in d_x]
                 overlap.submit(input_side_grads, params, d_x, x2d, ordered=True)
-                overlap.submit(recurrent_side_grads, params, d_hh.reshape(T * B, -1), h_prev.reshape(T * B, H),
+                overlap.submit(recurrent_side_grads, params, d_hh.reshape(T * B, -1), h_prev.reshape(T * B, P),
                                ordered=tied)
                 dx = input_grad(d_x, w.W_ih, np.empty_like(x2d))  # (T*B, I_l)
                 overlap.wait(dx_jobs[::-1])                  # from the back, as finish()
@@ -359,7 +369,7 @@ class _Recurrent(Module):
         input side's gradients are ordered jobs, which the caller may take at the end; with tied
         parameters (`tied`) the recurrent side's too, so that no array gets two writers."""
         G = w.W_ih.shape[0]
-        h_prev = h_prev.reshape(-1, h_prev.shape[2])          # (T*B, H)
+        h_prev = h_prev.reshape(-1, h_prev.shape[2])          # (T*B, P)
 
         def done(t, d_x, d_hh):
             if t not in chunks:
@@ -376,7 +386,7 @@ class _Recurrent(Module):
     def extra_repr(self) -> str:
         parts = [f"{self.input_size}, {self.hidden_size}"]
         defaults = dict(num_layers=1, bias=True, batch_first=False, dropout=0.0, bidirectional=False,
-                        recurrent_dropout=0.0)
+                        proj_size=0, recurrent_dropout=0.0)
         parts += [f"{k}={getattr(self, k)}" for k, v in defaults.items() if getattr(self, k) != v]
         return ", ".join(parts)
 
@@ -405,17 +415,21 @@ class RNN(_Recurrent):
 
 
 class LSTM(_Recurrent):
-    """LSTM with PyTorch's gates i, f, g, o: c' = f c + i g, h' = o tanh(c')."""
+    """LSTM with PyTorch's gates i, f, g, o: c' = f c + i g, h' = o tanh(c').
+
+    proj_size P > 0 (torch's LSTM with projections, Sak et al. 2014): h' = (o tanh(c')) W_hr^T, so
+    h and the outputs have P units while c keeps H; weight_hh is (4H, P) and weight_hr (P, H).
+    """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 dtype=np.float32, seed=None, recurrent_dropout: float = 0.0):
+                 proj_size: int = 0, dtype=np.float32, seed=None, recurrent_dropout: float = 0.0):
         super().__init__(LSTMKernel, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype, seed, recurrent_dropout)
+                         bidirectional, dtype, seed, recurrent_dropout, proj_size)
 
     def forward(self, x, hx=None, lengths=None, *, return_internals: bool = False):
-        """x (T, B, I), hx (h0, c0) or None -> out (T, B, D*H), (h_n, c_n); internals
-        [{"i", "f", "g", "o", "c", "h"}] per layer and direction."""
+        """x (T, B, I), hx (h0 (L*D, B, P), c0 (L*D, B, H)) or None -> out (T, B, D*P), (h_n, c_n),
+        P = proj_size or H; internals [{"i", "f", "g", "o", "c", "h"}] per layer and direction."""
         out, (h_n, c_n), internals = self._forward(x, state_pair(hx, "hx"), lengths, return_internals)
         return (out, (h_n, c_n), internals) if return_internals else (out, (h_n, c_n))
 
