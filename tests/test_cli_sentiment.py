@@ -156,3 +156,15 @@ def test_a_run_stopped_while_reporting_finishes_when_resumed(run, tmp_path, monk
     assert main(["sentiment", "train", "--resume", str(again)]) == 0   # scores the test set, trains no more
     assert records(again) == records(run)
     assert main(["sentiment", "train", "--resume", str(again)]) == 2   # now finished
+
+
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_without_data_away_from_the_shared_folder_says_where_it_looked(command, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["sentiment", command, "--epochs", "1", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"unrolled: error: without --data the IMDB reviews are read from "
+                   f"../shared/data/imdb/aclImdb_labelled.tar.gz, relative to the current folder ({tmp_path}), "
+                   "and they are not there; give --data PATH (an IMDB tarball or folder, a .csv/.tsv file or VADER "
+                   "files).\n")
+    assert not (tmp_path / "run").exists()

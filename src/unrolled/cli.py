@@ -196,6 +196,10 @@ def max_input_bytes() -> int:
     return int(megabytes * 2**20)
 
 
+def _mebibytes(size: int) -> str:
+    return f"{size / 2**20:,.0f} MiB" if size >= 2**20 else f"{size / 2**20:.2g} MiB"
+
+
 def check_input_files(args: argparse.Namespace) -> None:
     """Refuse an input file that is a device or pipe, or bigger than the limit, before anything reads it."""
     for name in INPUT_FILE_FLAGS:
@@ -207,7 +211,7 @@ def check_input_files(args: argparse.Namespace) -> None:
             raise ValueError(f"{flag} {value} is not a regular file (a device or a pipe); give a file on disk.")
         size, limit = os.path.getsize(value), max_input_bytes()
         if size > limit:
-            raise ValueError(f"{flag} {value} holds {size / 2**20:,.0f} MiB, more than the {limit / 2**20:,.0f} MiB "
+            raise ValueError(f"{flag} {value} holds {_mebibytes(size)}, more than the {_mebibytes(limit)} "
                              "allowed for an input file; use a smaller file or raise UNROLLED_MAX_INPUT_MB.")
 
 

@@ -5,6 +5,7 @@ import argparse
 
 from .cli import (beam_width, dropout_rate, nonnegative_float, nonnegative_int, path_name, positive_float, positive_int,
                   probability, refuse_flags_with_resume, report_interrupted, utf8_text)
+from .core.checks import counted
 from .tasks import lm
 
 # train flags that set a Config field of the same name (dashes become underscores)
@@ -75,8 +76,8 @@ def run_train(args: argparse.Namespace) -> int:
     if interrupted:
         return report_interrupted("lm", state.step, run)
     best = "-" if state.best_val is None else f"{state.best_val:.4f}"
-    print(f"done: {state.step} steps, {state.elapsed_s / 60:.1f} min of training, best validation loss {best} "
-          f"nats/token; run in {run}")
+    print(f"done: {counted(state.step, 'step')}, {state.elapsed_s / 60:.1f} min of training, "
+          f"best validation loss {best} nats/token; run in {run}")
     return 0
 
 

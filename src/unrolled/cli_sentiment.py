@@ -6,6 +6,7 @@ import sys
 
 from .cli import (dropout_rate, nonnegative_float, nonnegative_int, path_name, png_path, positive_float, positive_int,
                   refuse_flags_with_resume, report_interrupted, utf8_text)
+from .core.checks import counted
 from .data.sentiment_sources import is_table
 from .runs import read_json
 from .tasks import sentiment
@@ -112,7 +113,7 @@ def run_train(args: argparse.Namespace) -> int:
     if interrupted:
         return report_interrupted("sentiment", state.step, run)
     results = read_json(run / sentiment.RESULTS, "the run's results")
-    print(f"done: {state.step} steps, {state.elapsed_s / 60:.1f} min of training, "
+    print(f"done: {counted(state.step, 'step')}, {state.elapsed_s / 60:.1f} min of training, "
           f"test accuracy {100 * results['test']['accuracy']:.2f}%; run in {run}")
     return 0
 

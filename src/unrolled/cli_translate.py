@@ -6,6 +6,7 @@ import sys
 
 from .cli import (beam_width, dropout_rate, nonnegative_int, _number, path_name, png_path, positive_float, positive_int,
                   refuse_flags_with_resume, report_interrupted, utf8_text)
+from .core.checks import counted
 from .runs import outside_runs, read_json
 from .tasks import translate
 
@@ -110,7 +111,7 @@ def run_train(args: argparse.Namespace) -> int:
     if interrupted:
         return report_interrupted("translate", state.step, run)
     results = read_json(run / translate.RESULTS, "the run's results")
-    print(f"done: {state.step} steps, {state.elapsed_s / 60:.1f} min of training; test BLEU greedy "
+    print(f"done: {counted(state.step, 'step')}, {state.elapsed_s / 60:.1f} min of training; test BLEU greedy "
           f"{results['test_bleu_greedy']:.1f}, beam {results['beam']} {results['test_bleu_beam']:.1f}; run in {run}")
     return 0
 

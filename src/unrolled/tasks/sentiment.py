@@ -168,9 +168,19 @@ def _check_data(data: LabelledData, config: Config) -> None:
                          "a classifier needs at least two.")
 
 
+def load(config: Config) -> LabelledData:
+    """The labelled texts of --data; without it, the IMDB tarball at DEFAULT_DATA, a path relative to
+    the current folder (the repository's root, with the shared data beside it)."""
+    if config.data == DEFAULT_DATA and not Path(DEFAULT_DATA).exists():
+        raise ValueError(f"without --data the IMDB reviews are read from {DEFAULT_DATA}, relative to the current "
+                         f"folder ({Path.cwd()}), and they are not there; give --data PATH (an IMDB tarball or "
+                         "folder, a .csv/.tsv file or VADER files).")
+    return load_labelled(config.data, config.text_column, config.label_column)
+
+
 def prepare(config: Config, vocab: Vocab | None = None, data: LabelledData | None = None) -> Prepared:
     """Load, split, build the vocabulary (unless given) and encode every split."""
-    data = data or load_labelled(config.data, config.text_column, config.label_column)
+    data = data or load(config)
     _check_data(data, config)
     rng = np.random.default_rng([config.seed, 7])
     train, test = data.train, data.test

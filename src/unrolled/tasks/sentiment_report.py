@@ -19,7 +19,6 @@ import numpy as np
 
 from ..checkpoint import has_checkpoint
 from ..core.checks import counted
-from ..data.sentiment_sources import load_labelled
 from ..runs import (CONFIG, atomic_write_text, finished, is_run, load_config, read_json, read_metrics,
                     unstarted, write_json)
 from . import sentiment
@@ -68,7 +67,7 @@ def compare(config: sentiment.Config, cells: list[str], out, progress: bool = Tr
     out = Path(out)
     _check_out(out)
     _check_settings(out, config)
-    data = load_labelled(config.data, config.text_column, config.label_column)
+    data = sentiment.load(config)
     out.mkdir(parents=True, exist_ok=True)
     for cell in cells:
         if finished(out / cell, "test_accuracy"):
