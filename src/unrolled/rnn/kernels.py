@@ -353,6 +353,11 @@ def rnn_backward(d_out, dh_n, W_hh, hs, nonlinearity="tanh", batch_sizes=None, d
 
 
 # ----- adapters: one interface over the three kernels, used by the cells and the layers ---------
+# Each kernel class: `prepare` the weights; `buffers` for what forward writes (each (T or T+1 or 1,
+# B, state size)), which `forward` fills (or calls on parts of the batch fill, read back by
+# `outputs`); `backward` returns the gradient pieces w.r.t. x_proj, the gradient w.r.t. the
+# recurrent product, the initial states' gradients and, for a projected LSTM, (dhs, ms), whose
+# product dhs^T ms over every step is weight_hr's gradient (else None).
 
 class Weights(NamedTuple):
     """One set of recurrent weights as the kernels use them: PyTorch's arrays and summed biases."""
@@ -364,11 +369,6 @@ class Weights(NamedTuple):
 
 
 class LSTMKernel:
-    """Each kernel class: `prepare` the weights; `buffers` for what forward writes (each (T or T+1
-    or 1, B, state size)), which `forward` fills (or calls on parts of the batch fill, read back
-    by `outputs`); `backward` returns the gradient pieces w.r.t. x_proj, the gradient w.r.t. the
-    recurrent product, the initial states' gradients, and for a projected LSTM (dhs, ms), whose
-    product dhs^T ms over every step is weight_hr's gradient (else None)."""
     n_gates, state_names = 4, ("h", "c")
 
     @staticmethod
