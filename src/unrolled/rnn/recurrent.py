@@ -81,13 +81,23 @@ class _Batch:
         self.inverse = np.argsort(self.order)
         self.lengths = lengths[self.order]                    # (B,) non-increasing
         t = np.arange(T)[:, None]                             # (T, 1)
-        self.batch_sizes = [int(n) for n in (self.lengths > t).sum(1)]
+        self.valid = t < self.lengths                        # (T, B) the steps each sorted row runs
+        self.batch_sizes = [int(n) for n in self.valid.sum(1)]
         self.flip = np.where(t < self.lengths, self.lengths - 1 - t, t)  # (T, B)
         self.cols = np.arange(B)
 
     def sort(self, a: np.ndarray) -> np.ndarray:
         """Batch axis 1 into length order."""
         return a if self.batch_sizes is None else a[:, self.order]
+
+    def sort_input(self, x: np.ndarray) -> np.ndarray:
+        """x (T, B, I) into length order, padding zeroed (a copy): whatever the padding holds, NaN
+        included, reaches neither the outputs nor, through the weight gradients' GEMMs, a gradient."""
+        if self.batch_sizes is None:
+            return x
+        x = x[:, self.order]
+        x[~self.valid] = 0
+        return x
 
     def unsort(self, a: np.ndarray) -> np.ndarray:
         """Batch axis 1 back to the caller's order."""
@@ -176,7 +186,7 @@ class _Recurrent(Module):
         finals = [np.empty_like(s) for s in states0]         # (L*D, B, P) and (L*D, B, H)
         inputs, masks, caches, internals = [], [], [], []
         chunks, overlap = _time_chunks(T, B), Overlap()
-        layer_in = batch.sort(x)                              # (T, B, I_l)
+        layer_in = batch.sort_input(x)                        # (T, B, I_l)
         with one_blas_thread(), overlap:                 # an error leaves no job running
             for layer in range(L):
                 x2d = layer_in.reshape(T * B, -1)             # (T*B, I_l)
