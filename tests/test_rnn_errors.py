@@ -87,6 +87,8 @@ def test_bad_backward(gru, lstm):
     (dict(recurrent_dropout=1.0), r"recurrent_dropout must be a probability in \[0, 1\), but was given 1.0"),
     (dict(nonlinearity="sigmoid"), "nonlinearity must be 'tanh' or 'relu', but was given 'sigmoid'"),
     (dict(dtype=np.int32), "dtype must be float32 or float64, but was given int32"),
+    (dict(dtype="foo"), "dtype must be float32 or float64, but was given 'foo'"),
+    (dict(dropout=True), r"dropout must be a probability in \[0, 1\), but was given True"),
     (dict(seed="seven"), "seed must be an int, a numpy Generator or None, but was given str"),
 ])
 def test_bad_constructor_arguments(kwargs, phrase):
@@ -140,3 +142,25 @@ def test_bad_cell_input(cell_cls):
     raises("needs a matching forward", cell.backward, np.zeros((B, H)))
     cell(np.zeros((B, I)))
     raises(r"dh1 must have shape \(3, 2\), but was given shape \(3, 3\)", cell.backward, np.zeros((B, 3)))
+
+
+def test_numpy_numbers_are_numbers():
+    assert unrolled.GRU(I, H, num_layers=2, dropout=np.float32(0.25)).dropout == 0.25
+    assert unrolled.LSTM(I, H, recurrent_dropout=np.float64(0.5)).recurrent_dropout == 0.5
+
+
+@pytest.mark.parametrize("make", [lambda dtype: unrolled.Linear(3, 2, dtype=dtype),
+                                  lambda dtype: unrolled.Embedding(3, 2, dtype=dtype),
+                                  lambda dtype: unrolled.LayerNorm(3, dtype=dtype),
+                                  lambda dtype: unrolled.MultiheadAttention(4, 2, dtype=dtype),
+                                  lambda dtype: unrolled.GRU(3, 2).to(dtype)])
+@pytest.mark.parametrize("dtype", [np.int64, np.float16, "foo"])
+def test_every_layer_computes_in_float32_or_float64(make, dtype):
+    shown = "'foo'" if dtype == "foo" else np.dtype(dtype).name
+    raises(f"dtype must be float32 or float64, but was given {shown}", make, dtype)
+
+
+def test_dropout_refuses_an_integer_input_it_would_scale():
+    raises("Dropout needs a floating-point input, but was given dtype int64", unrolled.Dropout(0.5),
+           np.ones((2, 4), dtype=np.int64))
+    np.testing.assert_array_equal(unrolled.Dropout(0.5).eval()(np.ones((2, 4), dtype=np.int64)), 1)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import init
-from ..core.checks import as_array, check_shape
+from ..core.checks import as_array, check_float_dtype, check_shape
 from ..core.functional import as_float_array, softmax_backward
 from ..core.module import Module, Parameter
 from ..layers import Dropout, Linear
@@ -140,7 +140,7 @@ class _KeyAttention(Module):
             if not isinstance(n, (int, np.integer)) or n < 1:
                 raise ValueError(f"{name} must be a positive integer, but was given {n!r}.")
         self.query_size, self.key_size = int(query_size), int(key_size)
-        self.dtype = np.dtype(dtype)
+        self.dtype = check_float_dtype(dtype)
 
     def forward(self, query, keys, mask=None, projected_keys=None):
         """query (B, Hq) or (T, B, Hq), keys (S, B, Hk), mask (S, B) bool (True at real tokens) or None.

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import init
-from ..core.checks import as_array, check_shape
+from ..core.checks import as_array, check_float_dtype, check_shape
 from ..core.module import Module, Parameter
 from ..layers import Linear
 from .attention import ScaledDotProductAttention
@@ -69,7 +69,7 @@ class MultiheadAttention(Module):
         E = int(embed_dim)
         self.embed_dim, self.num_heads, self.head_dim = E, int(num_heads), E // int(num_heads)
         self.batch_first = bool(batch_first)
-        self.dtype = np.dtype(dtype)
+        self.dtype = check_float_dtype(dtype)
         self.in_proj_weight = Parameter(init.glorot_uniform((3 * E, E), rng, self.dtype))   # torch: xavier_uniform_
         self.in_proj_bias = Parameter(np.zeros(3 * E, self.dtype)) if bias else None
         self.out_proj = Linear(E, E, bias=bias, dtype=dtype, seed=rng)

@@ -4,6 +4,18 @@ from __future__ import annotations
 import numpy as np
 
 
+def check_float_dtype(dtype) -> np.dtype:
+    """The layers compute in float32 or float64; anything else is refused."""
+    try:
+        checked = np.dtype(dtype)
+    except TypeError:
+        checked = None
+    if checked not in (np.float32, np.float64):
+        shown = checked if checked is not None else repr(dtype)
+        raise ValueError(f"dtype must be float32 or float64, but was given {shown}.")
+    return checked
+
+
 def counted(n: int, noun: str) -> str:
     """`n` and the noun, plural unless n is 1: counted(1, "row") -> "1 row", counted(3, "row") -> "3 rows"."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

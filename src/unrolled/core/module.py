@@ -18,6 +18,8 @@ from typing import Iterator
 
 import numpy as np
 
+from .checks import check_float_dtype
+
 _GRAD_ENABLED = True
 
 
@@ -177,8 +179,8 @@ class Module:
         return self.train(False)
 
     def to(self, dtype) -> "Module":
-        """Cast every parameter (and its gradient) to `dtype`, in place; returns self."""
-        dtype = np.dtype(dtype)
+        """Cast every parameter (and its gradient) to `dtype` (float32 or float64), in place; returns self."""
+        dtype = check_float_dtype(dtype)
         for m in self.modules():
             m._cache.clear()
             if hasattr(m, "dtype"):

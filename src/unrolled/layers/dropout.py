@@ -28,6 +28,8 @@ class Dropout(Module):
         if not self.training or self.p == 0:
             self._save((None, x.shape))
             return x
+        if not np.issubdtype(x.dtype, np.floating):
+            raise ValueError(f"Dropout needs a floating-point input, but was given dtype {x.dtype}.")
         keep = self.rng.random(x.shape, dtype=np.float32) >= self.p           # (...,) bool
         mask = keep.astype(x.dtype) / np.asarray(1 - self.p, dtype=x.dtype)  # 0 or 1/(1-p)
         self._save((mask, x.shape))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import init
-from ..core.checks import check_shape
+from ..core.checks import check_float_dtype, check_shape
 from ..core.module import Module, Parameter
 
 
@@ -29,7 +29,7 @@ class Embedding(Module):
             padding_idx = int(padding_idx) % num_embeddings   # torch counts a negative index from the end
         self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
         self.padding_idx = padding_idx
-        self.dtype = np.dtype(dtype)
+        self.dtype = check_float_dtype(dtype)
         rng = init.as_generator(seed)
         self.weight = Parameter(rng.standard_normal((num_embeddings, embedding_dim)).astype(self.dtype))
         if padding_idx is not None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.checks import check_shape
+from ..core.checks import check_float_dtype, check_shape
 from ..core.functional import as_float_array
 from ..core.module import Module, Parameter
 
@@ -21,7 +21,7 @@ class LayerNorm(Module):
             raise ValueError(f"eps must be positive, but was given {eps!r}.")
         self.normalized_shape = tuple(int(n) for n in shape)
         self.eps = float(eps)
-        self.dtype = np.dtype(dtype)
+        self.dtype = check_float_dtype(dtype)
         self.weight = Parameter(np.ones(self.normalized_shape, self.dtype)) if elementwise_affine else None
         self.bias = Parameter(np.zeros(self.normalized_shape, self.dtype)) if elementwise_affine else None
 

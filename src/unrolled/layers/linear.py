@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import init
-from ..core.checks import check_shape
+from ..core.checks import check_float_dtype, check_shape
 from ..core.functional import as_float_array
 from ..core.module import Module, Parameter
 
@@ -22,7 +22,7 @@ class Linear(Module):
             if not isinstance(n, (int, np.integer)) or n < 1:
                 raise ValueError(f"{name} must be a positive integer, but was given {n!r}.")
         self.in_features, self.out_features = int(in_features), int(out_features)
-        self.dtype = np.dtype(dtype)
+        self.dtype = check_float_dtype(dtype)
         rng = init.as_generator(seed)
         bound = 1.0 / np.sqrt(in_features)
         self.weight = Parameter(init.uniform((out_features, in_features), bound, rng, self.dtype))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import init
-from ..core.checks import as_array, check_shape
+from ..core.checks import as_array, check_float_dtype, check_shape
 from ..core.module import Module, Parameter
 from .kernels import GRUKernel, LSTMKernel, RNNKernel, Weights
 
@@ -25,13 +25,6 @@ def check_sizes(**sizes) -> None:
     for name, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer, but was given {value!r}.")
-
-
-def check_float_dtype(dtype) -> np.dtype:
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be float32 or float64, but was given {dtype}.")
-    return dtype
 
 
 def add_weights(owner: Module, suffix: str, input_size: int, hidden_size: int, n_gates: int,

@@ -28,9 +28,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import init
-from ..core.checks import as_array, check_lengths, check_shape
+from ..core.checks import as_array, check_float_dtype, check_lengths, check_shape
 from ..core.module import Module
-from .cells import (add_weights, check_float_dtype, check_init, check_sizes, input_grad, input_side_grads,
+from .cells import (add_weights, check_init, check_sizes, input_grad, input_side_grads,
                     prepared, projection_grads, recurrent_side_grads, reset_weights, state_pair, weights_of)
 from .kernels import GRUKernel, LSTMKernel, RNNKernel
 from .threads import Overlap, one_blas_thread
@@ -120,7 +120,7 @@ class _Recurrent(Module):
         super().__init__()
         check_sizes(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
         for name, p in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
-            if not (isinstance(p, (int, float)) and 0 <= p < 1):
+            if isinstance(p, bool) or not (isinstance(p, (int, float, np.integer, np.floating)) and 0 <= p < 1):
                 raise ValueError(f"{name} must be a probability in [0, 1), but was given {p!r}.")
         if isinstance(proj_size, bool) or not isinstance(proj_size, (int, np.integer)) or \
                 not 0 <= proj_size < hidden_size:
