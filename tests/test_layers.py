@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from unrolled import Dropout, Embedding, LayerNorm, Linear, Sequential, Tanh, no_grad
+from unrolled import Dropout, Embedding, LayerNorm, Linear, LogSoftmax, Sequential, Sigmoid, Softmax, Tanh, no_grad
 from unrolled.testing import gradcheck
 
 torch.set_num_threads(1)
@@ -310,3 +310,19 @@ def test_sequential_errors():
     m = make_mlp()
     with pytest.raises(ValueError, match="no forward pass is waiting"):
         m.backward(np.zeros((5, 3)))
+
+
+@pytest.mark.parametrize("make", [Tanh, Sigmoid, Softmax, LogSoftmax, lambda: LayerNorm(5, elementwise_affine=False, dtype=np.float64)])
+def test_an_output_backward_reads_cannot_be_changed_in_place(make):
+    """Changing it would silently change the gradients, so it is a read-only view while recording."""
+    x = np.random.default_rng(0).standard_normal((3, 5))
+    layer = make()
+    y = layer(x)
+    with pytest.raises(ValueError, match="read-only"):
+        y += 1
+    dx = layer.backward(np.ones_like(y))
+    fresh = make()
+    np.testing.assert_array_equal(fresh.backward(np.ones_like(fresh(x))), dx)   # the refused write changed nothing
+    with no_grad():
+        y = layer(x)
+    y += 1                                                        # nothing kept: an ordinary array

@@ -164,3 +164,16 @@ def test_dropout_refuses_an_integer_input_it_would_scale():
     raises("Dropout needs a floating-point input, but was given dtype int64", unrolled.Dropout(0.5),
            np.ones((2, 4), dtype=np.int64))
     np.testing.assert_array_equal(unrolled.Dropout(0.5).eval()(np.ones((2, 4), dtype=np.int64)), 1)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"bidirectional": True}, {"batch_first": True}])
+def test_a_recurrent_output_cannot_be_changed_in_place_before_backward(kwargs):
+    layer = unrolled.LSTM(I, H, dtype=np.float64, **kwargs)
+    out, (h_n, _) = layer(np.ones((B, T, I) if kwargs.get("batch_first") else (T, B, I)))
+    with pytest.raises(ValueError, match="read-only"):
+        out += 1
+    h_n += 1                                                      # the final states are copies
+    layer.backward(np.ones_like(out))
+    layer.eval()
+    out, _ = layer(np.ones((B, T, I) if kwargs.get("batch_first") else (T, B, I)))
+    out += 1                                                      # nothing kept outside training

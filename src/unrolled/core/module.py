@@ -104,6 +104,15 @@ class Module:
         if self.recording:
             self._cache.append(cache)
 
+    def _read_only(self, y: np.ndarray) -> np.ndarray:
+        """y, an output whose memory backward reads, as a read-only view while recording: changing
+        it in place, which would change the gradients, raises instead of corrupting them."""
+        if not self.recording:
+            return y
+        y = y.view()
+        y.flags.writeable = False
+        return y
+
     def _restore(self):
         if not self._cache:
             raise ValueError(

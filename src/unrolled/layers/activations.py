@@ -19,7 +19,7 @@ class _Activation(Module):
         x = F.as_float_array(x, "input")
         y = self._apply(x)
         self._save(y if self.saves_output else x)
-        return y
+        return self._read_only(y) if self.saves_output else y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         saved = self._restore()

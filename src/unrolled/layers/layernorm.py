@@ -38,7 +38,7 @@ class LayerNorm(Module):
         xhat = xc * rstd                                          # (..., *normalized_shape)
         self._save((xhat, rstd, axes))
         if self.weight is None:
-            return xhat
+            return self._read_only(xhat)
         return xhat * self.weight.data + self.bias.data
 
     def backward(self, dy: np.ndarray) -> np.ndarray:

@@ -21,7 +21,8 @@ valid prefix, as torch's pack_padded_sequence(enforce_sorted=False). Inside, the
 by decreasing length and the reverse direction's valid steps are flipped in place, so kernels see
 every sequence as a prefix (see _Batch).
 
-The returned `out` may share memory with what backward keeps: do not modify it in place.
+While recording (training mode, gradients on), the returned `out` is a read-only view, as backward
+may read its memory: copy it to change it. The same holds for x until backward: do not change it.
 """
 from __future__ import annotations
 
@@ -204,6 +205,7 @@ class _Recurrent(Module):
         if self.batch_first:
             out = np.ascontiguousarray(out.transpose(1, 0, 2))
         finals = [batch.unsort(f) for f in finals]
+        out = self._read_only(out)                          # backward may read its memory
         return out, finals, internals
 
     def _forward_layer(self, layer, x2d, states0, finals, batch, keep, chunks, overlap, caches, internals):
