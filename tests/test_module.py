@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
+import torch
 
+import unrolled
 from unrolled import Module, Parameter, no_grad
 from unrolled.core import init
 from unrolled.testing import gradcheck
@@ -115,3 +117,20 @@ def test_orthogonal_and_glorot(rng):
     np.testing.assert_array_equal(b, [0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0])
     with pytest.raises(ValueError, match="seed"):
         init.as_generator("x")
+
+
+def test_a_tied_weight_is_in_the_state_dict_under_each_name_as_in_torch():
+    emb, lin = unrolled.Embedding(5, 3, dtype=np.float64, seed=0), unrolled.Linear(3, 5, dtype=np.float64, seed=1)
+    lin.weight = emb.weight
+    ours = unrolled.Sequential(emb, lin)
+    theirs = torch.nn.Sequential(torch.nn.Embedding(5, 3), torch.nn.Linear(3, 5)).double()
+    theirs[1].weight = theirs[0].weight
+    assert list(ours.state_dict()) == list(theirs.state_dict()) == ["0.weight", "1.weight", "1.bias"]
+    assert [name for name, _ in ours.named_parameters()] == ["0.weight", "1.bias"]      # one Parameter
+    assert ours.load_state_dict(theirs.state_dict()) == ([], [])
+    np.testing.assert_array_equal(lin.weight.data, theirs[1].weight.detach().numpy())
+    theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
+    assert ours.load_state_dict({"0.weight": np.ones((5, 3)), "1.bias": np.zeros(5)}) == ([], [])  # one name is enough
+    np.testing.assert_array_equal(lin.weight.data, 1)
+    with pytest.raises(ValueError, match="is missing '1.bias'"):
+        ours.load_state_dict({"1.weight": np.ones((5, 3))})

@@ -208,17 +208,21 @@ class Module:
     # ----- saving and loading ---------------------------------------------------------------
 
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        """Copies of every parameter under its dotted name (PyTorch's names where PyTorch has the layer)."""
-        return OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
+        """Copies of every parameter under its dotted name (PyTorch's names where PyTorch has the
+        layer); a tied weight under each of its names, as torch lists it."""
+        return OrderedDict((name, p.data.copy()) for name, p in self._named_parameters(""))
 
     def load_state_dict(self, state: dict, strict: bool = True) -> tuple[list[str], list[str]]:
         """Copy arrays into the parameters; returns (missing, unexpected) names.
 
         Values may be NumPy arrays or anything with `.numpy()` (a torch tensor on the CPU). With
-        `strict=True` a missing or unexpected name is an error; a shape mismatch always is.
+        `strict=True` a missing or unexpected name is an error; a shape mismatch always is. A tied
+        weight needs only one of its names.
         """
-        params = dict(self.named_parameters())
-        missing = [k for k in params if k not in state]
+        named = list(self._named_parameters(""))
+        params = dict(named)
+        given = {id(p) for name, p in named if name in state}
+        missing = [k for k, p in named if k not in state and id(p) not in given]
         unexpected = [k for k in state if k not in params]
         if strict and (missing or unexpected):
             raise ValueError(f"{type(self).__name__}.load_state_dict " + " and ".join(
