@@ -56,6 +56,10 @@ def test_bad_lengths(gru):
     x = np.zeros((T, B, I))
     raises("lengths must be 3 integers", gru, x, lengths=[1, 2])
     raises("lengths must be 3 integers", gru, x, lengths=[1.0, 2.0, 3.0])
+    raises(r"lengths must be 3 integers \(one per sequence\), but was given a ragged sequence", gru, x,
+           lengths=[1, [2, 3], 3])
+    raises(r"lengths must be 1 integer \(one per sequence\), but was given int64 of shape \(1, 2\)",
+           unrolled.GRU(I, H, dtype=np.float64), x[:, :1], lengths=[[1, 2]])
     raises(r"lengths must lie in 1\.\.4 \(the padded length\), but range from 0 to 4", gru, x, lengths=[0, 4, 2])
     raises(r"lengths must lie in 1\.\.4 \(the padded length\), but range from 1 to 5", gru, x, lengths=[1, 5, 2])
 

@@ -45,9 +45,14 @@ def check_shape(x: np.ndarray, expected: tuple, name: str) -> None:
 
 def check_lengths(lengths, batch: int, max_len: int) -> np.ndarray:
     """Per-sequence lengths as int64 (B,), each in 1..max_len."""
-    lengths = np.asarray(lengths)
+    try:
+        lengths = np.asarray(lengths)
+    except ValueError:                                      # a ragged list
+        raise ValueError(f"lengths must be {counted(batch, 'integer')} (one per sequence), but was given a ragged "
+                         "sequence.") from None
     if lengths.shape != (batch,) or not np.issubdtype(lengths.dtype, np.integer):
-        raise ValueError(f"lengths must be {batch} integers (one per sequence), but was given {lengths.dtype} of shape {lengths.shape}.")
+        raise ValueError(f"lengths must be {counted(batch, 'integer')} (one per sequence), but was given "
+                         f"{lengths.dtype} of shape {lengths.shape}.")
     if lengths.size and (lengths.min() < 1 or lengths.max() > max_len):
         raise ValueError(f"lengths must lie in 1..{max_len} (the padded length), but range from {lengths.min()} to {lengths.max()}.")
     return lengths.astype(np.int64)
