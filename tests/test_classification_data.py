@@ -161,10 +161,10 @@ def test_vader_folder_reads_every_ground_truth_file(tmp_path):
 
 def test_a_folder_with_both_vader_files_and_imdb_reviews_is_refused(tmp_path):
     (tmp_path / VADER.name).write_bytes(VADER.read_bytes())
-    shutil.copytree(FOLDER, tmp_path / "aclImdb")
+    shutil.copytree(FOLDER, tmp_path / "downloads" / "aclImdb")                  # at any depth, as load_imdb reads it
     with pytest.raises(ValueError, match=r"holds both VADER \*_GroundTruth.txt files and IMDB reviews; give the one"):
         load_labelled(tmp_path)
-    assert len(load_labelled(tmp_path / "aclImdb").train) == len(load_labelled(FOLDER).train)
+    assert len(load_labelled(tmp_path / "downloads").train) == len(load_labelled(FOLDER).train)
     assert len(load_labelled(tmp_path / VADER.name).train) == len(load_labelled(VADER).train)
 
 

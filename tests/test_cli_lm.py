@@ -141,7 +141,7 @@ def test_bad_sampling_input_is_one_line_and_exit_2(run, tmp_path, capsys, args, 
 def test_a_limit_below_one_mebibyte_is_not_shown_as_zero(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("UNROLLED_MAX_INPUT_MB", "0.001")
     _fails_with_one_line(capsys, ["lm", "train", "--data", str(FIXTURE), "--out", str(tmp_path / "run")],
-                         "holds 0.0039 MiB, more than the 0.001 MiB allowed for an input file")
+                         "holds 0.00388 MiB, more than the 0.001 MiB allowed for an input file")
 
 
 def test_a_corrupted_checkpoint_is_one_line(run, tmp_path, capsys):

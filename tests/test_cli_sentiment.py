@@ -165,6 +165,6 @@ def test_without_data_away_from_the_shared_folder_says_where_it_looked(command, 
     err = capsys.readouterr().err
     assert err == (f"unrolled: error: without --data the IMDB reviews are read from "
                    f"../shared/data/imdb/aclImdb_labelled.tar.gz, relative to the current folder ({tmp_path}), "
-                   "and they are not there; give --data PATH (an IMDB tarball or folder, a .csv/.tsv file or VADER "
-                   "files).\n")
+                   "and they are not there; run from the repository's root (beside ../shared) or give --data PATH "
+                   "(an IMDB tarball or folder, a .csv/.tsv file or VADER files).\n")
     assert not (tmp_path / "run").exists()

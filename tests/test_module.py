@@ -134,3 +134,7 @@ def test_a_tied_weight_is_in_the_state_dict_under_each_name_as_in_torch():
     np.testing.assert_array_equal(lin.weight.data, 1)
     with pytest.raises(ValueError, match="is missing '1.bias'"):
         ours.load_state_dict({"1.weight": np.ones((5, 3))})
+    untied = {"0.weight": np.ones((5, 3)), "1.weight": np.zeros((5, 3)), "1.bias": np.zeros(5)}
+    with pytest.raises(ValueError, match="different arrays for '0.weight' and '1.weight', which name one tied weight"):
+        ours.load_state_dict(untied)                                 # an untied model's weights do not fit
+    np.testing.assert_array_equal(lin.weight.data, 1)                # all or nothing

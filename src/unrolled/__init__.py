@@ -1,10 +1,11 @@
 """unrolled: recurrent sequence models from scratch in NumPy, exact against PyTorch.
 
-The names below are loaded on first use (`unrolled.GRU`, `from unrolled import LSTM`), so that
-`import unrolled` is instant and the `unrolled` command can answer Ctrl-C while it loads.
-Optimisers, clipping and schedules live in `unrolled.optim`.
+The names below and the subpackages (`unrolled.optim`, `unrolled.rnn`, ...) are loaded on first use
+(`unrolled.GRU`, `from unrolled import LSTM`), so that `import unrolled` is instant and the
+`unrolled` command can answer Ctrl-C while it loads. Optimisers, clipping and schedules live in
+`unrolled.optim`.
 """
-import importlib
+import importlib as _importlib
 
 __version__ = "0.1.0"
 
@@ -25,11 +26,16 @@ __all__ = ["init", *_MODULE_OF]  # unrolled.init is the module unrolled.core.ini
 
 def __getattr__(name: str):
     if name == "init":
-        value = importlib.import_module(".core.init", __name__)
+        value = _importlib.import_module(".core.init", __name__)
     elif name in _MODULE_OF:
-        value = getattr(importlib.import_module(_MODULE_OF[name], __name__), name)
+        value = getattr(_importlib.import_module(_MODULE_OF[name], __name__), name)
     else:
-        raise AttributeError(f"module 'unrolled' has no attribute {name!r}")
+        try:                                                  # a subpackage or module: unrolled.optim
+            value = _importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module 'unrolled' has no attribute {name!r}") from None
     globals()[name] = value  # loaded once
     return value
 

@@ -193,11 +193,11 @@ def max_input_bytes() -> int:
         megabytes = -1.0
     if not 0 < megabytes < float("inf"):
         raise ValueError(f"UNROLLED_MAX_INPUT_MB must be a positive number of mebibytes, but is {text!r}.")
-    return int(megabytes * 2**20)
+    return int(round(megabytes * 2**20))
 
 
 def _mebibytes(size: int) -> str:
-    return f"{size / 2**20:,.0f} MiB" if size >= 2**20 else f"{size / 2**20:.2g} MiB"
+    return f"{size / 2**20:,.0f} MiB" if size >= 100 * 2**20 else f"{size / 2**20:.3g} MiB"
 
 
 def check_input_files(args: argparse.Namespace) -> None:

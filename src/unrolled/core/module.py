@@ -228,7 +228,7 @@ class Module:
             raise ValueError(f"{type(self).__name__}.load_state_dict " + " and ".join(
                 f"{what} {_some(names)}" for what, names in (("is missing", missing), ("was given unexpected", unexpected))
                 if names) + ".")
-        arrays = {}
+        arrays, first_name = {}, {}
         for name, p in params.items():
             if name not in state:
                 continue
@@ -241,6 +241,10 @@ class Module:
                     f"{type(self).__name__}.load_state_dict expected '{name}' of shape "
                     f"{p.data.shape}, but was given shape {value.shape}."
                 )
+            twin = first_name.setdefault(id(p), name)
+            if not np.array_equal(arrays.get(twin, value), value):
+                raise ValueError(f"{type(self).__name__}.load_state_dict was given different arrays for '{twin}' "
+                                 f"and '{name}', which name one tied weight.")
             arrays[name] = value
         for name, value in arrays.items():  # only after every check passed: all or nothing
             params[name].data[...] = value

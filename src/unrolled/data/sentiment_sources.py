@@ -187,7 +187,7 @@ def load_labelled(path, text_column: str = "text", label_column: str = "label") 
     if path.is_dir():
         if not any(path.glob(f"*{_VADER}")):
             return load_imdb(path)
-        if any(path.glob("train/pos")) or any(path.glob("*/train/pos")):
+        if any(_IMDB_MEMBER.search(file.as_posix()) for file in path.rglob("*.txt")):
             raise ValueError(f"{path} holds both VADER *{_VADER} files and IMDB reviews; give the one to learn "
                              "from: a VADER file or the aclImdb folder.")
         return load_vader(path)

@@ -8,8 +8,9 @@
 Layer names follow PyTorch's word-language-model example (`encoder`, `rnn`, `decoder`), so a
 state_dict moves between the two. With `tie_weights=True` the head reuses the embedding matrix
 (Press & Wolf, 2017): one Parameter, listed once by `parameters()` (as `encoder.weight`), whose
-gradient accumulates from both uses; `state_dict()` has it under both names, as torch's has. The recurrent state is a tuple (h, c) for an LSTM and an array h otherwise, each
-(layers, B, hidden): batch on axis 1, as the decoding functions expect.
+gradient accumulates from both uses; `state_dict()` has it under both names, as torch's has. The
+recurrent state is a tuple (h, c) for an LSTM and an array h otherwise, each (layers, B, hidden):
+batch on axis 1, as the decoding functions expect.
 """
 from __future__ import annotations
 

@@ -58,8 +58,8 @@ def reset_weights(params, kernel, hidden_size: int, init_name: str, forget_bias,
     """Initialise one weight set in place.
 
     "pytorch": every tensor U(-1/sqrt(H), 1/sqrt(H)). "glorot": Glorot-uniform weights, zero
-    biases. "orthogonal": Glorot-uniform input weights, each gate's (H, H) recurrent block
-    orthogonal, zero biases. forget_bias (LSTM only): the forget-gate slice of bias_ih set to it
+    biases. "orthogonal": Glorot-uniform input weights, each gate's (H, P) recurrent block
+    orthogonal, zero biases. An LSTM's projection weight_hr is Glorot-uniform under both. forget_bias (LSTM only): the forget-gate slice of bias_ih set to it
     and that of bias_hh to 0, so the forget gate's total bias is exactly `forget_bias`.
     """
     w_ih, w_hh, b_ih, b_hh, w_hr = params
@@ -97,7 +97,7 @@ def accumulate_grads(params, d_x, d_hh, x, h_prev) -> None:
 
     d_x: the gradient w.r.t. the input projection as pieces ((rows (N, k), gate columns), ...),
     rows paired with x (N, I). d_hh (N, G*H): w.r.t. the recurrent product, rows paired with
-    h_prev (N, H).
+    h_prev (N, P).
     """
     input_side_grads(params, d_x, x)
     recurrent_side_grads(params, d_hh, h_prev)

@@ -5,7 +5,8 @@ still running: see the hooks below), runs a tight loop over time for the recurre
 (preallocated buffers, in-place ufuncs, one `h @ W_hh.T` per step) and returns buffers that the
 caller turns into outputs and weight gradients (again large GEMMs over many steps at once).
 
-Shapes: T steps, B sequences, H hidden units, G gates (LSTM 4, GRU 3, RNN 1).
+Shapes: T steps, B sequences, H hidden units, G gates (LSTM 4, GRU 3, RNN 1), P the size of the
+state h (H, but for an LSTM with a projection: proj_size).
 
 Memory: the forward kernels activate the gates in place in x_proj (the caller's projection
 buffer becomes the gates of the cache), and the backward kernels overwrite those gates with
@@ -24,16 +25,16 @@ valid steps as a prefix in time, so the sequences still running at step t are th
 outputs are padding, their gradients vanish) and the caller reads each final state at the
 sequence's own last step. With `batch_sizes=None` every row runs every step.
 
-Recurrent dropout: with `mask` (B, H), the state enters the recurrent product as h * mask, the
+Recurrent dropout: with `mask` (B, P), the state enters the recurrent product as h * mask, the
 same mask at every step (Gal & Ghahramani's variational dropout, Keras's `recurrent_dropout`);
 everything else reads h itself. Backward masks the gradient that flows back through that product,
 and the caller pairs d_hh with hs[:-1] * mask for dW_hh.
 
-Layouts: `hs` (T+1, B, H) holds h0 in hs[0] and step t's output in hs[t+1], so `hs[:-1]` is the
+Layouts: `hs` (T+1, B, P) holds h0 in hs[0] and step t's output in hs[t+1], so `hs[:-1]` is the
 previous state of every step (what dW_hh needs). Weights are PyTorch's own arrays, gate order
-included (LSTM i, f, g, o; GRU r, z, n): nothing is reordered per call, and only W_hh^T is
-copied, once per sequence, for the per-step GEMM. The LSTM activates its four gates with one tanh, since
-sigmoid(x) = tanh(x / 2) / 2 + 1 / 2.
+included (LSTM i, f, g, o; GRU r, z, n): nothing is reordered per call, and only W_hh^T (and
+an LSTM's W_hr^T) is copied, once per sequence, for the per-step GEMM. The LSTM activates its four
+gates with one tanh, since sigmoid(x) = tanh(x / 2) / 2 + 1 / 2.
 """
 from __future__ import annotations
 

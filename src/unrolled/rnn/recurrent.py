@@ -42,12 +42,12 @@ MIN_SPLIT_WORK = 6 * 2**20  # multiply-adds per step in each half of a batch run
 MIN_SPLIT_ROWS = 8      # ...of at least this many sequences each
 
 
-def _batch_split(B: int, H: int, G: int) -> int | None:
+def _batch_split(B: int, H: int, G: int, P: int = 0) -> int | None:
     """Where the forward recurrence splits the batch between two threads (rows [0, m) on the
     caller, [m, B) on the helper), or None when each half's steps are too small to pay for the
-    two threads' turns at the GIL."""
+    two threads' turns at the GIL. P: an LSTM's proj_size, the size of the state (0: H)."""
     m = B // 2
-    return m if m >= MIN_SPLIT_ROWS and m * G * H * H >= MIN_SPLIT_WORK else None
+    return m if m >= MIN_SPLIT_ROWS and m * G * H * (P or H) >= MIN_SPLIT_WORK else None
 
 
 def _time_chunks(T: int, B: int) -> dict[int, int]:
@@ -84,7 +84,7 @@ class _Batch:
         t = np.arange(T)[:, None]                             # (T, 1)
         self.valid = t < self.lengths                        # (T, B) the steps each sorted row runs
         self.batch_sizes = [int(n) for n in self.valid.sum(1)]
-        self.flip = np.where(t < self.lengths, self.lengths - 1 - t, t)  # (T, B)
+        self.flip = np.where(self.valid, self.lengths - 1 - t, t)  # (T, B)
         self.cols = np.arange(B)
 
     def sort(self, a: np.ndarray) -> np.ndarray:
@@ -213,7 +213,7 @@ class _Recurrent(Module):
         and appends the directions' caches (and internals, unless None)."""
         T, B, D = batch.T, x2d.shape[0] // batch.T, self.num_directions
         ws = [prepared(self.kernel, weights_of(self, self._suffix(layer, d))) for d in range(D)]
-        split = _batch_split(B, self.hidden_size, self.kernel.n_gates)
+        split = _batch_split(B, self.hidden_size, self.kernel.n_gates, self.proj_size)
         if split:
             projs, ready = self._project_halves(x2d, ws, overlap), None
         else:

@@ -173,8 +173,9 @@ def load(config: Config) -> LabelledData:
     the current folder (the repository's root, with the shared data beside it)."""
     if config.data == DEFAULT_DATA and not Path(DEFAULT_DATA).exists():
         raise ValueError(f"without --data the IMDB reviews are read from {DEFAULT_DATA}, relative to the current "
-                         f"folder ({Path.cwd()}), and they are not there; give --data PATH (an IMDB tarball or "
-                         "folder, a .csv/.tsv file or VADER files).")
+                         f"folder ({Path.cwd()}), and they are not there; run from the repository's root (beside "
+                         "../shared) or give --data PATH (an IMDB tarball or folder, a .csv/.tsv file or VADER "
+                         "files).")
     return load_labelled(config.data, config.text_column, config.label_column)
 
 
