@@ -52,6 +52,7 @@ class CtrlC(importlib.abc.MetaPathFinder):
             os.kill(os.getpid(), signal.SIGINT)       # as a Ctrl-C from the terminal would
         return None
 
+signal.signal(signal.SIGINT, signal.default_int_handler)   # as in a terminal, even if started in the background
 sys.meta_path.insert(0, CtrlC())
 from unrolled.__main__ import main
 sys.exit(main(["--version"]))
