@@ -181,3 +181,11 @@ def test_a_recurrent_output_cannot_be_changed_in_place_before_backward(kwargs):
     layer.eval()
     out, _ = layer(np.ones((B, T, I) if kwargs.get("batch_first") else (T, B, I)))
     out += 1                                                      # nothing kept outside training
+
+
+@pytest.mark.parametrize("make,name", [(lambda: unrolled.Linear(True, 3), "in_features"),
+                                       (lambda: unrolled.Embedding(3, True), "embedding_dim"),
+                                       (lambda: unrolled.MultiheadAttention(True, 1), "embed_dim"),
+                                       (lambda: unrolled.GRUCell(3, True), "hidden_size")])
+def test_a_bool_is_not_a_size(make, name):
+    raises(f"{name} must be a positive integer, but was given True", make)

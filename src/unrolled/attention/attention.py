@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import init
-from ..core.checks import as_array, check_float_dtype, check_shape
+from ..core.checks import as_array, check_float_dtype, check_shape, check_sizes
 from ..core.functional import as_float_array, softmax_backward
 from ..core.module import Module, Parameter
 from ..layers import Dropout, Linear
@@ -136,9 +136,7 @@ class _KeyAttention(Module):
 
     def __init__(self, query_size: int, key_size: int, dtype=np.float32):
         super().__init__()
-        for name, n in (("query_size", query_size), ("key_size", key_size)):
-            if not isinstance(n, (int, np.integer)) or n < 1:
-                raise ValueError(f"{name} must be a positive integer, but was given {n!r}.")
+        check_sizes(query_size=query_size, key_size=key_size)
         self.query_size, self.key_size = int(query_size), int(key_size)
         self.dtype = check_float_dtype(dtype)
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import init
-from ..core.checks import as_array, check_float_dtype, check_shape
+from ..core.checks import as_array, check_float_dtype, check_shape, check_sizes
 from ..core.module import Module, Parameter
 from ..layers import Linear
 from .attention import ScaledDotProductAttention
@@ -60,9 +60,7 @@ class MultiheadAttention(Module):
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
                  batch_first: bool = False, dtype=np.float32, seed=None):
         super().__init__()
-        for name, n in (("embed_dim", embed_dim), ("num_heads", num_heads)):
-            if not isinstance(n, (int, np.integer)) or n < 1:
-                raise ValueError(f"{name} must be a positive integer, but was given {n!r}.")
+        check_sizes(embed_dim=embed_dim, num_heads=num_heads)
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim must be divisible by num_heads, but was given {embed_dim} and {num_heads}.")
         rng = init.as_generator(seed)

@@ -11,15 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import init
-from ..core.checks import check_shape
+from ..core.checks import check_shape, check_sizes
 from ..core.functional import as_float_array
 from ..core.module import Module, Parameter
 
 
 def _check_size(d_model, max_len) -> None:
-    for name, n in (("d_model", d_model), ("max_len", max_len)):
-        if not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"{name} must be a positive integer, but was given {n!r}.")
+    check_sizes(d_model=d_model, max_len=max_len)
 
 
 class _Positions(Module):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import init
+from ..core.checks import check_sizes
 from ..core.module import Module
 from ..layers import GELU, Dropout, LayerNorm, Linear, ReLU
 from .multihead import MultiheadAttention
@@ -38,12 +39,6 @@ def _activation(name: str) -> Module:
     if name == "gelu":
         return GELU()
     raise ValueError(f"activation must be one of {ACTIVATIONS}, but was given {name!r}.")
-
-
-def _check_sizes(**sizes) -> None:
-    for name, n in sizes.items():
-        if not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"{name} must be a positive integer, but was given {n!r}.")
 
 
 # ----- the position-wise feed-forward network -------------------------------------------------
@@ -66,7 +61,7 @@ class PositionwiseFeedForward(Module):
     def __init__(self, d_model: int, dim_feedforward: int, dropout: float = 0.1, activation: str = "relu",
                  dtype=np.float32, seed=None):
         super().__init__()
-        _check_sizes(d_model=d_model, dim_feedforward=dim_feedforward)
+        check_sizes(d_model=d_model, dim_feedforward=dim_feedforward)
         rng = init.as_generator(seed)
         self.linear1 = Linear(d_model, dim_feedforward, dtype=dtype, seed=rng)
         self.activation = _activation(activation)
@@ -88,7 +83,7 @@ class _Block(Module):
     def __init__(self, d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps, norm_first,
                  batch_first, dtype, rng, cross_attention: bool):
         super().__init__()
-        _check_sizes(d_model=d_model, nhead=nhead, dim_feedforward=dim_feedforward)
+        check_sizes(d_model=d_model, nhead=nhead, dim_feedforward=dim_feedforward)
         self.d_model, self.norm_first = int(d_model), bool(norm_first)
         self.self_attn = MultiheadAttention(d_model, nhead, dropout, batch_first=batch_first, dtype=dtype, seed=rng)
         if cross_attention:
@@ -231,7 +226,7 @@ class _Stack(Module):
     def __init__(self, layer_class, num_layers, d_model, nhead, dim_feedforward, dropout, activation,
                  layer_norm_eps, batch_first, norm_first, norm, dtype, seed):
         super().__init__()
-        _check_sizes(num_layers=num_layers)
+        check_sizes(num_layers=num_layers)
         rng = init.as_generator(seed)
         self.num_layers = int(num_layers)
         self.layers = [layer_class(d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps, batch_first,

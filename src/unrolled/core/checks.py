@@ -4,6 +4,13 @@ from __future__ import annotations
 import numpy as np
 
 
+def check_sizes(**sizes) -> None:
+    """Each keyword a positive integer (not a bool): check_sizes(hidden_size=64, num_layers=2)."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, but was given {value!r}.")
+
+
 def check_float_dtype(dtype) -> np.dtype:
     """The layers compute in float32 or float64; anything else is refused."""
     try:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.checks import check_sizes
+
 
 def _as_ids(ids, name: str) -> np.ndarray:
     ids = np.asarray(ids)
@@ -52,9 +54,7 @@ class StreamBatcher:
 
     def __init__(self, ids, batch_size: int, seq_len: int):
         ids = _as_ids(ids, "ids")
-        for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, but was given {value!r}.")
+        check_sizes(batch_size=batch_size, seq_len=seq_len)
         needed = batch_size * (seq_len + 1)
         if len(ids) < needed:
             raise ValueError(

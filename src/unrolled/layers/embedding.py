@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import init
-from ..core.checks import check_float_dtype, check_shape
+from ..core.checks import check_float_dtype, check_shape, check_sizes
 from ..core.module import Module, Parameter
 
 
@@ -19,9 +19,7 @@ class Embedding(Module):
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
                  dtype=np.float32, seed=None):
         super().__init__()
-        for name, n in (("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim)):
-            if not isinstance(n, (int, np.integer)) or n < 1:
-                raise ValueError(f"{name} must be a positive integer, but was given {n!r}.")
+        check_sizes(num_embeddings=num_embeddings, embedding_dim=embedding_dim)
         if padding_idx is not None:
             if not isinstance(padding_idx, (int, np.integer)) or not -num_embeddings <= padding_idx < num_embeddings:
                 raise ValueError(f"padding_idx must be an integer in {-num_embeddings}..{num_embeddings - 1}, "

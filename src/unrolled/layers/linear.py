@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import init
-from ..core.checks import check_float_dtype, check_shape
+from ..core.checks import check_float_dtype, check_shape, check_sizes
 from ..core.functional import as_float_array
 from ..core.module import Module, Parameter
 
@@ -18,9 +18,7 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=np.float32, seed=None):
         super().__init__()
-        for name, n in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(n, (int, np.integer)) or n < 1:
-                raise ValueError(f"{name} must be a positive integer, but was given {n!r}.")
+        check_sizes(in_features=in_features, out_features=out_features)
         self.in_features, self.out_features = int(in_features), int(out_features)
         self.dtype = check_float_dtype(dtype)
         rng = init.as_generator(seed)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core import init
-from ..core.checks import as_array, check_lengths, counted
+from ..core.checks import as_array, check_lengths, check_sizes, counted
 from ..core.functional import bce_with_logits, cross_entropy, sigmoid, softmax
 from ..core.module import Module, no_grad
 from ..layers import Dropout, Embedding, Linear
@@ -47,9 +47,7 @@ class TextClassifier(Module):
                  embed_dropout: float = 0.0, padding_idx: int | None = None, dtype=np.float32, seed=None,
                  recurrent_dropout: float = 0.0):
         super().__init__()
-        for name, value in (("vocab_size", vocab_size), ("embed", embed), ("hidden", hidden), ("layers", layers)):
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, but was given {value!r}.")
+        check_sizes(vocab_size=vocab_size, embed=embed, hidden=hidden, layers=layers)
         if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
             raise ValueError(f"num_classes must be an integer >= 2, but was given {num_classes!r}.")
         if cell not in CELLS:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import init
-from ..core.checks import as_array
+from ..core.checks import as_array, check_sizes
 from ..core.module import Module, no_grad
 from ..layers import Dropout, Embedding, Linear
 from ..rnn import GRU, LSTM, RNN
@@ -38,9 +38,7 @@ class LanguageModel(Module):
     def __init__(self, vocab_size: int, embed: int = 64, hidden: int = 256, layers: int = 2, cell: str = "lstm",
                  dropout: float = 0.0, tie_weights: bool = False, dtype=np.float32, seed=None):
         super().__init__()
-        for name, value in (("vocab_size", vocab_size), ("embed", embed), ("hidden", hidden), ("layers", layers)):
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, but was given {value!r}.")
+        check_sizes(vocab_size=vocab_size, embed=embed, hidden=hidden, layers=layers)
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {', '.join(CELLS)}, but was given {cell!r}.")
         if not 0.0 <= dropout < 1.0:

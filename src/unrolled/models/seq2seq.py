@@ -38,7 +38,7 @@ import numpy as np
 from .. import decoding
 from ..attention.attention import BahdanauAttention, LuongAttention, length_mask
 from ..core import init
-from ..core.checks import as_array, check_lengths
+from ..core.checks import as_array, check_lengths, check_sizes
 from ..core.functional import log_softmax, softmax
 from ..core.module import Module, no_grad
 from ..layers import Dropout, Embedding, Linear
@@ -76,10 +76,8 @@ class Seq2Seq(Module):
                  luong_score: str = "general", dropout: float = 0.1, pad_id: int = 1, bos_id: int = 2,
                  eos_id: int = 3, dtype=np.float32, seed=None):
         super().__init__()
-        for name, value in (("src_vocab_size", src_vocab_size), ("tgt_vocab_size", tgt_vocab_size),
-                            ("embed", embed), ("hidden", hidden), ("layers", layers)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, but was given {value!r}.")
+        check_sizes(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size, embed=embed, hidden=hidden,
+                    layers=layers)
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {', '.join(CELLS)}, but was given {cell!r}.")
         if attention not in ATTENTIONS:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import init
-from ..core.checks import as_array, check_float_dtype, check_shape
+from ..core.checks import as_array, check_float_dtype, check_shape, check_sizes
 from ..core.module import Module, Parameter
 from .kernels import GRUKernel, LSTMKernel, RNNKernel, Weights
 
@@ -20,12 +20,6 @@ INITS = ("pytorch", "orthogonal", "glorot")
 
 
 # ----- weights shared by cells and layers -------------------------------------------------------
-
-def check_sizes(**sizes) -> None:
-    for name, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, but was given {value!r}.")
-
 
 def add_weights(owner: Module, suffix: str, input_size: int, hidden_size: int, n_gates: int,
                 bias: bool, dtype, proj_size: int = 0) -> None:

@@ -29,9 +29,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import init
-from ..core.checks import as_array, check_float_dtype, check_lengths, check_shape
+from ..core.checks import as_array, check_float_dtype, check_lengths, check_shape, check_sizes
 from ..core.module import Module
-from .cells import (add_weights, check_init, check_sizes, input_grad, input_side_grads,
+from .cells import (add_weights, check_init, input_grad, input_side_grads,
                     prepared, projection_grads, recurrent_side_grads, reset_weights, state_pair, weights_of)
 from .kernels import GRUKernel, LSTMKernel, RNNKernel
 from .threads import Overlap, one_blas_thread
