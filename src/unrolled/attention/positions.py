@@ -16,10 +16,6 @@ from ..core.functional import as_float_array
 from ..core.module import Module, Parameter
 
 
-def _check_size(d_model, max_len) -> None:
-    check_sizes(d_model=d_model, max_len=max_len)
-
-
 class _Positions(Module):
     """Shared checks: x (T, B, d_model) with offset + T <= max_len."""
 
@@ -43,7 +39,7 @@ class SinusoidalPositionalEncoding(_Positions):
 
     def __init__(self, d_model: int, max_len: int = 5000, dtype=np.float32):
         super().__init__()
-        _check_size(d_model, max_len)
+        check_sizes(d_model=d_model, max_len=max_len)
         self.d_model, self.max_len, self.dtype = int(d_model), int(max_len), np.dtype(dtype)
         position = np.arange(max_len)[:, None]                                   # (P, 1)
         rate = np.exp(-np.log(10000.0) * np.arange(0, d_model, 2) / d_model)     # (ceil(d/2),)
@@ -73,7 +69,7 @@ class LearnedPositionalEmbedding(_Positions):
 
     def __init__(self, d_model: int, max_len: int = 512, dtype=np.float32, seed=None):
         super().__init__()
-        _check_size(d_model, max_len)
+        check_sizes(d_model=d_model, max_len=max_len)
         self.d_model, self.max_len, self.dtype = int(d_model), int(max_len), np.dtype(dtype)
         self.weight = Parameter(init.as_generator(seed).standard_normal((max_len, d_model)).astype(self.dtype))
 

@@ -242,7 +242,7 @@ class Module:
                     f"{p.data.shape}, but was given shape {value.shape}."
                 )
             twin = first_name.setdefault(id(p), name)
-            if not np.array_equal(arrays.get(twin, value), value):
+            if twin != name and not np.array_equal(arrays[twin], value):
                 raise ValueError(f"{type(self).__name__}.load_state_dict was given different arrays for '{twin}' "
                                  f"and '{name}', which name one tied weight.")
             arrays[name] = value
