@@ -312,7 +312,8 @@ def test_sequential_errors():
         m.backward(np.zeros((5, 3)))
 
 
-@pytest.mark.parametrize("make", [Tanh, Sigmoid, Softmax, LogSoftmax, lambda: LayerNorm(5, elementwise_affine=False, dtype=np.float64)])
+@pytest.mark.parametrize("make", [Tanh, Sigmoid, Softmax, LogSoftmax,
+                                  lambda: LayerNorm(5, elementwise_affine=False, dtype=np.float64)])
 def test_an_output_backward_reads_cannot_be_changed_in_place(make):
     """Changing it would silently change the gradients, so it is a read-only view while recording."""
     x = np.random.default_rng(0).standard_normal((3, 5))

@@ -157,6 +157,7 @@ def test_numpy_numbers_are_numbers():
                                   lambda dtype: unrolled.Embedding(3, 2, dtype=dtype),
                                   lambda dtype: unrolled.LayerNorm(3, dtype=dtype),
                                   lambda dtype: unrolled.MultiheadAttention(4, 2, dtype=dtype),
+                                  lambda dtype: unrolled.attention.positions.LearnedPositionalEmbedding(4, dtype=dtype),
                                   lambda dtype: unrolled.GRU(3, 2).to(dtype)])
 @pytest.mark.parametrize("dtype", [np.int64, np.float16, "foo"])
 def test_every_layer_computes_in_float32_or_float64(make, dtype):
@@ -173,13 +174,14 @@ def test_dropout_refuses_an_integer_input_it_would_scale():
 @pytest.mark.parametrize("kwargs", [{}, {"bidirectional": True}, {"batch_first": True}])
 def test_a_recurrent_output_cannot_be_changed_in_place_before_backward(kwargs):
     layer = unrolled.LSTM(I, H, dtype=np.float64, **kwargs)
-    out, (h_n, _) = layer(np.ones((B, T, I) if kwargs.get("batch_first") else (T, B, I)))
+    x = np.ones((B, T, I) if kwargs.get("batch_first") else (T, B, I))
+    out, (h_n, _) = layer(x)
     with pytest.raises(ValueError, match="read-only"):
         out += 1
     h_n += 1                                                      # the final states are copies
     layer.backward(np.ones_like(out))
     layer.eval()
-    out, _ = layer(np.ones((B, T, I) if kwargs.get("batch_first") else (T, B, I)))
+    out, _ = layer(x)
     out += 1                                                      # nothing kept outside training
 
 

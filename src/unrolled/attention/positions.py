@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import init
-from ..core.checks import check_shape, check_sizes
+from ..core.checks import check_float_dtype, check_shape, check_sizes
 from ..core.functional import as_float_array
 from ..core.module import Module, Parameter
 
@@ -40,7 +40,7 @@ class SinusoidalPositionalEncoding(_Positions):
     def __init__(self, d_model: int, max_len: int = 5000, dtype=np.float32):
         super().__init__()
         check_sizes(d_model=d_model, max_len=max_len)
-        self.d_model, self.max_len, self.dtype = int(d_model), int(max_len), np.dtype(dtype)
+        self.d_model, self.max_len, self.dtype = int(d_model), int(max_len), check_float_dtype(dtype)
         position = np.arange(max_len)[:, None]                                   # (P, 1)
         rate = np.exp(-np.log(10000.0) * np.arange(0, d_model, 2) / d_model)     # (ceil(d/2),)
         self._table = np.zeros((max_len, d_model))                               # (P, d), float64
@@ -70,7 +70,7 @@ class LearnedPositionalEmbedding(_Positions):
     def __init__(self, d_model: int, max_len: int = 512, dtype=np.float32, seed=None):
         super().__init__()
         check_sizes(d_model=d_model, max_len=max_len)
-        self.d_model, self.max_len, self.dtype = int(d_model), int(max_len), np.dtype(dtype)
+        self.d_model, self.max_len, self.dtype = int(d_model), int(max_len), check_float_dtype(dtype)
         self.weight = Parameter(init.as_generator(seed).standard_normal((max_len, d_model)).astype(self.dtype))
 
     def forward(self, x, offset: int = 0) -> np.ndarray:

@@ -57,7 +57,7 @@ def evaluate_run(run, data=None, since=None, out=None) -> tuple[dict, str]:
     if len(origins) == 0:
         ahead, last = config.gap + config.horizon, series.time[-1] if series.time is not None else f"row {n - 1}"
         raise ValueError(f"{source.name} has no window to score{'' if since is None else f' from {since}'}: each "
-                         f"needs {history} rows of history and {counted(ahead, 'step')} ahead, and the "
+                         f"needs {counted(history, 'row')} of history and {counted(ahead, 'step')} ahead, and the "
                          f"data ends at {last}.")
     framed = Prepared(windows, normaliser, config.log, config.base, ar, series, split, origins[:0], origins[:0],
                       origins, season, ma_window(config, season), linear_ar)      # no training windows: fits nothing

@@ -80,8 +80,7 @@ def report(config, data, results: dict, final: dict, best: str) -> str:
               f"Rows: {split.sizes[0]} train, {split.sizes[1]} validation, {split.sizes[2]} test "
               f"({len(data.train)}, {len(data.val)} and {len(data.test)} windows); season {data.season}.",
               f"Training: {counted(final['epoch'], 'epoch')} ({counted(final['step'], 'step')}) in "
-              f"{final['elapsed_s']:.0f} s; "
-              f"best validation loss {final['best_val_loss']:.4f}.", ""]
+              f"{final['elapsed_s']:.0f} s; best validation loss {final['best_val_loss']:.4f}.", ""]
     lines += ["## Test errors (original units)", "", *score_table(results["scores"])]
     model_mae, best_mae = results["scores"]["model"]["mae"], results["scores"][f"baseline_{best}"]["mae"]
     lines += ["", f"{versus_best(model_mae, best_mae, best)} MASE is scaled by the seasonal naive MAE on the "
