@@ -65,6 +65,7 @@ def bad(tmp_path, name: str, text: str) -> Path:
     (["--data", str(AIRLINE), "--target", "Passengers", "--split", "0.5,0.5"], "three positive fractions"),
     (["--data", str(AIRLINE), "--target", "Passengers", "--base", "ar,ar"], "a comma-separated list of distinct"),
     (["--data", str(AIRLINE), "--target", "Passengers", "--members", "0"], "--members: must be a positive integer"),
+    (["--data", str(AIRLINE), "--target", "Passengers", "--round", "0"], "--round: must be auto or a step above zero"),
 ])
 def test_bad_input_is_one_sentence_and_exit_code_2(tmp_path, capsys, args, message):
     empty = bad(tmp_path, "empty.csv", "")

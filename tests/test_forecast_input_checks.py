@@ -55,7 +55,7 @@ def test_the_report_survives_a_baseline_with_no_error():
     config = forecast.Config(data="flat.csv", target="y")
     data = SimpleNamespace(series=SimpleNamespace(target="y", columns=["y"], report=[]),
                            split=SimpleNamespace(sizes=(70, 15, 15)), train=range(46), val=range(15), test=range(15),
-                           season=12, ar_choice=None)
+                           season=12, ar_choice=None, round_step=None)
     score = lambda mae: {"mae": mae, "rmse": mae, "smape": mae, "mase": mae}
     results = {"scores": {"model": score(0.5), "baseline_persistence": score(0.0)}, "mase_scale": 1.0}
     final = {"epoch": 1, "step": 2, "elapsed_s": 0.1, "best_val_loss": 0.2}

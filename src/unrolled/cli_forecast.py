@@ -17,9 +17,9 @@ from .tasks import forecast, forecast_data, forecast_evaluate
 # train flags that set a Config field of the same name (dashes become underscores)
 CONFIG_FLAGS = ("data", "target", "features", "time_col", "missing", "categorical", "resample", "calendar",
                 "split", "test_last", "val_last", "lookback", "horizon", "gap", "stride", "season", "ma_window",
-                "ridge", "log", "base", "ar_features", "members", "model", "cell", "hidden", "layers", "dropout",
-                "recurrent_dropout", "loss", "lr", "schedule", "lr_patience", "batch", "clip", "input_lasso", "epochs",
-                "patience", "minutes", "seed")
+                "ridge", "log", "base", "ar_features", "members", "round", "model", "cell", "hidden", "layers",
+                "dropout", "recurrent_dropout", "loss", "lr", "schedule", "lr_patience", "batch", "clip",
+                "input_lasso", "epochs", "patience", "minutes", "seed")
 DEFAULT_OUT = "runs/forecast"
 
 
@@ -32,6 +32,16 @@ def column_list(text: str) -> list[str]:
 
 def ar_features(text: str) -> str | list[str]:
     return "auto" if text.strip() == "auto" else column_list(text)
+
+
+def round_to(text: str) -> str | float:
+    if text.strip() == "auto":
+        return "auto"
+    try:
+        return positive_float(text)
+    except argparse.ArgumentTypeError:
+        pass
+    raise argparse.ArgumentTypeError(f"must be auto or a step above zero such as 0.5, but was given {text!r}")
 
 
 def bases(text: str) -> str:
@@ -102,6 +112,10 @@ def register(tasks) -> None:
                               "validation period keeps (default: every one, the baseline itself)")
     windows.add_argument("--members", type=positive_int, metavar="N",
                          help="models per base, each with its own seed, all forecasts averaged (default 1)")
+    windows.add_argument("--round", type=round_to, metavar="auto|STEP",
+                         help="round the model's forecasts to multiples of STEP, or (auto) to the step the target "
+                              "is recorded in over the training period, such as whole degrees: the best forecast "
+                              "under absolute error lies on a step (default: no rounding)")
     model = train.add_argument_group("model and training")
     model.add_argument("--model", choices=tuple(forecast.MODELS), help="dense head or encoder-decoder (default direct)")
     model.add_argument("--cell", choices=("rnn", "lstm", "gru"), help="recurrent cell (default gru)")

@@ -47,7 +47,8 @@ from ..optim import Adam, CosineWarmup, ReduceLROnPlateau, clip_grad_norm, group
 from ..runs import (Progress, append_metrics, atomic_write_text, create_run, finished, load_config, outside_runs,
                    read_metrics)
 from ..train import Budget, TrainState, fit, resume, save_training_state
-from .forecast_data import Framing, Prepared, aligned, future_times, load, model_values, parse_bases, prepare
+from .forecast_data import (Framing, Prepared, aligned, future_times, load, model_values, parse_bases, prepare,
+                            rounding_note)
 
 TASK = "forecast"
 DATA = "data"                      # data.npz + data.json: normalisation and columns, for predict
@@ -83,6 +84,8 @@ class Config:
     ar_features: list[str] | str | None = None  # the input columns of the linear AR an "ar" base corrects:
                                              # None every one (the baseline itself), names, or "auto"
     members: int = 1                         # models per base, each with its own seed; all forecasts averaged
+    round: float | str | None = None         # round the model's forecasts to this step; "auto": the target's
+                                             # recorded step over the training period (e.g. whole degrees)
     model: str = "direct"                    # "direct" (dense head) or "encdec" (encoder-decoder)
     cell: str = "gru"
     hidden: int = 32
@@ -124,6 +127,11 @@ class Config:
                 raise ValueError(f"{name} must be a positive integer, but was given {value!r}.")
         if not (isinstance(self.input_lasso, (int, float)) and self.input_lasso >= 0):
             raise ValueError(f"input_lasso must be a number >= 0, but was given {self.input_lasso!r}.")
+        if self.round not in (None, "auto"):
+            if isinstance(self.round, bool) or not isinstance(self.round, (int, float)) or not (
+                    0 < self.round < math.inf):
+                raise ValueError(f"round must be 'auto' or a step above zero, but was given {self.round!r}.")
+            self.round = float(self.round)
         for name in ("gap", "seed"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be an integer >= 0, but was given {getattr(self, name)!r}.")
@@ -218,7 +226,8 @@ class ForecastTask:
     def eval_metrics(self) -> dict[str, float]:
         """The validation MAE in the units of the file, beside the loss."""
         truth = self.data.series.target_values[self.data.windows.target_rows(self.data.val)]
-        return {"val_mae": float(metrics.mae(truth, self.data.original_units(self.val_forecast)))}
+        forecast = self.data.original_units(self.val_forecast, self.data.round_step)
+        return {"val_mae": float(metrics.mae(truth, forecast))}
 
     def after_eval(self, step: int, val_loss: float) -> None:
         """The plateau schedule steps here, before `fit` saves the epoch's checkpoint, so its state is
@@ -337,7 +346,7 @@ def evaluate(model: Module, data: Prepared, origins: np.ndarray | None = None, s
     origins = data.test if origins is None else origins
     scale = data.mase_scale() if scale is None else scale
     truth = data.series.target_values[data.windows.target_rows(origins)]                    # (B, H)
-    forecasts = {"model": data.original_units(forecast_windows(model, data, origins))}
+    forecasts = {"model": data.original_units(forecast_windows(model, data, origins), data.round_step)}
     forecasts.update({f"baseline_{k}": v for k, v in baseline_forecasts(data, origins).items()})
     scores = {name: metrics.summary(truth, p, scale) for name, p in forecasts.items()}
     curves = {name: metrics.by_horizon(truth, p) for name, p in forecasts.items()}
@@ -412,11 +421,12 @@ def train(config: Config | None = None, out=None, resume_from=None, log=None,
               **({} if data.ar is data.linear_ar else {"linear_ar/coef": data.linear_ar.coef})}
         save_checkpoint(run, {**prefixed("normaliser", data.normaliser.state_dict()), **ar},
                         {"columns": data.series.columns, "report": data.series.report, "ar_choice": data.ar_choice,
-                         "season": data.season, "mase_scale": mase_scale,
+                         "season": data.season, "mase_scale": mase_scale, "round_step": data.round_step,
                          "split": list(data.split.sizes)}, DATA)
         state = TrainState()
         save_training_state(run, task, optimizer, schedule, state, meta)  # resumable from the first step
-        for line in data.series.report + ([data.ar_choice] if data.ar_choice else []):
+        notes = data.series.report + ([data.ar_choice] if data.ar_choice else []) + rounding_note(config, data)
+        for line in notes:
             print(line, file=log)
         print(f"{len(data.train)} training, {len(data.val)} validation and {len(data.test)} test windows of "
               f"{config.lookback} x {len(data.series.columns)} values.", file=log)
@@ -482,7 +492,8 @@ def predict(run, data=None, out=None) -> Path:
     path = output_file(out, run, (config.data, trained_on)) if out is not None else run / "forecast.csv"
     series, windows = read_as_trained(config, normaliser, meta)
     framing = Framing(windows, normaliser, config.log, config.base, ar)
-    y = framing.original_units(forecast_windows(model, framing, np.array([len(series) - 1])))[0]  # (H,)
+    forecasts = forecast_windows(model, framing, np.array([len(series) - 1]))                      # (1, H)
+    y = framing.original_units(forecasts, meta.get("round_step"))[0]     # older runs did not round
     steps = config.gap + 1 + np.arange(config.horizon)
     times = future_times(series.time, steps) if series.time is not None else None
     write_csv(path, ["step"] + (["time"] if times is not None else []) + [series.target],

@@ -19,6 +19,11 @@ correction to a base forecast (`base`):
   later, and the network then learns to correct those errors).
 The other columns are only normalised. A comma-separated base ("ar,last") frames the series once
 per member of an ensemble (`Framing.members`).
+
+With `round`, the model's forecasts are rounded to a step: a given one, or ("auto") the step the
+target is recorded in over the training period, such as whole degrees. Under absolute error the
+best forecast of a value recorded in steps is a median of its distribution over those steps, which
+is itself on a step.
 """
 from __future__ import annotations
 
@@ -74,10 +79,12 @@ class Framing:
         """Model targets (B, H): the normalised values ahead, less the base forecast."""
         return (self.windows.targets(origins) - base).astype(dtype)
 
-    def original_units(self, y: np.ndarray) -> np.ndarray:
-        """Normalised target values (of the log, if any) back in the units of the file."""
+    def original_units(self, y: np.ndarray, step: float | None = None) -> np.ndarray:
+        """Normalised target values (of the log, if any) back in the units of the file; rounded to
+        multiples of `step` when given."""
         y = self.normaliser.inverse_target(y)
-        return np.exp(y) if self.log else y
+        y = np.exp(y) if self.log else y
+        return y if step is None else np.round(y / step) * step
 
     def members(self) -> list["Framing"]:
         """One framing per base of a comma-separated `base` ("ar,last"), for the members of an ensemble."""
@@ -97,6 +104,7 @@ class Prepared(Framing):
     ma_window: int
     linear_ar: LinearAR                      # the baseline, reading every input column (often `ar` itself)
     ar_choice: str | None = None             # with ar_features: the columns `ar` reads, and why
+    round_step: float | None = None          # the model's forecasts are rounded to multiples of this
 
     def mase_scale(self) -> float:
         """MASE's denominator: the seasonal naive forecast's MAE over the training period."""
@@ -177,7 +185,42 @@ def prepare(config, series: Series | None = None, ar: tuple[LinearAR, str] | Non
         raise ValueError(f"--ma-window {config.ma_window} averages more rows than come before the first test "
                          f"forecast ({test[0] + 1}); give at most {test[0] + 1}.")
     return Prepared(windows, normaliser, config.log, config.base, ar, series, split, train[::config.stride], val,
-                    test, season, ma_window(config, season), linear_ar, ar_choice)
+                    test, season, ma_window(config, season), linear_ar, ar_choice,
+                    round_step(config, series, split.train_end))
+
+
+def on_step(values: np.ndarray, step: float) -> np.ndarray:
+    """Which values are whole multiples of `step` (up to rounding errors)."""
+    ratio = values / step
+    return np.isclose(ratio, np.round(ratio), rtol=1e-9, atol=1e-9)
+
+
+def recorded_step(values: np.ndarray) -> float | None:
+    """The largest power of ten, at most 1, that every value is a whole multiple of (1 for whole
+    degrees, 0.1 for tenths), or None if none down to 1e-6 is."""
+    return next((10.0 ** -k for k in range(7) if on_step(values, 10.0 ** -k).all()), None)
+
+
+def round_step(config, series: Series, train_end: int) -> float | None:
+    """The step the model's forecasts are rounded to: None (no `round`), the one given, or ("auto")
+    the target's recorded step over the training period."""
+    if config.round != "auto":
+        return config.round
+    train = series.target_values[:train_end]
+    step = recorded_step(train)
+    if step is None:
+        raise ValueError(f"--round auto rounds to the step the target is recorded in, but '{series.target}' holds "
+                         f"{train[~on_step(train, 1e-6)][0]:.10g} in the training period, on no step down to "
+                         "1e-06; give the step as --round STEP.")
+    return step
+
+
+def rounding_note(config, data: Prepared) -> list[str]:
+    """The sentence on the rounding of the model's forecasts, if any (for the log and report.md)."""
+    if data.round_step is None:
+        return []
+    why = f", the step '{data.series.target}' is recorded in over the training period" if config.round == "auto" else ""
+    return [f"the model's forecasts are rounded to multiples of {data.round_step:g}{why}."]
 
 
 def ma_window(config, season: int) -> int:

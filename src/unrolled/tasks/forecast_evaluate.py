@@ -60,7 +60,8 @@ def evaluate_run(run, data=None, since=None, out=None) -> tuple[dict, str]:
                          f"needs {counted(history, 'row')} of history and {counted(ahead, 'step')} ahead, and the "
                          f"data ends at {last}.")
     framed = Prepared(windows, normaliser, config.log, config.base, ar, series, split, origins[:0], origins[:0],
-                      origins, season, ma_window(config, season), linear_ar)      # no training windows: fits nothing
+                      origins, season, ma_window(config, season), linear_ar,       # no training windows: fits nothing
+                      round_step=meta.get("round_step"))                           # older runs did not round
     results = evaluate(load_model(run, config, len(meta["columns"])), framed, origins, scale)
     results["origins"], rows = origins, windows.target_rows(origins)                # rows (B, H)
     if path is not None:

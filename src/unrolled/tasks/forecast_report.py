@@ -9,6 +9,7 @@ from ..core.checks import counted
 from ..forecasting.plots import plot_error_by_horizon, plot_forecast
 from ..runs import atomic_write_text
 from ..viz import plot_losses
+from .forecast_data import rounding_note
 
 
 def best_baseline(scores: dict[str, dict]) -> str:
@@ -94,6 +95,7 @@ def report(config, data, results: dict, final: dict, best: str) -> str:
             errors = " | ".join(f"{c['mae'][i]:.4g}" for c in curves.values())
             lines.append(f"| {config.gap + 1 + i} | {errors} |")
         lines.append("")
-    notes = series.report + [f"columns: {', '.join(series.columns)}"] + ([data.ar_choice] if data.ar_choice else [])
+    notes = (series.report + [f"columns: {', '.join(series.columns)}"] + ([data.ar_choice] if data.ar_choice else [])
+             + rounding_note(config, data))
     lines += ["## Data", ""] + [f"- {line}" for line in notes] + [""]
     return "\n".join(lines)
