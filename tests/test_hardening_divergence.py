@@ -15,7 +15,8 @@ import pytest
 from unrolled.checkpoint import load_checkpoint
 from unrolled.cli import main
 from unrolled.runs import read_metrics
-from unrolled.tasks import lm
+from unrolled.decoding import NonFiniteLogits
+from unrolled.tasks import lm, translate
 from unrolled.train import MAX_SKIPS
 
 FIXTURE = Path(__file__).parent / "fixtures"
@@ -113,13 +114,15 @@ def test_skip_gives_up_after_too_many_bad_batches_in_a_row(tmp_path, monkeypatch
 
 HUGE_LR = {  # the real command lines, nothing injected, and the sentence each ends with
     "forecast": (["forecast", "train", "--data", str(FIXTURE / "airline-passengers.csv"), "--target", "Passengers",
-                  "--lookback", "12", "--hidden", "8", "--epochs", "3"],
+                  "--lookback", "12", "--hidden", "8", "--epochs", "3", "--lr", "1e30"],
                  "training diverged at step 2: the loss is inf and the gradient of"),
+    # at 1e30 whether a sum of overflowed products is inf or nan depends on the BLAS kernel, so the loss may stay
+    # finite and only beam search meet a nan (the next test); at 1e300 the first update overflows the weights
     "translate": (["translate", "train", "--data", str(FIXTURE / "eng_fra_pairs.txt"), "--hidden", "8", "--embed", "8",
-                   "--epochs", "1"],                  # its GEMMs run on the overlap thread too: no warning from there
+                   "--epochs", "1", "--lr", "1e300"],      # its GEMMs run on the overlap thread too: no warning from there
                   "training diverged at step 2: the loss is nan and the gradient of"),
     "lm": (["lm", "train", "--data", str(FIXTURE / "tinyshakespeare_4k.txt"), "--hidden", "8", "--embed", "4",
-            "--layers", "1", "--seq-len", "8", "--batch", "2", "--epochs", "1", "--eval-every", "5"],
+            "--layers", "1", "--seq-len", "8", "--batch", "2", "--epochs", "1", "--eval-every", "5", "--lr", "1e30"],
            # the loss stays finite; the weights are too, but the logits overflow when it samples
            "training diverged by step 5: the model's next-token logits are no longer finite, so this state is not saved"),
 }
@@ -127,16 +130,31 @@ HUGE_LR = {  # the real command lines, nothing injected, and the sentence each e
 
 @pytest.mark.parametrize("task", sorted(HUGE_LR))
 def test_a_huge_learning_rate_stops_training_in_one_line_with_exit_3(tmp_path, task):
-    """lr 1e30: the loss overflows (or the logits do), and the run keeps its start."""
+    """A huge lr: the loss overflows (or the logits do), and the run keeps its start."""
     argv, sentence = HUGE_LR[task]
     out = tmp_path / "run"
-    done = subprocess.run([sys.executable, "-m", "unrolled.cli", *argv, "--lr", "1e30", "--out", str(out)],
+    done = subprocess.run([sys.executable, "-m", "unrolled.cli", *argv, "--out", str(out)],
                           capture_output=True, text=True, timeout=120, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
     assert done.returncode == 3, done.stderr
     assert "Traceback" not in done.stderr and "Warning" not in done.stderr, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"unrolled: error: {sentence}"), last
     assert load_checkpoint(out)[1]["step"] == 0  # nothing diverged was saved
+
+
+def test_a_translation_whose_logits_overflow_only_when_scored_is_reported_as_diverged(tmp_path, monkeypatch, capsys):
+    """Finite weights and losses whose beam search meets a nan: one sentence and exit code 3, no test scores."""
+    def overflowing(*args, **kwargs):
+        raise NonFiniteLogits("step returned logits that are NaN, +inf or all -inf.")
+
+    monkeypatch.setattr(translate, "score_test", overflowing)
+    argv = [*HUGE_LR["translate"][0][:-2], "--out", str(tmp_path / "run")]    # its usual lr: training goes well
+    assert main(argv) == 3
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "unrolled: error: training diverged by step 4: the best weights' next-token logits are no longer finite "
+        "when translating the test set, so it cannot be scored; a lower --lr would avoid it.")
+    assert not (tmp_path / "run" / "results.json").exists()
+    assert "test_bleu_greedy" not in read_metrics(tmp_path / "run")[-1]
 
 
 def test_a_stopped_run_continues_with_resume_and_skip(tmp_path, monkeypatch, capsys):
@@ -154,6 +172,6 @@ def test_a_stopped_run_continues_with_resume_and_skip(tmp_path, monkeypatch, cap
 def test_a_forecast_epoch_whose_every_batch_was_skipped_is_reported(tmp_path, capsys):
     """lr 1e30 with --on-nonfinite skip: the first update overflows the weights, every later batch is skipped."""
     argv, _ = HUGE_LR["forecast"]
-    assert main([*argv[:-2], "--epochs", "2", "--lr", "1e30", "--on-nonfinite", "skip", "--out", str(tmp_path / "run")]) == 0
+    assert main([*argv[:-4], "--epochs", "2", "--lr", "1e30", "--on-nonfinite", "skip", "--out", str(tmp_path / "run")]) == 0
     assert "epoch 2: train -, val " in capsys.readouterr().err
     assert read_metrics(tmp_path / "run")[1]["train_loss"] is None

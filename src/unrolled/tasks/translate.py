@@ -37,11 +37,12 @@ from ..core.module import no_grad
 from ..data.pairs import (BOS, EOS, PAD, PRESETS, SPECIALS, PairBatcher, build_vocab, check_vocab, decode, encode,
                           load_pairs, make_batch, normalize, references, split_pairs, tokenize)
 from ..data.text import bundled_path
+from ..decoding import NonFiniteLogits
 from ..data.vocab import Vocab
 from ..layers import CrossEntropyLoss
 from ..models.seq2seq import ATTENTIONS, CELLS, Seq2Seq, translate_beam, translate_greedy
 from ..runs import append_metrics, atomic_write_text, create_run, finished, load_config, read_metrics, write_json
-from ..train import RunConfig, TrainState, budget_given, fit, resume, save_training_state
+from ..train import LOWER_LR, RunConfig, TrainingDiverged, TrainState, budget_given, fit, resume, save_training_state
 from .lm import make_optimizer
 
 TASK = "translate"
@@ -354,7 +355,12 @@ def finish(run: Path, config: Config, corpus: Corpus, model, state: TrainState) 
     from .translate_plots import plot_attention
 
     _load_best(run, model)
-    scores = score_test(model, corpus, config)
+    try:
+        scores = score_test(model, corpus, config)
+    except NonFiniteLogits:  # finite weights whose outputs overflow, seen only now (e.g. in beam search)
+        raise TrainingDiverged(f"training diverged by step {state.step}: the best weights' next-token logits are "
+                               f"no longer finite when translating the test set, so it cannot be scored; "
+                               f"{LOWER_LR}.") from None
     test_loss = evaluate_loss(model, corpus.test, corpus.src_vocab, corpus.tgt_vocab)
     lines = [f"{t['source']}\n  greedy {t['greedy']}\n  beam   {t['beam']}\n" +
              "".join(f"  ref    {r}\n" for r in t["references"]) for t in scores["translations"]]
