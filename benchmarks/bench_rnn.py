@@ -2,6 +2,7 @@
 
     python benchmarks/bench_rnn.py            # the full table (several minutes)
     python benchmarks/bench_rnn.py --quick    # tiny shapes, a smoke run
+    python benchmarks/bench_rnn.py --torch-onednn off   # torch's own kernels, not oneDNN's fused LSTM
 
 Both libraries get the same float32 weights and inputs and 2 threads; runs alternate (ours, torch,
 ours, torch, ...) so that a change in machine load hits both, and each row reports the medians,
@@ -138,11 +139,11 @@ def _report_peaks(library: str, quick: bool) -> None:
         gc.collect()
 
 
-def peak_memory(quick: bool, split: str) -> dict[str, list[int]]:
+def peak_memory(quick: bool, split: str, onednn: str) -> dict[str, list[int]]:
     """{library: peak bytes per row}, both libraries measured at once in two fresh processes."""
     env = dict(os.environ, **MALLOC)
     children = {lib: subprocess.Popen([sys.executable, os.path.abspath(__file__), "--peak-of", lib,
-                                       "--split", split] + (["--quick"] if quick else []),
+                                       "--split", split, "--torch-onednn", onednn] + (["--quick"] if quick else []),
                                       env=env, stdout=subprocess.PIPE, text=True)
                 for lib in ("ours", "torch")}
     peaks = {}
@@ -178,9 +179,13 @@ def main(argv=None) -> None:
     parser.add_argument("--split", choices=tuple(SPLIT_WORK), default="auto",
                         help="the forward batch split between two threads: by layer size (default), for "
                              "every batch of 16 or more, or never")
+    parser.add_argument("--torch-onednn", choices=("on", "off"), default="on",
+                        help="torch's LSTM on the CPU runs oneDNN's fused kernel where it can (default, as "
+                             "torch.nn does), or with off torch's own, GEMMs and elementwise kernels as ours")
     parser.add_argument("--peak-of", choices=("ours", "torch"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     recurrent.MIN_SPLIT_WORK = SPLIT_WORK[args.split]
+    torch.backends.mkldnn.enabled = args.torch_onednn == "on"
     if args.peak_of:
         _report_peaks(args.peak_of, args.quick)
         return
@@ -188,11 +193,12 @@ def main(argv=None) -> None:
     repeats = args.repeats or (2 if args.quick else 11)
     calls, warmup = (10, 2) if args.quick else (repeats * 20, 20)
     I, H, L = (16, 16, 2) if args.quick else (512, 512, 2)
-    peaks = peak_memory(args.quick, args.split)
+    peaks = peak_memory(args.quick, args.split, args.torch_onednn)
 
     print(f"machine: {machine()}")
     print(f"training step (forward + backward), float32, {THREADS} threads, median of {repeats} interleaved runs"
-          + ("" if args.split == "auto" else f", batch split {args.split}"))
+          + ("" if args.split == "auto" else f", batch split {args.split}")
+          + ("" if args.torch_onednn == "on" else ", torch without oneDNN"))
     print(f"{'cell':5} {'T':>4} {'B':>3} {'in':>4} {'hid':>4} {'L':>2} | {'ours ms':>8} {'torch ms':>8} "
           f"{'ratio':>6} | {'GFLOP/s':>7} {'torch':>6} | {'ours MB':>7} {'torch MB':>8}")
     for row, (kind, shape) in enumerate(rows(args.quick)):
