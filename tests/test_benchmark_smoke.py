@@ -6,15 +6,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_rnn.py"
 NUMBER = r"(\d+\.\d+)"
 
 
-def test_quick_benchmark_prints_the_full_table():
-    done = subprocess.run([sys.executable, str(BENCH), "--quick"], capture_output=True, text=True, timeout=300)
+@pytest.mark.parametrize("onednn", ["on", "off"])
+def test_quick_benchmark_prints_the_full_table(onednn):
+    done = subprocess.run([sys.executable, str(BENCH), "--quick", "--torch-onednn", onednn], capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("machine: ") and "load average" in lines[0]
+    assert lines[1].endswith(", torch without oneDNN") == (onednn == "off")
 
     train = [re.fullmatch(rf"(RNN|LSTM|GRU)\s+(\d+\s+){{5}}\|\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+\|"
                           rf"\s+{NUMBER}\s+{NUMBER}\s+\|\s+{NUMBER}\s+{NUMBER}", line) for line in lines]
