@@ -37,8 +37,8 @@ from ..core.module import no_grad
 from ..data.pairs import (BOS, EOS, PAD, PRESETS, SPECIALS, PairBatcher, build_vocab, check_vocab, decode, encode,
                           load_pairs, make_batch, normalize, references, split_pairs, tokenize)
 from ..data.text import bundled_path
-from ..decoding import NonFiniteLogits
 from ..data.vocab import Vocab
+from ..decoding import NonFiniteLogits
 from ..layers import CrossEntropyLoss
 from ..models.seq2seq import ATTENTIONS, CELLS, Seq2Seq, translate_beam, translate_greedy
 from ..runs import append_metrics, atomic_write_text, create_run, finished, load_config, read_metrics, write_json
