@@ -108,7 +108,7 @@ def _fails_with_one_line(capsys, args, match):
     (["--dropout", "1.5"], "must be a number in [0, 1)"),
     (["--lr", "fast"], "must be a positive number"),
     (["--cell", "transformer"], "invalid choice"),
-    (["--batch", "512"], "lower batch_size or seq_len"),
+    (["--batch", "512"], "too few for one chunk of 512 streams x 16 steps (8,704 tokens); lower --batch or --seq-len"),
     (["--resume", "{tmp}"], "no such file"),
     (["--resume", "{run}", "--hidden", "64"], "takes no other flags"),
     (["--out", "{run}"], "already holds a run"),

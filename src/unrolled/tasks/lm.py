@@ -139,6 +139,11 @@ class LanguageModelTask:
 
     def __init__(self, model: LanguageModel, corpus: Corpus, config: Config, run: Path | None = None):
         self.model, self.corpus, self.config, self.run = model, corpus, config, run
+        needed = config.batch * (config.seq_len + 1)
+        if len(corpus.train) < needed:  # StreamBatcher says so too, in its own argument names
+            raise ValueError(f"the training text has {len(corpus.train):,} tokens, too few for one chunk of "
+                             f"{config.batch} streams x {config.seq_len} steps ({needed:,} tokens); lower --batch or "
+                             "--seq-len, or give more text.")
         self.batches = StreamBatcher(corpus.train, config.batch, config.seq_len)
         self.carried = None
 
