@@ -40,8 +40,8 @@ def round_to(text: str) -> str | float:
     try:
         return positive_float(text)
     except argparse.ArgumentTypeError:
-        pass
-    raise argparse.ArgumentTypeError(f"must be auto or a step above zero such as 0.5, but was given {text!r}")
+        raise argparse.ArgumentTypeError(f"must be auto or a step above zero such as 0.5, but was given {text!r}") \
+            from None
 
 
 def bases(text: str) -> str:
@@ -113,9 +113,10 @@ def register(tasks) -> None:
     windows.add_argument("--members", type=positive_int, metavar="N",
                          help="models per base, each with its own seed, all forecasts averaged (default 1)")
     windows.add_argument("--round", type=round_to, metavar="auto|STEP",
-                         help="round the model's forecasts to multiples of STEP, or (auto) to the step the target "
-                              "is recorded in over the training period, such as whole degrees: the best forecast "
-                              "under absolute error lies on a step (default: no rounding)")
+                         help="round the model's forecasts to multiples of STEP, or (auto) to the power of ten, at "
+                              "most 1, that the target is recorded in over the training period, such as whole "
+                              "degrees: scored by MAE, the best forecast of such values lies on a step "
+                              "(default: no rounding)")
     model = train.add_argument_group("model and training")
     model.add_argument("--model", choices=tuple(forecast.MODELS), help="dense head or encoder-decoder (default direct)")
     model.add_argument("--cell", choices=("rnn", "lstm", "gru"), help="recurrent cell (default gru)")

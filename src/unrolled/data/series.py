@@ -47,6 +47,8 @@ class Series:
     time: np.ndarray | None = None        # (N,) datetime64, or None when the file has no time
     report: list[str] = field(default_factory=list)
     sources: list[str] | None = None      # F names: the file's column each came from (default `columns`)
+    recorded: np.ndarray | None = None    # (N,) bool: rows whose target is the file's own value, not one
+                                          # interpolated in a gap (None: every row)
 
     def __post_init__(self):
         if self.sources is None:
@@ -133,7 +135,9 @@ def load_series(path, target: str, features: list[str] | None = None, time_col: 
         else:
             labels[name] = text
 
+    target_gaps = np.isnan(numeric[target])                                # (N,) before they are filled
     keep = _handle_missing(inputs, numeric, labels, time, missing, report)
+    recorded = ~target_gaps if missing == "interpolate" and target_gaps.any() else None
     if time is not None and keep is not None:
         time = time[keep]
     columns, sources, blocks = [], [], []
@@ -153,7 +157,7 @@ def load_series(path, target: str, features: list[str] | None = None, time_col: 
     values = np.concatenate(blocks, axis=1)                                # (N, F)
     if len(values) < 2:
         raise ValueError(f"expected at least 2 rows of data in {path.name} after cleaning, but {len(values)} remain.")
-    series = Series(values, columns, time, report, sources)
+    series = Series(values, columns, time, report, sources, recorded)
     if resample is not None:
         series = _resample(series, resample)
     return series
@@ -306,4 +310,4 @@ def with_calendar(series: Series) -> Series:
     blocks = [(np.sin if name.endswith("sin") else np.cos)(2 * np.pi * phase[name.split("_")[0]]) for name in columns]
     values = np.concatenate([series.values, np.stack(blocks, axis=1)], axis=1)              # (N, F + 2k)
     report = series.report + [f"calendar features added: {', '.join(columns)}."]
-    return Series(values, series.columns + columns, series.time, report, series.sources + columns)
+    return Series(values, series.columns + columns, series.time, report, series.sources + columns, series.recorded)

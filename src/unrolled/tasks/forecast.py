@@ -84,8 +84,8 @@ class Config:
     ar_features: list[str] | str | None = None  # the input columns of the linear AR an "ar" base corrects:
                                              # None every one (the baseline itself), names, or "auto"
     members: int = 1                         # models per base, each with its own seed; all forecasts averaged
-    round: float | str | None = None         # round the model's forecasts to this step; "auto": the target's
-                                             # recorded step over the training period (e.g. whole degrees)
+    round: float | str | None = None         # round the model's forecasts to this step; "auto": the power of
+                                             # ten the target is recorded in (training period; e.g. whole degrees)
     model: str = "direct"                    # "direct" (dense head) or "encdec" (encoder-decoder)
     cell: str = "gru"
     hidden: int = 32
@@ -128,10 +128,10 @@ class Config:
         if not (isinstance(self.input_lasso, (int, float)) and self.input_lasso >= 0):
             raise ValueError(f"input_lasso must be a number >= 0, but was given {self.input_lasso!r}.")
         if self.round not in (None, "auto"):
-            if isinstance(self.round, bool) or not isinstance(self.round, (int, float)) or not (
-                    0 < self.round < math.inf):
+            step = float(self.round) if isinstance(self.round, (int, float)) and abs(self.round) < 1e308 else None
+            if isinstance(self.round, bool) or step is None or not 0 < step < math.inf:
                 raise ValueError(f"round must be 'auto' or a step above zero, but was given {self.round!r}.")
-            self.round = float(self.round)
+            self.round = step
         for name in ("gap", "seed"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be an integer >= 0, but was given {getattr(self, name)!r}.")

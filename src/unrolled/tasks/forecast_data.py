@@ -20,10 +20,10 @@ correction to a base forecast (`base`):
 The other columns are only normalised. A comma-separated base ("ar,last") frames the series once
 per member of an ensemble (`Framing.members`).
 
-With `round`, the model's forecasts are rounded to a step: a given one, or ("auto") the step the
-target is recorded in over the training period, such as whole degrees. Under absolute error the
-best forecast of a value recorded in steps is a median of its distribution over those steps, which
-is itself on a step.
+With `round`, the model's forecasts are rounded to a step: a given one, or ("auto") the power of
+ten (at most 1) that the target is recorded in over the training period, such as whole degrees.
+Under absolute error the best forecast of a value recorded in steps is a median of its
+distribution over those steps, which is itself on a step.
 """
 from __future__ import annotations
 
@@ -190,9 +190,9 @@ def prepare(config, series: Series | None = None, ar: tuple[LinearAR, str] | Non
 
 
 def on_step(values: np.ndarray, step: float) -> np.ndarray:
-    """Which values are whole multiples of `step` (up to rounding errors)."""
+    """Which values are whole multiples of `step`, up to the rounding errors of reading them."""
     ratio = values / step
-    return np.isclose(ratio, np.round(ratio), rtol=1e-9, atol=1e-9)
+    return np.isclose(ratio, np.round(ratio), rtol=1e-13, atol=1e-9)
 
 
 def recorded_step(values: np.ndarray) -> float | None:
@@ -203,15 +203,22 @@ def recorded_step(values: np.ndarray) -> float | None:
 
 def round_step(config, series: Series, train_end: int) -> float | None:
     """The step the model's forecasts are rounded to: None (no `round`), the one given, or ("auto")
-    the target's recorded step over the training period."""
-    if config.round != "auto":
-        return config.round
+    the step of the target's values in the training period, those the file holds (not interpolated)."""
+    if config.round is None:
+        return None
     train = series.target_values[:train_end]
-    step = recorded_step(train)
+    if config.round != "auto":
+        if not np.isfinite(np.abs(train).max() / config.round) or config.round > np.ptp(train):
+            raise ValueError(f"--round {config.round:g} is no step to round '{series.target}' to: its values in the "
+                             f"training period go from {train.min():g} to {train.max():g}.")
+        return config.round
+    values = train if series.recorded is None else train[series.recorded[:train_end]]
+    step = recorded_step(values)
     if step is None:
+        means = " (a mean of resampled rows)" if config.resample else ""
         raise ValueError(f"--round auto rounds to the step the target is recorded in, but '{series.target}' holds "
-                         f"{train[~on_step(train, 1e-6)][0]:.10g} in the training period, on no step down to "
-                         "1e-06; give the step as --round STEP.")
+                         f"{values[~on_step(values, 1e-6)][0]:.10g}{means} in the training period, on no power of "
+                         "ten down to 1e-06; give the step as --round STEP.")
     return step
 
 
