@@ -198,7 +198,7 @@ def main(argv=None) -> None:
     print(f"machine: {machine()}")
     print(f"training step (forward + backward), float32, {THREADS} threads, median of {repeats} interleaved runs"
           + ("" if args.split == "auto" else f", batch split {args.split}")
-          + ("" if args.torch_onednn == "on" else ", torch without oneDNN"))
+          + ("" if torch.backends.mkldnn.enabled else ", torch without oneDNN"))
     print(f"{'cell':5} {'T':>4} {'B':>3} {'in':>4} {'hid':>4} {'L':>2} | {'ours ms':>8} {'torch ms':>8} "
           f"{'ratio':>6} | {'GFLOP/s':>7} {'torch':>6} | {'ours MB':>7} {'torch MB':>8}")
     for row, (kind, shape) in enumerate(rows(args.quick)):
