@@ -239,18 +239,29 @@ def test_dropout_rejects_bad_p(p):
 
 # ----- LayerNorm ---------------------------------------------------------------------------
 
+LAYERNORM_AFFINE = [dict(elementwise_affine=True), dict(elementwise_affine=True, bias=False),
+                    dict(elementwise_affine=False), dict(elementwise_affine=False, bias=False)]
+
+
+def layernorm_names(kwargs):
+    """torch's parameter names: weight and bias, weight alone with bias=False, none without the affine."""
+    if not kwargs["elementwise_affine"]:
+        return []
+    return ["weight", "bias"] if kwargs.get("bias", True) else ["weight"]
+
+
 @pytest.mark.parametrize("shape,normalized", [((3, 5), 5), ((2, 3, 4), (3, 4)), ((2, 2, 6), 6)])
-@pytest.mark.parametrize("affine", [True, False])
-def test_layernorm_gradcheck(shape, normalized, affine, rng):
-    m = randomize(LayerNorm(normalized, elementwise_affine=affine, dtype=np.float64), rng)
+@pytest.mark.parametrize("kwargs", LAYERNORM_AFFINE)
+def test_layernorm_gradcheck(shape, normalized, kwargs, rng):
+    m = randomize(LayerNorm(normalized, **kwargs, dtype=np.float64), rng)
     assert max(gradcheck(m, (rng.standard_normal(shape) * 2 + 1,)).values()) < 1e-6
 
 
 @pytest.mark.parametrize("normalized", [6, (4, 6)])
-@pytest.mark.parametrize("affine", [True, False])
-def test_layernorm_matches_torch(normalized, affine, rng):
-    m = randomize(LayerNorm(normalized, eps=1e-3, elementwise_affine=affine, dtype=np.float64), rng)
-    t = to_torch(m, torch.nn.LayerNorm(normalized, eps=1e-3, elementwise_affine=affine, dtype=torch.float64))
+@pytest.mark.parametrize("kwargs", LAYERNORM_AFFINE)
+def test_layernorm_matches_torch(normalized, kwargs, rng):
+    m = randomize(LayerNorm(normalized, eps=1e-3, **kwargs, dtype=np.float64), rng)
+    t = to_torch(m, torch.nn.LayerNorm(normalized, eps=1e-3, **kwargs, dtype=torch.float64))
     x, dy = rng.standard_normal((3, 4, 6)) * 3, rng.standard_normal((3, 4, 6))
     y, dx = m(x), m.backward(dy)
     xt = torch.tensor(x, requires_grad=True)
@@ -259,7 +270,27 @@ def test_layernorm_matches_torch(normalized, affine, rng):
     assert_close(y, yt)
     assert_close(dx, xt.grad)
     compare_grads(m, t)
-    assert [n for n, _ in m.named_parameters()] == (["weight", "bias"] if affine else [])
+    names = layernorm_names(kwargs)
+    assert [n for n, _ in m.named_parameters()] == names == [n for n, _ in t.named_parameters()]
+    assert list(m.state_dict()) == names == list(t.state_dict())
+
+
+def test_layernorm_without_bias_positional_like_torch_and_loads_torchs_state_dict(rng):
+    """LayerNorm(normalized_shape, eps, elementwise_affine, bias) in torch's order."""
+    t = torch.nn.LayerNorm((2, 5), 1e-4, True, False, dtype=torch.float64)
+    with torch.no_grad():
+        t.weight.copy_(torch.tensor(rng.standard_normal((2, 5))))
+    m = LayerNorm((2, 5), 1e-4, True, False, dtype=np.float64)
+    assert m.bias is None and len(m.parameters()) == 1 and "bias=False" in repr(m)
+    assert m.load_state_dict(t.state_dict()) == ([], [])
+    np.testing.assert_array_equal(m.weight.data, t.weight.detach().numpy())
+    x = rng.standard_normal((3, 2, 5))
+    assert_close(m(x), t(torch.tensor(x)))
+    with pytest.raises(ValueError, match="was given unexpected 'bias'"):
+        m.load_state_dict(torch.nn.LayerNorm((2, 5), dtype=torch.float64).state_dict())
+    with pytest.raises(ValueError, match="is missing 'bias'"):
+        LayerNorm((2, 5), dtype=np.float64).load_state_dict(t.state_dict())
+    torch.nn.LayerNorm((2, 5), bias=False).load_state_dict({k: torch.tensor(v) for k, v in m.state_dict().items()})
 
 
 def test_layernorm_errors():
@@ -270,6 +301,8 @@ def test_layernorm_errors():
         m(np.zeros(4, np.float32))
     with pytest.raises(ValueError, match="normalized_shape must be a positive integer"):
         LayerNorm(0)
+    with pytest.raises(ValueError, match=r"bias must be True or False, but was given <class 'numpy\.float64'>\.$"):
+        LayerNorm(4, 1e-5, True, np.float64)                          # dtype is not the fourth argument
 
 
 # ----- Sequential --------------------------------------------------------------------------

@@ -54,21 +54,40 @@ def ce_targets(rng, shape, classes, kwargs):
     return class_targets(rng, shape, classes, kwargs.get("ignore_index"))
 
 
+def class_weight(rng, classes):
+    """Uneven positive weights with one zero, for `weight=`."""
+    w = rng.uniform(0.2, 3.0, classes)
+    w[1] = 0.0
+    return w
+
+
+def with_weight(kwargs, weighted, rng, classes):
+    """(our kwargs, torch's kwargs), both with the same per-class weight if `weighted`."""
+    if not weighted:
+        return kwargs, kwargs
+    w = class_weight(rng, classes)
+    return dict(kwargs, weight=w), dict(kwargs, weight=torch.tensor(w))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("kwargs", CE_CASES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_cross_entropy_gradcheck(kwargs, reduction, rng):
+def test_cross_entropy_gradcheck(kwargs, reduction, weighted, rng):
     x = rng.standard_normal((2, 3, 5)) * 2
     t = ce_targets(rng, (2, 3), 5, kwargs)
-    m = CrossEntropyLoss(**kwargs, reduction=reduction)
+    m = CrossEntropyLoss(**with_weight(kwargs, weighted, rng, 5)[0], reduction=reduction)
     assert max(gradcheck(m, (x,), dict(target=t)).values()) < 1e-6
 
 
+@pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("kwargs", CE_CASES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_cross_entropy_matches_torch(kwargs, reduction, rng):
+def test_cross_entropy_matches_torch(kwargs, reduction, weighted, rng):
     x = rng.standard_normal((7, 6)) * 3
     t = ce_targets(rng, (7,), 6, kwargs)
-    ours, theirs = CrossEntropyLoss(**kwargs, reduction=reduction), torch.nn.CrossEntropyLoss(**kwargs, reduction=reduction)
+    ours_kwargs, torch_kwargs = with_weight(kwargs, weighted, rng, 6)
+    ours = CrossEntropyLoss(**ours_kwargs, reduction=reduction)
+    theirs = torch.nn.CrossEntropyLoss(**torch_kwargs, reduction=reduction)
     dloss = upstream_like(() if reduction != "none" else (7,), rng)
     loss, dx, loss_t, dx_t = run_both(ours, theirs, x, t, dloss)
     assert_close(loss, loss_t)
@@ -78,13 +97,15 @@ def test_cross_entropy_matches_torch(kwargs, reduction, rng):
         assert ignored.any() and np.all(dx[ignored] == 0)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_cross_entropy_over_leading_dims_matches_torch_class_dim_one(reduction, rng):
+def test_cross_entropy_over_leading_dims_matches_torch_class_dim_one(reduction, weighted, rng):
     """Our classes are on the last axis of (B, T, C); torch wants them on axis 1: (B, C, T)."""
     x = rng.standard_normal((3, 4, 5))
     t = class_targets(rng, (3, 4), 5, ignore_index=-100)
-    ours = CrossEntropyLoss(reduction=reduction, label_smoothing=0.1)
-    theirs = torch.nn.CrossEntropyLoss(reduction=reduction, label_smoothing=0.1)
+    ours_kwargs, torch_kwargs = with_weight(dict(label_smoothing=0.1), weighted, rng, 5)
+    ours = CrossEntropyLoss(**ours_kwargs, reduction=reduction)
+    theirs = torch.nn.CrossEntropyLoss(**torch_kwargs, reduction=reduction)
     dloss = upstream_like(() if reduction != "none" else (3, 4), rng)
     loss, dx = ours(x, t), ours.backward(dloss)
     xt = torch.tensor(x, requires_grad=True)
@@ -119,6 +140,59 @@ def test_cross_entropy_with_every_target_ignored_is_nan_with_zero_gradient_as_to
     assert np.isnan(loss) and torch.isnan(loss_t)
     np.testing.assert_array_equal(dx, xt.grad.numpy())
     assert np.all(dx == 0)
+
+
+def test_weighted_cross_entropy_formula_and_mean_over_the_weights_kept(rng):
+    """loss = (1-eps) w[y] (-log p[y]) + (eps/C) sum_c w[c] (-log p[c]); 'mean' divides the sum by
+    sum w[y] over the targets kept, not by their number."""
+    x = rng.standard_normal((6, 4))
+    t = np.array([0, 3, -1, 2, 3, -1])
+    w = np.array([0.5, 2.0, 0.0, 1.5])
+    logp = F.log_softmax(x)
+    kept = t != -1
+    nll = np.where(kept, -logp[np.arange(6), np.where(kept, t, 0)] * w[np.where(kept, t, 0)], 0)
+    smooth = np.where(kept, -(logp * w).sum(axis=-1), 0)
+    per = F.cross_entropy(x, t, w, ignore_index=-1, reduction="none", label_smoothing=0.2)[0]
+    np.testing.assert_allclose(per, 0.8 * nll + 0.05 * smooth, rtol=1e-14, atol=1e-15)
+    loss, dx = F.cross_entropy(x, t, w, ignore_index=-1, label_smoothing=0.2)
+    assert np.isclose(loss, per.sum() / (0.5 + 1.5 + 0.0 + 1.5), rtol=1e-14)   # w[0] + w[3] + w[2] + w[3]
+    m = CrossEntropyLoss(w, ignore_index=-1, label_smoothing=0.2)                  # weight is torch's first argument
+    np.testing.assert_array_equal(m(x, t), loss)
+    np.testing.assert_array_equal(m.backward(), dx)
+    ones = F.cross_entropy(x, t, np.ones(4), ignore_index=-1, label_smoothing=0.2)
+    plain = F.cross_entropy(x, t, ignore_index=-1, label_smoothing=0.2)
+    for a, b in zip(ones, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-16)
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("t", [[1, -100, 1, -100], [-100] * 4])
+def test_weighted_mean_over_zero_total_weight_is_nan_as_torch(t, label_smoothing):
+    """Every kept target of weight zero (or none kept): loss NaN; torch's gradient is NaN on the
+    rows kept and zero on the rows ignored."""
+    x = np.random.default_rng(3).standard_normal((4, 3))
+    t, w = np.array(t), np.array([1.0, 0.0, 2.0])
+    m = CrossEntropyLoss(w, label_smoothing=label_smoothing)
+    loss, dx = m(x, t), m.backward()
+    xt = torch.tensor(x, requires_grad=True)
+    loss_t = torch.nn.functional.cross_entropy(xt, torch.tensor(t), torch.tensor(w), label_smoothing=label_smoothing)
+    loss_t.backward()
+    assert np.isnan(loss) and torch.isnan(loss_t)
+    np.testing.assert_array_equal(dx, xt.grad.numpy())
+    assert np.all(np.isnan(dx[t != -100])) and np.all(dx[t == -100] == 0)
+
+
+def test_cross_entropy_weight_is_a_copy_cast_to_the_logits_dtype_and_not_state(rng):
+    w = np.array([1.0, 2.0, 0.5])
+    m = CrossEntropyLoss(w)
+    w[:] = 7.0                                                    # the loss kept its own copy
+    x, t = rng.standard_normal((5, 3)).astype(np.float32), rng.integers(0, 3, 5)
+    loss = m(x, t)
+    assert loss.dtype == np.float32 and m.backward().dtype == np.float32
+    expected = torch.nn.functional.cross_entropy(torch.tensor(x), torch.tensor(t), torch.tensor([1.0, 2.0, 0.5]))
+    np.testing.assert_allclose(loss, expected.numpy(), rtol=1e-6)
+    assert m.parameters() == [] and list(m.state_dict()) == []   # an array, not a Parameter (torch: a buffer)
+    assert "weight of shape (3,)" in repr(m)
 
 
 # ----- binary cross-entropy with logits ----------------------------------------------------
@@ -203,8 +277,11 @@ def test_huber_is_quadratic_inside_delta_and_linear_outside():
 def test_huge_logits_are_finite_and_match_torch(rng):
     x = rng.choice([-1e4, 1e4, 0.0], size=(5, 6)) + rng.standard_normal((5, 6))
     t = rng.integers(0, 6, size=5)
-    for kwargs in (dict(), dict(label_smoothing=0.2)):
-        loss, dx, loss_t, dx_t = run_both(CrossEntropyLoss(**kwargs), torch.nn.CrossEntropyLoss(**kwargs), x, t, np.array(1.0))
+    w = np.array([0.5, 1.0, 2.0, 0.0, 1.5, 3.0])
+    for ours_kwargs, torch_kwargs in [(dict(), dict()), (dict(label_smoothing=0.2), dict(label_smoothing=0.2)),
+                                      (dict(weight=w, label_smoothing=0.2), dict(weight=torch.tensor(w), label_smoothing=0.2))]:
+        loss, dx, loss_t, dx_t = run_both(CrossEntropyLoss(**ours_kwargs), torch.nn.CrossEntropyLoss(**torch_kwargs),
+                                          x, t, np.array(1.0))
         assert np.isfinite(loss) and np.all(np.isfinite(dx)) and loss > 1e3
         assert_close(loss, loss_t)
         assert_close(dx, dx_t)
@@ -242,6 +319,22 @@ def test_backward_scales_by_the_upstream_gradient(reduction, rng):
     np.testing.assert_allclose(scaled, unit * (dloss[:, None] if reduction == "none" else dloss), rtol=1e-15)
 
 
+@pytest.mark.parametrize("weight,message", [
+    (np.ones((2, 3)), r"weight must have shape \((C|3),\), one number per class, but was given shape \(2, 3\)\.$"),
+    (np.array(1.0), r"weight must have shape \((C|3),\), one number per class, but was given shape \(\)\.$"),
+    (np.array([1.0, -0.5, 2.0]), r"weight must hold finite non-negative numbers, but was given -0\.5 for class 1\.$"),
+    (np.array([1.0, 2.0, np.nan]), r"weight must hold finite non-negative numbers, but was given nan for class 2\.$"),
+    (np.array([np.inf, 1.0, 1.0]), r"weight must hold finite non-negative numbers, but was given inf for class 0\.$"),
+    (np.array([1, 2, 3]), r"weight must be a floating-point array, but was given dtype int64\.$"),
+    (torch.ones(3), r"weight must be a NumPy array, but was given a Tensor; call \.numpy\(\) first\.$"),
+])
+def test_bad_class_weights_raise_one_clear_sentence(weight, message):
+    with pytest.raises(ValueError, match=message):
+        CrossEntropyLoss(weight)
+    with pytest.raises(ValueError, match=message):
+        F.cross_entropy(np.zeros((2, 3)), np.zeros(2, int), weight)
+
+
 def test_bad_inputs_raise_one_clear_sentence(rng):
     x = rng.standard_normal((4, 3))
     ce = CrossEntropyLoss()
@@ -255,6 +348,10 @@ def test_bad_inputs_raise_one_clear_sentence(rng):
         ce(x, np.array([0, 1, -1, 2]))
     with pytest.raises(ValueError, match="label_smoothing must lie in"):
         CrossEntropyLoss(label_smoothing=1.5)
+    with pytest.raises(ValueError, match=r"weight must have shape \(3,\), one number per class, but was given shape \(4,\)"):
+        CrossEntropyLoss(np.ones(4))(x, np.zeros(4, int))
+    with pytest.raises(ValueError, match=r"weight must have shape \(3,\), one number per class, but was given shape \(2,\)"):
+        F.cross_entropy(x, np.zeros(4, int), np.ones(2))
     with pytest.raises(ValueError, match="reduction must be one of"):
         MSELoss(reduction="avg")
     with pytest.raises(ValueError, match=r"target must have the input's shape \(4, 3\), but was given shape \(3,\)"):

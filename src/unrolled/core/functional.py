@@ -197,7 +197,8 @@ def check_reduction(reduction: str) -> str:
 def _reduce(loss: np.ndarray, grad: np.ndarray, reduction: str, count: int | None = None):
     """Reduce elementwise losses and scale the elementwise gradient to match.
 
-    'mean' divides by `count` (default: every element); a mean over nothing is NaN, as in torch.
+    'mean' divides by `count` (default: every element; a total weight for a weighted mean); a mean
+    over nothing is NaN, as in torch.
     """
     if reduction == "none":
         return loss, grad
@@ -205,7 +206,8 @@ def _reduce(loss: np.ndarray, grad: np.ndarray, reduction: str, count: int | Non
     if reduction == "sum":
         return np.asarray(total), grad
     n = loss.size if count is None else count
-    grad /= max(n, 1)
+    if n:
+        grad /= n
     return np.asarray(total / n if n else np.nan, dtype=loss.dtype), grad
 
 
@@ -219,15 +221,30 @@ def _real_target(target, input: np.ndarray, name: str = "target") -> np.ndarray:
     return target.astype(input.dtype, copy=False)
 
 
-def cross_entropy(logits, target, ignore_index: int = -100, label_smoothing: float = 0.0,
-                  reduction: str = "mean") -> tuple[np.ndarray, np.ndarray]:
+def check_class_weight(weight, classes: int | None = None) -> np.ndarray:
+    """A per-class rescaling weight (C,): finite, non-negative floats (C = `classes` if given)."""
+    weight = as_float_array(weight, "weight")
+    if weight.ndim != 1 or (classes is not None and weight.shape != (classes,)):
+        want = "(C,)" if classes is None else f"({classes},)"
+        raise ValueError(f"weight must have shape {want}, one number per class, but was given shape {weight.shape}.")
+    bad = np.flatnonzero(~(np.isfinite(weight) & (weight >= 0)))
+    if bad.size:
+        raise ValueError(f"weight must hold finite non-negative numbers, but was given {weight[bad[0]]} for class {bad[0]}.")
+    return weight
+
+
+def cross_entropy(logits, target, weight=None, *, ignore_index: int = -100, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Fused log-softmax + negative log-likelihood over the last axis, as torch's cross_entropy.
 
-    logits (..., C) floating; target (...) integer class indices in 0..C-1 or `ignore_index`.
-    Per element: loss = -(1-eps) log p[target] - (eps/C) sum_c log p[c], zero where ignored;
-    'mean' divides by the number of targets not ignored (NaN if there are none, as torch).
-    Returns (loss, dlogits) with dlogits = w * (softmax - (1-eps) onehot - eps/C), where w is 1,
-    1/n or 0 per row.
+    logits (..., C) floating; target (...) integer class indices in 0..C-1 or `ignore_index`;
+    weight (C,) a rescaling weight per class, or None for ones (cast to the logits' dtype).
+    With log p = log_softmax(logits) and y the target, per element:
+        loss = (1-eps) w[y] (-log p[y]) + (eps/C) sum_c w[c] (-log p[c]),  zero where ignored;
+    'mean' divides the sum by the weights of the targets not ignored, sum w[y] (their number
+    without `weight`; NaN if that is zero, as torch). Returns (loss, dlogits) with
+        dlogits = r * (a softmax - (1-eps) w[y] onehot - (eps/C) w),  a = (1-eps) w[y] + (eps/C) sum_c w[c],
+    where r is 1, 1/sum w[y] or 0 per row (a = 1 without `weight`).
     """
     logits = as_float_array(logits, "logits", min_ndim=1)
     check_reduction(reduction)
@@ -240,6 +257,7 @@ def cross_entropy(logits, target, ignore_index: int = -100, label_smoothing: flo
         raise ValueError(f"target must have shape {logits.shape[:-1]} (logits' shape without the class axis), "
                          f"but was given shape {target.shape}.")
     C = logits.shape[-1]
+    eps = label_smoothing
     keep = target != ignore_index                                     # (...)
     bad = keep & ((target < 0) | (target >= C))
     if bad.any():
@@ -248,20 +266,35 @@ def cross_entropy(logits, target, ignore_index: int = -100, label_smoothing: flo
     safe = np.where(keep, target, 0)[..., None]                       # (..., 1)
 
     z = logits - logits.max(axis=-1, keepdims=True)                   # (..., C), max 0
-    z_target = np.take_along_axis(z, safe, -1)[..., 0]                # (...)
-    z_sum = z.sum(axis=-1) if label_smoothing else 0                  # (...)
+    z_target = np.take_along_axis(z, safe, -1)                        # (..., 1)
+    if weight is None:
+        w_target, a = 1, 1
+        z_smooth = z.sum(axis=-1, keepdims=True) if eps else 0        # (..., 1)
+    else:
+        weight = check_class_weight(weight, C).astype(logits.dtype, copy=False)   # (C,)
+        w_target = weight[safe]                                       # (..., 1)
+        a = (1 - eps) * w_target + (eps / C) * weight.sum()           # (..., 1)
+        z_smooth = z @ weight[:, None] if eps else 0                  # (..., 1): sum_c w[c] z[c]
     p = np.exp(z, out=z)                                              # (..., C): z is spent, p becomes the gradient
     s = p.sum(axis=-1, keepdims=True)                                 # (..., 1), in [1, C]
-    # (1-eps) (log s - z_target) + (eps/C) (C log s - z_sum)
-    loss = np.log(s[..., 0]) - (1 - label_smoothing) * z_target - (label_smoothing / C) * z_sum
+    # (1-eps) w[y] (log s - z_target) + (eps/C) sum_c w[c] (log s - z[c])
+    loss = (a * np.log(s) - (1 - eps) * w_target * z_target - (eps / C) * z_smooth)[..., 0]
     loss = np.where(keep, loss, 0).astype(logits.dtype, copy=False)
 
     p /= s                                                            # softmax
-    np.put_along_axis(p, safe, np.take_along_axis(p, safe, -1) - (1 - label_smoothing), -1)
-    if label_smoothing:
-        p -= label_smoothing / C
+    if weight is not None:
+        p *= a
+    np.put_along_axis(p, safe, np.take_along_axis(p, safe, -1) - (1 - eps) * w_target, -1)
+    if eps:
+        p -= (eps / C) * (1 if weight is None else weight)
     p[~keep] = 0
-    return _reduce(loss, p, reduction, count=int(keep.sum()))
+    if weight is None:
+        count = int(keep.sum())
+    else:
+        count = w_target[..., 0][keep].sum()                          # the weights of the targets kept
+        if reduction == "mean" and not count:
+            p[keep] = np.nan                                          # 0/0, as torch's gradient
+    return _reduce(loss, p, reduction, count=count)
 
 
 def bce_with_logits(logits, target, pos_weight=None, reduction: str = "mean") -> tuple[np.ndarray, np.ndarray]:

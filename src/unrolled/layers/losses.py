@@ -44,23 +44,31 @@ class _Loss(Module):
 class CrossEntropyLoss(_Loss):
     """Softmax + negative log-likelihood over the last axis of logits (..., C) for integer targets (...).
 
-    As torch.nn.CrossEntropyLoss for (N, C) logits: targets equal to `ignore_index` contribute no
-    loss and no gradient and are left out of the mean; `label_smoothing` mixes the one-hot target
-    with the uniform distribution.
+    As torch.nn.CrossEntropyLoss for (N, C) logits: `weight` (C,) rescales each class's loss (the
+    target's weight for the likelihood term, every class's for the smoothing term) and 'mean' then
+    divides by the summed weights of the targets rather than their number; targets equal to
+    `ignore_index` contribute no loss and no gradient and are left out of the mean;
+    `label_smoothing` mixes the one-hot target with the uniform distribution. `weight` is kept as
+    a copy (an array, not a Parameter: not in state_dict(), where torch has it as a buffer) and is
+    cast to the logits' dtype. The arguments after `weight` are keyword-only: torch's next
+    positions are its deprecated `size_average` and `reduce`.
     """
 
-    def __init__(self, ignore_index: int = -100, label_smoothing: float = 0.0, reduction: str = "mean"):
+    def __init__(self, weight=None, *, ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0):
         super().__init__(reduction)
         if not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"label_smoothing must lie in [0, 1], but was given {label_smoothing!r}.")
+        self.weight = None if weight is None else F.check_class_weight(weight).copy()   # (C,)
         self.ignore_index = int(ignore_index)
         self.label_smoothing = float(label_smoothing)
 
     def _loss(self, logits, target):
-        return F.cross_entropy(logits, target, self.ignore_index, self.label_smoothing, self.reduction)
+        return F.cross_entropy(logits, target, self.weight, ignore_index=self.ignore_index, reduction=self.reduction,
+                               label_smoothing=self.label_smoothing)
 
     def extra_repr(self) -> str:
-        return f"ignore_index={self.ignore_index}, label_smoothing={self.label_smoothing}, reduction={self.reduction!r}"
+        weight = "" if self.weight is None else f"weight of shape {self.weight.shape}, "
+        return f"{weight}ignore_index={self.ignore_index}, label_smoothing={self.label_smoothing}, reduction={self.reduction!r}"
 
 
 class BCEWithLogitsLoss(_Loss):
