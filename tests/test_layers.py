@@ -301,6 +301,9 @@ def test_layernorm_errors():
         m(np.zeros(4, np.float32))
     with pytest.raises(ValueError, match="normalized_shape must be a positive integer"):
         LayerNorm(0)
+    for eps in (0, -1e-5, "a", None, float("nan")):
+        with pytest.raises(ValueError, match=f"eps must be a positive number, but was given {eps!r}"):
+            LayerNorm(4, eps)
     with pytest.raises(ValueError, match=r"bias must be True or False, but was given <class 'numpy\.float64'>\.$"):
         LayerNorm(4, 1e-5, True, np.float64)                          # dtype is not the fourth argument
 

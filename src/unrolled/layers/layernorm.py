@@ -22,8 +22,8 @@ class LayerNorm(Module):
         shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) else tuple(normalized_shape)
         if not shape or not all(isinstance(n, (int, np.integer)) and n >= 1 for n in shape):
             raise ValueError(f"normalized_shape must be a positive integer or a tuple of them, but was given {normalized_shape!r}.")
-        if not eps > 0:
-            raise ValueError(f"eps must be positive, but was given {eps!r}.")
+        if isinstance(eps, bool) or not isinstance(eps, (int, float, np.integer, np.floating)) or not eps > 0:
+            raise ValueError(f"eps must be a positive number, but was given {eps!r}.")
         if not isinstance(bias, (bool, np.bool_)):                   # a dtype here meant dtype=, before bias= came
             raise ValueError(f"bias must be True or False, but was given {bias!r}.")
         self.normalized_shape = tuple(int(n) for n in shape)
