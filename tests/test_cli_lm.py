@@ -66,7 +66,9 @@ def test_inspect_writes_heatmaps_and_a_report(run, tmp_path, capsys):
     assert main(["lm", "inspect", str(run), "--text", text, "--out", str(tmp_path)]) == 0
     report = capsys.readouterr().out
     assert "speaker name" in report and "position in line" in report and "layer 1" in report
-    for name in ("hidden_l1.png", "cell_l1.png", "gate_f_l1.png", "saturation_l1.png", "units.png", "report.md"):
+    assert "Gradient flow: " in report and "(median over 2 windows of 100 tokens): k = 1: " in report
+    for name in ("hidden_l1.png", "cell_l1.png", "gate_f_l1.png", "saturation_l1.png", "units.png", "gradient_flow.png",
+                 "report.md"):
         assert (tmp_path / name).stat().st_size > 0, name
     (tmp_path / "report.md").write_text(f"# Units of {run}: being drawn\n")  # as a stop while drawing leaves it:
     (tmp_path / "gate_x_l9.png").write_bytes(b"an older inspection's plot")   # the folder is reused

@@ -193,3 +193,21 @@ def plot_saturation(gates: dict[str, np.ndarray], path, title: str = "gate satur
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_gradient_flow(norms: np.ndarray, path, title: str = "gradient flow") -> Path:
+    """Gradient norms (windows, K) by steps back (column k: k steps before the prediction), on a
+    log scale: the median over windows and the band between their quartiles."""
+    plt = _pyplot()
+    k = np.arange(norms.shape[1])
+    low, mid, high = np.percentile(norms, [25, 50, 75], axis=0)                   # (K,) each
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax.fill_between(k, low, high, alpha=0.3, linewidth=0, label="quartiles over windows")
+    ax.plot(k, mid, label="median")
+    ax.set_yscale("log")
+    ax.set_xlabel("steps back from the prediction")
+    ax.set_ylabel("gradient norm w.r.t. the input")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -8,7 +8,9 @@ an LSTM, its cell state and gates; for a GRU, its gates) over the first 160 toke
 plot, and the units whose activation correlates best with readable properties of the text:
 inside quotes, inside brackets, position in the line, a speaker's name line (a line ending in
 ':'), the first line of a speaker's turn. Each top unit is drawn over the text, and report.md
-lists the top units per property with their correlation.
+lists the top units per property with their correlation. The gradient flow plot shows how far
+back a prediction's gradient reaches: the norm of the gradient of one prediction's loss with
+respect to each earlier input, the vanishing (or not) of back-propagation through time.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import viz
+from ..core.checks import counted
 from .lm import encode_prompt, load_run
 
 FEATURES = {
@@ -31,6 +34,8 @@ GATES = {"lstm": ("i", "f", "o"), "gru": ("r", "z"), "rnn": ()}
 TOP = 3
 HEATMAP_TOKENS = 160   # columns of the heatmaps
 TEXT_TOKENS = 600      # text drawn under each readable unit
+FLOW_STEPS = 100       # how far back the gradient flow looks
+FLOW_SHOWN = (1, 10, 25, 50, 99)   # steps back reported in report.md
 
 
 def text_features(tokens: list[str]) -> dict[str, np.ndarray]:
@@ -79,8 +84,35 @@ def unit_activations(internals: list[dict[str, np.ndarray]], cell: str) -> dict[
     return found
 
 
+def gradient_flow(model, ids: np.ndarray, steps: int = FLOW_STEPS) -> np.ndarray:
+    """How far back a prediction's gradient reaches, over windows of `steps` inputs of ids (T,)
+    laid back to back: the norm of the gradient of the loss of predicting the token after a
+    window, with respect to each input embedding of it. Returns (windows, steps): column k is k
+    steps before the last input. Dropout is off and the model is not changed (its recurrent
+    layer is copied, to record a backward pass outside training mode)."""
+    windows = (len(ids) - 1) // steps
+    if windows < 1:
+        raise ValueError(f"the gradient flow over {steps} steps needs at least {steps + 1} tokens, but was given "
+                         f"{len(ids)}.")
+    inputs = ids[:windows * steps].reshape(windows, steps).T                      # (T, B)
+    targets = ids[steps:windows * steps + 1:steps]                                # (B,): the token after each
+    rnn = type(model.rnn)(model.embed, model.hidden, num_layers=model.layers, dtype=model.dtype)
+    rnn.load_state_dict(model.rnn.state_dict())                                   # in training mode, no dropout
+    out, _ = rnn(model.encoder.weight.data[inputs])                               # (T, B, H)
+    W, b = model.decoder.weight.data, model.decoder.bias.data                     # (V, H), (V,)
+    logits = out[-1] @ W.T + b                                                    # (B, V)
+    dlogits = np.exp(logits - logits.max(axis=1, keepdims=True))
+    dlogits /= dlogits.sum(axis=1, keepdims=True)                                 # softmax
+    dlogits[np.arange(windows), targets] -= 1                                     # d(cross-entropy)/d(logits)
+    dout = np.zeros_like(out)
+    dout[-1] = dlogits @ W                                                        # (B, H)
+    dx, _ = rnn.backward(dout)                                                    # (T, B, E)
+    return np.linalg.norm(dx, axis=-1).T[:, ::-1]                                 # (B, T), k steps back
+
+
 # what an inspection writes (and the temporary files of a write a kill cut short)
-INSPECTION_FILES = re.compile(r"(hidden|cell|saturation)_l\d+\.png|gate_\w+_l\d+\.png|units\.png|report\.md|\..+\.tmp")
+INSPECTION_FILES = re.compile(r"(hidden|cell|saturation)_l\d+\.png|gate_\w+_l\d+\.png|units\.png|gradient_flow\.png|"
+                              r"report\.md|\..+\.tmp")
 
 
 def _clear_output_folder(out: Path) -> None:
@@ -149,6 +181,15 @@ def inspect_run(run, text: str, out=None, max_tokens: int = 2000) -> str:
         plots.append(viz.plot_text_activations(tokens[:TEXT_TOKENS], traces, out / "units.png",
                                                "the most readable units", width=80,
                                                sep=" " if config.level == "word" else ""))
+    steps = min(FLOW_STEPS, len(ids) - 1)
+    flow = gradient_flow(model, ids, steps)                                       # (windows, steps)
+    plots.append(viz.plot_gradient_flow(flow, out / "gradient_flow.png",
+                                        f"{config.cell.upper()}, {config.layers} x {config.hidden}: how far back a "
+                                        "prediction's gradient reaches"))
+    relative = np.median(flow / flow[:, :1], axis=0)                              # (steps,) against 0 steps back
+    lines += ["", f"Gradient flow: the norm of the gradient of a prediction's loss with respect to the input k steps "
+              f"before it, against the last input's (median over {counted(len(flow), 'window')} of {steps} tokens): "
+              + ", ".join(f"k = {k}: {relative[k]:.2g}" for k in FLOW_SHOWN if k < steps) + "."]
     lines += ["", "Plots: " + ", ".join(p.name for p in plots), ""]
     report = "\n".join(lines)
     (out / "report.md").write_text(report, encoding="utf-8")
