@@ -27,7 +27,7 @@ def lstm():
 
 
 def test_bad_x(gru):
-    raises(r"x must have 3 dimensions, but was given shape \(4, 3\)", gru, np.zeros((T, I)))
+    raises(r"x must have 2 or 3 dimensions, but was given shape \(4,\)", gru, np.zeros(T))  # (T, I): unbatched
     raises(r"x must have shape \(any, any, 3\), but was given shape \(4, 3, 5\)", gru, np.zeros((T, B, 5)))
     raises("x must have dtype float64 like the layer's weights, but was given float32",
            gru, np.zeros((T, B, I), np.float32))
@@ -76,7 +76,8 @@ def test_bad_backward(gru, lstm):
     lstm(np.zeros((B, T, I)))
     raises(r"d_out must have shape \(3, 4, 2\)", lstm.backward, np.zeros((T, B, H)))  # batch_first
     lstm(np.zeros((B, T, I)))
-    raises(r"d_c_n must have 3 dimensions, but was given shape \(3, 2\)", lstm.backward, None, (None, np.zeros((B, H))))
+    raises(r"d_c_n must have 3 dimensions \(with a batch axis\) as the forward's x was batched, but was given "
+           r"shape \(3, 2\)", lstm.backward, None, (None, np.zeros((B, H))))
     lstm.eval()
     lstm(np.zeros((B, T, I)))
     raises("no forward pass is waiting", lstm.backward, np.zeros((B, T, H)))
@@ -139,7 +140,7 @@ def test_bad_state_dict():
 def test_bad_cell_input(cell_cls):
     cell = cell_cls(I, H, dtype=np.float64)
     state = (lambda h: (h, None)) if cell_cls is unrolled.LSTMCell else (lambda h: h)
-    raises(r"x must have 2 dimensions, but was given shape \(1, 3, 3\)", cell, np.zeros((1, B, I)))
+    raises(r"x must have 1 or 2 dimensions, but was given shape \(1, 3, 3\)", cell, np.zeros((1, B, I)))
     raises(r"x must have shape \(any, 3\), but was given shape \(3, 2\)", cell, np.zeros((B, 2)))
     raises("x must have dtype float64", cell, np.zeros((B, I), np.float32))
     raises(r"h must have shape \(3, 2\), but was given shape \(2, 2\)", cell, np.zeros((B, I)), state(np.zeros((2, H))))

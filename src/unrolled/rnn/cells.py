@@ -4,7 +4,7 @@ gradients back into PyTorch's layout).
 
 A cell is the kernel of its layer run for T = 1:
 
-    h1, c1 = cell(x, (h, c))            # x (B, I), states (B, H)
+    h1, c1 = cell(x, (h, c))            # x (B, I), states (B, H); or unbatched: x (I,), states (H,)
     dx, (dh, dc) = cell.backward(dh1, dc1)
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import init
-from ..core.checks import as_array, check_float_dtype, check_shape, check_sizes
+from ..core.checks import as_array, check_float_dtype, check_shape, check_sizes, counted
 from ..core.module import Module, Parameter
 from .kernels import GRUKernel, LSTMKernel, RNNKernel, Weights
 
@@ -129,6 +129,19 @@ def input_grad(d_x, W_ih, out) -> np.ndarray:
     return out
 
 
+def batched_like_x(a, name: str, ndim: int, unbatched: bool, dtype, after: bool = False) -> np.ndarray:
+    """A state, or a gradient given to backward (`after`), as an array with x's batching: `ndim`
+    dimensions with the batch axis, ndim - 1 without it when x is unbatched."""
+    a = as_array(a, name, (ndim - 1, ndim), dtype)
+    want = ndim - 1 if unbatched else ndim
+    if a.ndim != want:
+        axis, kind = ("no batch axis", "unbatched") if unbatched else ("with a batch axis", "batched")
+        whose = "the forward's x was" if after else "x is"
+        raise ValueError(f"{name} must have {counted(want, 'dimension')} ({axis}) as {whose} {kind}, "
+                         f"but was given shape {a.shape}.")
+    return a
+
+
 # ----- the cells --------------------------------------------------------------------------------
 
 class _Cell(Module):
@@ -148,38 +161,45 @@ class _Cell(Module):
         check_init(self.kernel, self.bias, init, forget_bias)
         reset_weights(weights_of(self, ""), self.kernel, self.hidden_size, init, forget_bias, self.rng)
 
-    def _states(self, states, B: int, grad: bool = False) -> tuple:
-        """States (or, with grad, their gradients dh1, dc1) as (B, H) arrays, zeros for None."""
+    def _states(self, states, B: int, unbatched: bool, grad: bool = False) -> tuple:
+        """States (or, with grad, their gradients dh1, dc1) as (B, H) arrays, zeros for None;
+        given without the batch axis, (H,), when x is unbatched."""
         out = []
         for s, name in zip(states, self.kernel.state_names):
             name = f"d{name}1" if grad else name
             if s is None:
                 out.append(np.zeros((B, self.hidden_size), self.dtype))
             else:
-                s = as_array(s, name, 2, self.dtype)
-                check_shape(s, (B, self.hidden_size), name)
-                out.append(s)
+                s = batched_like_x(s, name, 2, unbatched, self.dtype, after=grad)
+                check_shape(s, (self.hidden_size,) if unbatched else (B, self.hidden_size), name)
+                out.append(s[None] if unbatched else s)     # (B, H)
         return tuple(out)
 
     def _step(self, x, states) -> tuple:
-        x = as_array(x, "x", 2, self.dtype)
-        check_shape(x, (None, self.input_size), "x")
-        states = self._states(states, x.shape[0])
+        x = as_array(x, "x", (1, 2), self.dtype)
+        unbatched = x.ndim == 1                             # (I,): one sequence, no batch axis
+        check_shape(x, (self.input_size,) if unbatched else (None, self.input_size), "x")
+        if unbatched:
+            x = x[None]                                     # (1, I)
+        states = self._states(states, x.shape[0], unbatched)
         w = prepared(self.kernel, weights_of(self, ""))
         proj = x @ w.W_ih.T                                 # (B, G*H)
         if w.b_x is not None:
             proj += w.b_x
         hs, buffers, cache = self.kernel.forward(proj[None], w, states, None, self.recording)
-        self._save((x, w, hs, cache))
-        return tuple(b[1] for b in buffers)
+        self._save((x, w, hs, cache, unbatched))
+        return tuple(b[1, 0] if unbatched else b[1] for b in buffers)
 
     def _step_backward(self, d_states) -> tuple:
-        x, w, hs, cache = self._restore()
-        d_states = self._states(d_states, x.shape[0], grad=True)
+        x, w, hs, cache, unbatched = self._restore()
+        d_states = self._states(d_states, x.shape[0], unbatched, grad=True)
         d_x, d_hh, d_states0, _ = self.kernel.backward(None, d_states, w, hs, cache, None)
         d_x = [(block[0], cols) for block, cols in d_x]     # the one step
         accumulate_grads(weights_of(self, ""), d_x, d_hh[0], x, hs[0])
-        return input_grad(d_x, w.W_ih, np.empty_like(x)), d_states0
+        dx = input_grad(d_x, w.W_ih, np.empty_like(x))      # (B, I)
+        if unbatched:
+            return dx[0], tuple(d[0] for d in d_states0)
+        return dx, d_states0
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")

@@ -15,6 +15,9 @@ GEMMs are cut into a few time chunks that run on a helper thread while the recur
 soon as backward has left it. A large layer's forward recurrence instead splits the batch: half
 of the sequences on the caller's thread, half on the helper, with no step waiting for the other.
 
+Unbatched, as torch: x (T, I) (batch_first does not apply), states (L*D, H) and every output and
+gradient likewise without the batch axis; inside, it is a batch of one. Refused with `lengths`.
+
 `lengths` (B ints in 1..T): padded steps keep the previous state, padded outputs are zero, h_n is
 each sequence's state at its own last step and the reverse direction runs over each sequence's
 valid prefix, as torch's pack_padded_sequence(enforce_sorted=False). Inside, the batch is sorted
@@ -31,7 +34,7 @@ import numpy as np
 from ..core import init
 from ..core.checks import as_array, check_float_dtype, check_lengths, check_shape, check_sizes
 from ..core.module import Module
-from .cells import (add_weights, check_init, input_grad, input_side_grads,
+from .cells import (add_weights, batched_like_x, check_init, input_grad, input_side_grads,
                     prepared, projection_grads, recurrent_side_grads, reset_weights, state_pair, weights_of)
 from .kernels import GRUKernel, LSTMKernel, RNNKernel
 from .threads import Overlap, one_blas_thread
@@ -156,9 +159,9 @@ class _Recurrent(Module):
 
     # ----- forward --------------------------------------------------------------------------
 
-    def _states(self, states, B: int, batch: _Batch, grad: bool = False) -> list:
+    def _states(self, states, B: int, batch: _Batch, unbatched: bool, grad: bool = False) -> list:
         """Initial states (or their gradients) as kernel-layout (L*D, B, P) arrays for h and
-        (L*D, B, H) for c, zeros for None."""
+        (L*D, B, H) for c, zeros for None; given without the batch axis when x is unbatched."""
         out = []
         for s, name in zip(states, self.kernel.state_names):
             size = self.hidden_size if name == "c" else self.real_hidden_size
@@ -167,21 +170,27 @@ class _Recurrent(Module):
             if s is None:
                 out.append(np.zeros(shape, self.dtype))
             else:
-                s = as_array(s, name, 3, self.dtype)
-                check_shape(s, shape, name)
-                out.append(batch.sort(s))
+                s = batched_like_x(s, name, 3, unbatched, self.dtype, after=grad)
+                check_shape(s, (shape[0], size) if unbatched else shape, name)
+                out.append(s[:, None] if unbatched else batch.sort(s))  # (L*D, 1, size) or sorted
         return out
 
     def _forward(self, x, states, lengths, return_internals: bool):
-        x = as_array(x, "x", 3, self.dtype)
-        check_shape(x, (None, None, self.input_size), "x")
-        if self.batch_first:
+        x = as_array(x, "x", (2, 3), self.dtype)
+        unbatched = x.ndim == 2                               # (T, I): one sequence, no batch axis
+        check_shape(x, (None,) * (x.ndim - 1) + (self.input_size,), "x")
+        if 0 in x.shape:
+            raise ValueError(f"x must hold at least one step of one sequence, but was given shape {x.shape}.")
+        if unbatched and lengths is not None:
+            raise ValueError(f"lengths needs a batched x, but x is unbatched (one sequence) of shape {x.shape}; "
+                             "pass x[:length] instead.")
+        if unbatched:
+            x = x[:, None]                                    # (T, 1, I)
+        elif self.batch_first:
             x = x.transpose(1, 0, 2)                          # (T, B, I)
         T, B, _ = x.shape
-        if T == 0 or B == 0:
-            raise ValueError(f"x must hold at least one step of one sequence, but was given shape {x.shape}.")
         batch = _Batch(lengths, T, B)
-        states0 = self._states(states, B, batch)
+        states0 = self._states(states, B, batch, unbatched)
         L = self.num_layers
         keep = self.recording or return_internals
         finals = [np.empty_like(s) for s in states0]         # (L*D, B, P) and (L*D, B, H)
@@ -200,11 +209,14 @@ class _Recurrent(Module):
                 inputs.append(x2d)
                 masks.append(mask)
                 layer_in = layer_out
-        self._save((batch, inputs, masks, caches, x.shape))
+        self._save((batch, inputs, masks, caches, x.shape, unbatched))
         out = batch.unsort(layer_in)
-        if self.batch_first:
-            out = np.ascontiguousarray(out.transpose(1, 0, 2))
         finals = [batch.unsort(f) for f in finals]
+        if unbatched:                                         # (T, D*P), (L*D, P), (T, H) internals
+            out, finals = out[:, 0], [f[:, 0] for f in finals]
+            internals = [{name: a[:, 0] for name, a in arrays.items()} for arrays in internals]
+        elif self.batch_first:
+            out = np.ascontiguousarray(out.transpose(1, 0, 2))
         out = self._read_only(out)                          # backward may read its memory
         return out, finals, internals
 
@@ -315,14 +327,18 @@ class _Recurrent(Module):
     # ----- backward -------------------------------------------------------------------------
 
     def _backward(self, d_out, d_finals):
-        batch, inputs, masks, caches, (T, B, _) = self._restore()
+        batch, inputs, masks, caches, (T, B, _), unbatched = self._restore()
         L, D, P = self.num_layers, self.num_directions, self.real_hidden_size
         d_layer = None
         if d_out is not None:
-            d_out = as_array(d_out, "d_out", 3, self.dtype)
-            check_shape(d_out, (B, T, D * P) if self.batch_first else (T, B, D * P), "d_out")
-            d_layer = batch.sort(d_out.transpose(1, 0, 2) if self.batch_first else d_out)  # (T, B, D*P)
-        d_finals = self._states(d_finals, B, batch, grad=True)
+            d_out = batched_like_x(d_out, "d_out", 3, unbatched, self.dtype, after=True)
+            if unbatched:
+                check_shape(d_out, (T, D * P), "d_out")
+                d_layer = d_out[:, None]                      # (T, 1, D*P)
+            else:
+                check_shape(d_out, (B, T, D * P) if self.batch_first else (T, B, D * P), "d_out")
+                d_layer = batch.sort(d_out.transpose(1, 0, 2) if self.batch_first else d_out)  # (T, B, D*P)
+        d_finals = self._states(d_finals, B, batch, unbatched, grad=True)
         d_states0 = [np.empty_like(f) for f in d_finals]
         chunks, overlap = _time_chunks(T, B), Overlap()
         with one_blas_thread(), overlap:                 # an error leaves no job running
@@ -331,10 +347,12 @@ class _Recurrent(Module):
                                                chunks, overlap)
                 if layer > 0 and masks[layer - 1] is not None:
                     d_layer *= masks[layer - 1]
-        dx = batch.unsort(d_layer)
+        dx, d_states0 = batch.unsort(d_layer), [batch.unsort(s) for s in d_states0]
+        if unbatched:                                         # (T, I), (L*D, P) and (L*D, H)
+            return dx[:, 0], [s[:, 0] for s in d_states0]
         if self.batch_first:
             dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
-        return dx, [batch.unsort(s) for s in d_states0]
+        return dx, d_states0
 
     def _backward_layer(self, layer, d_layer, x2d, caches, d_finals, d_states0, batch, chunks, overlap):
         """Every direction of one layer: gradients of its weights and initial states; returns the
@@ -416,7 +434,8 @@ class RNN(_Recurrent):
                          dropout, bidirectional, dtype, seed, recurrent_dropout)
 
     def forward(self, x, h0=None, lengths=None, *, return_internals: bool = False):
-        """x (T, B, I) -> out (T, B, D*H), h_n (L*D, B, H); internals [{"h"}] per layer and direction."""
+        """x (T, B, I) -> out (T, B, D*H), h_n (L*D, B, H); internals [{"h"}] per layer and direction.
+        Unbatched: x (T, I), h0 (L*D, H) -> out (T, D*H), h_n (L*D, H), internals (T, H)."""
         out, (h_n,), internals = self._forward(x, (h0,), lengths, return_internals)
         return (out, h_n, internals) if return_internals else (out, h_n)
 
@@ -441,7 +460,8 @@ class LSTM(_Recurrent):
 
     def forward(self, x, hx=None, lengths=None, *, return_internals: bool = False):
         """x (T, B, I), hx (h0 (L*D, B, P), c0 (L*D, B, H)) or None -> out (T, B, D*P), (h_n, c_n),
-        P = proj_size or H; internals [{"i", "f", "g", "o", "c", "h"}] per layer and direction."""
+        P = proj_size or H; internals [{"i", "f", "g", "o", "c", "h"}] per layer and direction.
+        Unbatched: x (T, I), h0 (L*D, P), c0 (L*D, H) -> out (T, D*P), h_n and c_n without the batch axis."""
         out, (h_n, c_n), internals = self._forward(x, state_pair(hx, "hx"), lengths, return_internals)
         return (out, (h_n, c_n), internals) if return_internals else (out, (h_n, c_n))
 
@@ -461,7 +481,8 @@ class GRU(_Recurrent):
                          bidirectional, dtype, seed, recurrent_dropout)
 
     def forward(self, x, h0=None, lengths=None, *, return_internals: bool = False):
-        """x (T, B, I) -> out (T, B, D*H), h_n (L*D, B, H); internals [{"r", "z", "n", "h"}]."""
+        """x (T, B, I) -> out (T, B, D*H), h_n (L*D, B, H); internals [{"r", "z", "n", "h"}].
+        Unbatched: x (T, I), h0 (L*D, H) -> out (T, D*H), h_n (L*D, H), internals (T, H)."""
         out, (h_n,), internals = self._forward(x, (h0,), lengths, return_internals)
         return (out, h_n, internals) if return_internals else (out, h_n)
 
