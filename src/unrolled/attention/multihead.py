@@ -5,8 +5,11 @@
     dquery, dkey, dvalue = mha.backward(dout, dweights)
 
 Parameters are torch's: `in_proj_weight` (3E, E) stacking W_q, W_k, W_v, `in_proj_bias` (3E,),
-`out_proj.weight` (E, E), `out_proj.bias` (E,), so a torch state_dict loads as it is. Each head
-h attends with its own slice of E/num_heads features:
+`out_proj.weight` (E, E), `out_proj.bias` (E,), so a torch state_dict loads as it is. Keys and
+values of other sizes (`kdim`, `vdim`) take torch's separate `q_proj_weight` (E, E),
+`k_proj_weight` (E, kdim) and `v_proj_weight` (E, vdim) instead of `in_proj_weight`, with
+`in_proj_bias` still one (3E,) vector. Each head h attends with its own slice of E/num_heads
+features:
 
     head_h = softmax(q_h k_h^T / sqrt(E / num_heads) + mask) v_h,   out = concat(heads) W_o^T + b_o
 
@@ -14,24 +17,26 @@ Masks follow torch: `key_padding_mask` (B, S) and `attn_mask` (L, S) or (B * num
 are True where attention is NOT allowed (or float, added to the scores), the opposite of
 BahdanauAttention's `mask`; `is_causal=True` blocks every key after the query's own position (it
 needs no attn_mask, unlike torch's). Blocked keys get a weight of exactly 0 and no gradient.
-`weights` is (B, L, S) averaged over heads, or (B, num_heads, L, S) with
-`average_attn_weights=False`, batch first whatever the layout, as torch; None when
-`need_weights=False`. Dropout acts on the attention weights; the returned weights are those
-before dropout.
+`add_bias_kv=True` appends one learned key and value (`bias_k`, `bias_v`, (1, 1, E)) after the S
+keys, `add_zero_attn=True` a key and value of zeros after those: keys that no mask blocks, so
+weights cover S + 1 or S + 2 keys, as torch's. `weights` is (B, L, S) averaged over heads, or
+(B, num_heads, L, S) with `average_attn_weights=False`, batch first whatever the layout, as torch;
+None when `need_weights=False`. Dropout acts on the attention weights; the returned weights are
+those before dropout.
 
 Incremental decoding passes `past=(k, v)`, the projected keys and values of the positions seen so
 far ((t, B, E) each, in the layer's layout; t may be 0). The new keys and values are appended,
 queries sit at positions t.., `is_causal` lets query i see keys up to t + i, `key_padding_mask`
 then covers all t + S keys, and the call returns a third output, `present = (k, v)` of length
-t + S, to pass as the next `past`. backward then takes `dpresent` too and returns a fourth
-gradient, `dpast`.
+t + S (without the bias and zero keys, appended anew at each call), to pass as the next `past`.
+backward then takes `dpresent` too and returns a fourth gradient, `dpast`.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..core import init
-from ..core.checks import as_array, check_float_dtype, check_shape, check_sizes
+from ..core.checks import as_array, check_flags, check_float_dtype, check_shape, check_sizes
 from ..core.module import Module, Parameter
 from ..layers import Linear
 from .attention import ScaledDotProductAttention
@@ -47,37 +52,62 @@ def causal_mask(size: int, dtype=bool) -> np.ndarray:
 
 
 class MultiheadAttention(Module):
-    """torch.nn.MultiheadAttention(embed_dim, num_heads, dropout, bias, batch_first): see the
-    module docstring for the call, the masks and incremental decoding.
+    """torch.nn.MultiheadAttention(embed_dim, num_heads, dropout, bias, batch_first, *,
+    add_bias_kv, add_zero_attn, kdim, vdim): see the module docstring for the call, the masks and
+    incremental decoding.
 
-    forward(query (L, B, E), key (S, B, E), value (S, B, E), key_padding_mask=None,
+    forward(query (L, B, E), key (S, B, kdim), value (S, B, vdim), key_padding_mask=None,
             need_weights=True, attn_mask=None, average_attn_weights=True, is_causal=False,
             past=None) -> (output (L, B, E), weights) [+ present when past is given]
     backward(doutput, dweights=None, dpresent=None) -> (dquery, dkey, dvalue) [+ dpast]
     With batch_first=True every sequence array is (B, L, E) instead.
+
+    The positions after `bias` are not torch's: torch's fifth is add_bias_kv and its batch_first
+    the ninth (embed_dim, num_heads, dropout, bias, add_bias_kv, add_zero_attn, kdim, vdim,
+    batch_first). Here batch_first stays fifth, and add_bias_kv, add_zero_attn, kdim and vdim are
+    keyword-only; pass batch_first by keyword too.
     """
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
-                 batch_first: bool = False, dtype=np.float32, seed=None):
+                 batch_first: bool = False, dtype=np.float32, seed=None, *, add_bias_kv: bool = False,
+                 add_zero_attn: bool = False, kdim: int | None = None, vdim: int | None = None):
         super().__init__()
         check_sizes(embed_dim=embed_dim, num_heads=num_heads)
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim must be divisible by num_heads, but was given {embed_dim} and {num_heads}.")
+        kdim, vdim = embed_dim if kdim is None else kdim, embed_dim if vdim is None else vdim
+        check_sizes(kdim=kdim, vdim=vdim)
+        check_flags(add_bias_kv=add_bias_kv, add_zero_attn=add_zero_attn)
         rng = init.as_generator(seed)
         E = int(embed_dim)
         self.embed_dim, self.num_heads, self.head_dim = E, int(num_heads), E // int(num_heads)
-        self.batch_first = bool(batch_first)
+        self.kdim, self.vdim = int(kdim), int(vdim)
+        self.batch_first, self.add_zero_attn = bool(batch_first), bool(add_zero_attn)
         self.dtype = check_float_dtype(dtype)
-        self.in_proj_weight = Parameter(init.glorot_uniform((3 * E, E), rng, self.dtype))   # torch: xavier_uniform_
+        if self.kdim == E and self.vdim == E:                         # torch: xavier_uniform_ on each weight
+            self.in_proj_weight = Parameter(init.glorot_uniform((3 * E, E), rng, self.dtype))
+            self.q_proj_weight = self.k_proj_weight = self.v_proj_weight = None
+        else:
+            self.in_proj_weight = None
+            self.q_proj_weight = Parameter(init.glorot_uniform((E, E), rng, self.dtype))
+            self.k_proj_weight = Parameter(init.glorot_uniform((E, self.kdim), rng, self.dtype))
+            self.v_proj_weight = Parameter(init.glorot_uniform((E, self.vdim), rng, self.dtype))
         self.in_proj_bias = Parameter(np.zeros(3 * E, self.dtype)) if bias else None
+        self.bias_k = self.bias_v = None
+        if add_bias_kv:                    # torch: xavier_normal_ on (1, 1, E), std sqrt(2 / (E + E))
+            self.bias_k = Parameter((rng.standard_normal((1, 1, E)) / np.sqrt(E)).astype(self.dtype))
+            self.bias_v = Parameter((rng.standard_normal((1, 1, E)) / np.sqrt(E)).astype(self.dtype))
         self.out_proj = Linear(E, E, bias=bias, dtype=dtype, seed=rng)
         if bias:
             self.out_proj.bias.data[...] = 0                                                  # torch: constant_(0)
         self.attention = ScaledDotProductAttention(dropout, seed=rng)
 
     def extra_repr(self) -> str:
-        return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.attention.dropout.p}, "
-                f"batch_first={self.batch_first}")
+        other_sizes = f", kdim={self.kdim}, vdim={self.vdim}" if self.in_proj_weight is None else ""
+        extras = "".join(f", {name}=True" for name, on in (("add_bias_kv", self.bias_k is not None),
+                                                            ("add_zero_attn", self.add_zero_attn)) if on)
+        return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.attention.dropout.p}"
+                f"{other_sizes}{extras}, batch_first={self.batch_first}")
 
     # ----- helpers --------------------------------------------------------------------------
 
@@ -89,22 +119,32 @@ class MultiheadAttention(Module):
         """A time-major (T, B, E) array in the layer's layout."""
         return x.transpose(1, 0, 2) if self.batch_first else x
 
+    def _in_proj(self, part: int):
+        """W_part (E, n) and its gradient (views) for part 0, 1, 2 = query, key, value: rows of
+        in_proj_weight (n = E), or q_proj_weight, k_proj_weight, v_proj_weight (n = E, kdim, vdim)."""
+        if self.in_proj_weight is None:
+            w = (self.q_proj_weight, self.k_proj_weight, self.v_proj_weight)[part]
+            return w.data, w.grad
+        rows = slice(part * self.embed_dim, (part + 1) * self.embed_dim)
+        return self.in_proj_weight.data[rows], self.in_proj_weight.grad[rows]
+
     def _project(self, x: np.ndarray, part: int) -> np.ndarray:
-        """x (T, B, E) @ W_part^T + b_part for part 0, 1, 2 = query, key, value."""
+        """x (T, B, n) @ W_part^T + b_part -> (T, B, E) for part 0, 1, 2 = query, key, value."""
         E = self.embed_dim
-        y = x.reshape(-1, E) @ self.in_proj_weight.data[part * E:(part + 1) * E].T   # (T*B, E): one GEMM
+        W, _ = self._in_proj(part)                                            # (E, n)
+        y = x.reshape(-1, W.shape[1]) @ W.T                                   # (T*B, E): one GEMM
         if self.in_proj_bias is not None:
             y += self.in_proj_bias.data[part * E:(part + 1) * E]
-        return y.reshape(x.shape)
+        return y.reshape(x.shape[:2] + (E,))
 
     def _project_backward(self, dy: np.ndarray, x: np.ndarray, part: int) -> np.ndarray:
         E = self.embed_dim
-        rows = slice(part * E, (part + 1) * E)
+        W, dW = self._in_proj(part)                                           # (E, n)
         dy2 = dy.reshape(-1, E)                                               # (T*B, E)
-        self.in_proj_weight.grad[rows] += dy2.T @ x.reshape(-1, E)            # (E, E)
+        dW += dy2.T @ x.reshape(-1, W.shape[1])                               # (E, n)
         if self.in_proj_bias is not None:
-            self.in_proj_bias.grad[rows] += dy2.sum(axis=0)
-        return (dy2 @ self.in_proj_weight.data[rows]).reshape(dy.shape)      # (T, B, E)
+            self.in_proj_bias.grad[part * E:(part + 1) * E] += dy2.sum(axis=0)
+        return (dy2 @ W).reshape(x.shape)                                     # (T, B, n)
 
     def _heads(self, x: np.ndarray) -> np.ndarray:
         """(T, B, E) -> (B, num_heads, T, head_dim)."""
@@ -116,9 +156,10 @@ class MultiheadAttention(Module):
         B, _, T, _ = x.shape
         return x.transpose(2, 0, 1, 3).reshape(T, B, self.embed_dim)
 
-    def _mask(self, key_padding_mask, attn_mask, is_causal: bool, B: int, L: int, S: int, t: int):
-        """The combined mask for ScaledDotProductAttention, broadcastable to (B, H, L, S): bool
-        (True = allowed) when every mask is bool, float (-inf = blocked) otherwise; None if none."""
+    def _mask(self, key_padding_mask, attn_mask, is_causal: bool, B: int, L: int, S: int, t: int, extra: int):
+        """The combined mask for ScaledDotProductAttention, broadcastable to (B, H, L, S + extra): bool
+        (True = allowed) when every mask is bool, float (-inf = blocked) otherwise; None if none.
+        The `extra` keys after the S (bias_k, the zero key) are always allowed, as torch pads its masks."""
         H = self.num_heads
         blocked, bias = None, None
         if key_padding_mask is not None:
@@ -143,22 +184,27 @@ class MultiheadAttention(Module):
             m = ~np.tri(L, S, k=t, dtype=bool)                                # (L, S): key j > t + i
             blocked = m if blocked is None else blocked | m
         if bias is None:
-            return None if blocked is None else ~blocked
-        bias = bias.astype(self.dtype)
-        return bias if blocked is None else np.where(blocked, -np.inf, bias).astype(self.dtype)
+            mask = None if blocked is None else ~blocked
+        else:
+            bias = bias.astype(self.dtype)
+            mask = bias if blocked is None else np.where(blocked, -np.inf, bias).astype(self.dtype)
+        if mask is None or not extra:
+            return mask
+        allow = np.full(mask.shape[:-1] + (extra,), mask.dtype == bool, mask.dtype)   # True, or 0 added
+        return np.concatenate([mask, allow], axis=-1)                                 # (..., S + extra)
 
     # ----- forward and backward -------------------------------------------------------------
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights: bool = True, attn_mask=None,
                 average_attn_weights: bool = True, is_causal: bool = False, past=None):
         query = self._time_major(query, "query")                              # (L, B, E)
-        key = self._time_major(key, "key")                                    # (S, B, E)
-        value = self._time_major(value, "value")                              # (S, B, E)
+        key = self._time_major(key, "key")                                    # (S, B, kdim)
+        value = self._time_major(value, "value")                              # (S, B, vdim)
         L, B, E = query.shape
         check_shape(query, (L, B, self.embed_dim), "query")
-        check_shape(key, (None, B, E), "key")
-        check_shape(value, key.shape, "value")
-        q, k, v = self._project(query, 0), self._project(key, 1), self._project(value, 2)
+        check_shape(key, (None, B, self.kdim), "key")
+        check_shape(value, (key.shape[0], B, self.vdim), "value")
+        q, k, v = self._project(query, 0), self._project(key, 1), self._project(value, 2)   # (L|S, B, E)
         t = 0
         if past is not None:
             if not isinstance(past, (tuple, list)) or len(past) != 2:
@@ -170,15 +216,23 @@ class MultiheadAttention(Module):
             k = np.concatenate([k_past, k])                                   # (t+S, B, E)
             v = np.concatenate([v_past, v])
         S = k.shape[0]
-        mask = self._mask(key_padding_mask, attn_mask, is_causal, B, L, S, t)
-        heads, w = self.attention(self._heads(q), self._heads(k), self._heads(v), mask)   # (B, H, L, D), (B, H, L, S)
+        present = (self._layout(k), self._layout(v))
+        if self.bias_k is not None:                                           # one more key and value
+            k = np.concatenate([k, np.broadcast_to(self.bias_k.data, (1, B, E))])   # (S+1, B, E)
+            v = np.concatenate([v, np.broadcast_to(self.bias_v.data, (1, B, E))])
+        kh, vh = self._heads(k), self._heads(v)                               # (B, H, S', D)
+        if self.add_zero_attn:                                                # and a key and value of zeros
+            zero = np.zeros(kh.shape[:2] + (1, self.head_dim), self.dtype)
+            kh, vh = np.concatenate([kh, zero], axis=2), np.concatenate([vh, zero], axis=2)
+        mask = self._mask(key_padding_mask, attn_mask, is_causal, B, L, S, t, kh.shape[2] - S)
+        heads, w = self.attention(self._heads(q), kh, vh, mask)               # (B, H, L, D), (B, H, L, S')
         out = self.out_proj(self._merge(heads))                               # (L, B, E)
         weights = (w.mean(axis=1) if average_attn_weights else w) if need_weights else None
         self._save((query, key, value, t, past is not None, None if weights is None else weights.shape))
         out = self._layout(out)
         if past is None:
             return out, weights
-        return out, weights, (self._layout(k), self._layout(v))
+        return out, weights, present
 
     def backward(self, doutput, dweights=None, dpresent=None):
         query, key, value, t, has_past, weights_shape = self._restore()
@@ -194,7 +248,14 @@ class MultiheadAttention(Module):
             check_shape(dweights, weights_shape, "dweights")
             if len(weights_shape) == 3:                                       # averaged over heads
                 dweights = np.broadcast_to(dweights[:, None] / self.num_heads, (B, self.num_heads) + weights_shape[1:])
-        dq, dk, dv = (self._merge(d) for d in self.attention.backward(dheads, dweights))   # (L|t+S, B, E)
+        dqh, dkh, dvh = self.attention.backward(dheads, dweights)             # (B, H, L|S', D)
+        if self.add_zero_attn:                                                # the zero key and value
+            dkh, dvh = dkh[:, :, :-1], dvh[:, :, :-1]
+        dq, dk, dv = self._merge(dqh), self._merge(dkh), self._merge(dvh)    # (L|t+S(+1), B, E)
+        if self.bias_k is not None:
+            self.bias_k.grad += dk[-1].sum(axis=0)                            # (B, E) -> (1, 1, E)
+            self.bias_v.grad += dv[-1].sum(axis=0)
+            dk, dv = dk[:-1], dv[:-1]                                         # (t+S, B, E)
         if dpresent is not None:
             dk = dk + self._layout(np.asarray(dpresent[0]))
             dv = dv + self._layout(np.asarray(dpresent[1]))

@@ -14,18 +14,20 @@ x + dropout(sublayer(norm(x))):
 
 `norm_first=False` gives the original post-norm block, x = norm(x + dropout(sublayer(x))).
 Parameters are named as torch's (self_attn.*, multihead_attn.*, linear1.*, linear2.*, norm1..3.*),
-so a torch state_dict loads as it is. Sequences are time-major (S, B, E) unless `batch_first`.
-Masks are MultiheadAttention's (True = blocked). With `past`, a layer's self-attention reuses
-cached keys and values (see MultiheadAttention) and the layer returns (y, present); backward then
-takes `dpresent` and returns the past's gradient as well. The stacks TransformerEncoder and
-TransformerDecoder chain `num_layers` blocks (`layers.0.*`, ...) and a final LayerNorm (`norm.*`).
+so a torch state_dict loads as it is. `bias=False` (torch >= 2.1) drops every bias: the attention's
+in_proj_bias and out_proj.bias, linear1.bias, linear2.bias and the norms' shifts. Sequences are
+time-major (S, B, E) unless `batch_first`. Masks are MultiheadAttention's (True = blocked). With
+`past`, a layer's self-attention reuses cached keys and values (see MultiheadAttention) and the
+layer returns (y, present); backward then takes `dpresent` and returns the past's gradient as
+well. The stacks TransformerEncoder and TransformerDecoder chain `num_layers` blocks
+(`layers.0.*`, ...) and a final LayerNorm (`norm.*`).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..core import init
-from ..core.checks import check_sizes
+from ..core.checks import check_flags, check_sizes
 from ..core.module import Module
 from ..layers import GELU, Dropout, LayerNorm, Linear, ReLU
 from .multihead import MultiheadAttention
@@ -81,20 +83,22 @@ class _Block(Module):
     """What both blocks share: the feed-forward parts, the norms and dropouts, residual wiring."""
 
     def __init__(self, d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps, norm_first,
-                 batch_first, dtype, rng, cross_attention: bool):
+                 batch_first, bias, dtype, rng, cross_attention: bool):
         super().__init__()
         check_sizes(d_model=d_model, nhead=nhead, dim_feedforward=dim_feedforward)
+        check_flags(bias=bias)                                   # a dtype here meant dtype=, before bias= came
         self.d_model, self.norm_first = int(d_model), bool(norm_first)
-        self.self_attn = MultiheadAttention(d_model, nhead, dropout, batch_first=batch_first, dtype=dtype, seed=rng)
+        self.self_attn = MultiheadAttention(d_model, nhead, dropout, bias, batch_first=batch_first, dtype=dtype,
+                                            seed=rng)
         if cross_attention:
-            self.multihead_attn = MultiheadAttention(d_model, nhead, dropout, batch_first=batch_first, dtype=dtype,
-                                                     seed=rng)
-        self.linear1 = Linear(d_model, dim_feedforward, dtype=dtype, seed=rng)
+            self.multihead_attn = MultiheadAttention(d_model, nhead, dropout, bias, batch_first=batch_first,
+                                                     dtype=dtype, seed=rng)
+        self.linear1 = Linear(d_model, dim_feedforward, bias=bias, dtype=dtype, seed=rng)
         self.dropout = Dropout(dropout, seed=rng)
-        self.linear2 = Linear(dim_feedforward, d_model, dtype=dtype, seed=rng)
+        self.linear2 = Linear(dim_feedforward, d_model, bias=bias, dtype=dtype, seed=rng)
         self.activation = _activation(activation)
         for i in range(1, 4 if cross_attention else 3):
-            setattr(self, f"norm{i}", LayerNorm(d_model, eps=layer_norm_eps, dtype=dtype))
+            setattr(self, f"norm{i}", LayerNorm(d_model, eps=layer_norm_eps, bias=bias, dtype=dtype))
             setattr(self, f"dropout{i}", Dropout(dropout, seed=rng))
 
     def _residual(self, x, i: int, sublayer):
@@ -140,7 +144,8 @@ class _Block(Module):
         return feed_forward_backward(self, dy), None
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, norm_first={self.norm_first}"
+        no_bias = ", bias=False" if self.linear1.bias is None else ""
+        return f"d_model={self.d_model}, norm_first={self.norm_first}{no_bias}"
 
 
 class TransformerEncoderLayer(_Block):
@@ -156,9 +161,9 @@ class TransformerEncoderLayer(_Block):
 
     def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
                  activation: str = "relu", layer_norm_eps: float = 1e-5, batch_first: bool = False,
-                 norm_first: bool = True, dtype=np.float32, seed=None):
+                 norm_first: bool = True, bias: bool = True, dtype=np.float32, seed=None):
         super().__init__(d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps, norm_first,
-                         batch_first, dtype, init.as_generator(seed), cross_attention=False)
+                         batch_first, bias, dtype, init.as_generator(seed), cross_attention=False)
 
     def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal: bool = False, past=None):
         x, present = self._residual(src, 1, self._self_attention(src_mask, src_key_padding_mask, is_causal, past))
@@ -188,9 +193,9 @@ class TransformerDecoderLayer(_Block):
 
     def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
                  activation: str = "relu", layer_norm_eps: float = 1e-5, batch_first: bool = False,
-                 norm_first: bool = True, dtype=np.float32, seed=None):
+                 norm_first: bool = True, bias: bool = True, dtype=np.float32, seed=None):
         super().__init__(d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps, norm_first,
-                         batch_first, dtype, init.as_generator(seed), cross_attention=True)
+                         batch_first, bias, dtype, init.as_generator(seed), cross_attention=True)
         self.cross_weights = None
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
@@ -230,7 +235,7 @@ class _Stack(Module):
         rng = init.as_generator(seed)
         self.num_layers = int(num_layers)
         self.layers = [layer_class(d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps, batch_first,
-                                   norm_first, dtype, rng) for _ in range(num_layers)]
+                                   norm_first, dtype=dtype, seed=rng) for _ in range(num_layers)]
         self.norm = LayerNorm(d_model, eps=layer_norm_eps, dtype=dtype) if norm else None
 
     @staticmethod

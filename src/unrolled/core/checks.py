@@ -11,6 +11,13 @@ def check_sizes(**sizes) -> None:
             raise ValueError(f"{name} must be a positive integer, but was given {value!r}.")
 
 
+def check_flags(**flags) -> None:
+    """Each keyword True or False (a NumPy bool too): check_flags(bias=True, add_zero_attn=False)."""
+    for name, value in flags.items():
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False, but was given {value!r}.")
+
+
 def check_float_dtype(dtype) -> np.dtype:
     """The layers compute in float32 or float64; anything else is refused."""
     try:
