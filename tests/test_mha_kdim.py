@@ -216,8 +216,8 @@ def test_errors(rng):
         MultiheadAttention(E, H, add_bias_kv="yes")
     with pytest.raises(ValueError, match="add_zero_attn must be True or False, but was given 1"):
         MultiheadAttention(E, H, add_zero_attn=1)
-    with pytest.raises(TypeError):              # torch's positional order (add_bias_kv, add_zero_attn, kdim, vdim)
-        MultiheadAttention(E, H, 0.0, True, False, np.float32, None, KDIM)
+    with pytest.raises(TypeError):              # torch's positional order: add_bias_kv fifth, never batch_first
+        MultiheadAttention(E, H, 0.0, True, True)
     mha = MultiheadAttention(E, H, kdim=KDIM, vdim=VDIM)
     query, key, value = (a.astype(np.float32) for a in inputs(rng, OPTIONS["kdim"]))
     with pytest.raises(ValueError, match=r"key must have shape \(any, 3, 5\), but was given shape \(5, 3, 8\)"):

@@ -52,8 +52,8 @@ def causal_mask(size: int, dtype=bool) -> np.ndarray:
 
 
 class MultiheadAttention(Module):
-    """torch.nn.MultiheadAttention(embed_dim, num_heads, dropout, bias, batch_first, *,
-    add_bias_kv, add_zero_attn, kdim, vdim): see the module docstring for the call, the masks and
+    """torch.nn.MultiheadAttention(embed_dim, num_heads, dropout, bias, *, add_bias_kv,
+    add_zero_attn, kdim, vdim, batch_first): see the module docstring for the call, the masks and
     incremental decoding.
 
     forward(query (L, B, E), key (S, B, kdim), value (S, B, vdim), key_padding_mask=None,
@@ -62,15 +62,15 @@ class MultiheadAttention(Module):
     backward(doutput, dweights=None, dpresent=None) -> (dquery, dkey, dvalue) [+ dpast]
     With batch_first=True every sequence array is (B, L, E) instead.
 
-    The positions after `bias` are not torch's: torch's fifth is add_bias_kv and its batch_first
-    the ninth (embed_dim, num_heads, dropout, bias, add_bias_kv, add_zero_attn, kdim, vdim,
-    batch_first). Here batch_first stays fifth, and add_bias_kv, add_zero_attn, kdim and vdim are
-    keyword-only; pass batch_first by keyword too.
+    The arguments after `bias` are keyword-only: torch's positions after it (add_bias_kv,
+    add_zero_attn, kdim, vdim, batch_first, device, dtype) hold arguments this layer partly
+    lacks (device), so a positional call in torch's order fails loudly instead of meaning
+    something else.
     """
 
-    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
-                 batch_first: bool = False, dtype=np.float32, seed=None, *, add_bias_kv: bool = False,
-                 add_zero_attn: bool = False, kdim: int | None = None, vdim: int | None = None):
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True, *,
+                 add_bias_kv: bool = False, add_zero_attn: bool = False, kdim: int | None = None,
+                 vdim: int | None = None, batch_first: bool = False, dtype=np.float32, seed=None):
         super().__init__()
         check_sizes(embed_dim=embed_dim, num_heads=num_heads)
         if embed_dim % num_heads:
