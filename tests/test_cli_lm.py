@@ -77,6 +77,13 @@ def test_inspect_writes_heatmaps_and_a_report(run, tmp_path, capsys):
     assert not (tmp_path / "gate_x_l9.png").exists()
 
 
+def test_inspect_of_two_tokens_has_no_gradient_flow_to_report(run, tmp_path, capsys):
+    assert main(["lm", "inspect", str(run), "--text", "Fi", "--out", str(tmp_path)]) == 0
+    report = capsys.readouterr().out
+    assert "over 2 tokens" in report and "Gradient flow" not in report          # one step back has nothing before it
+    assert (tmp_path / "gradient_flow.png").stat().st_size > 0
+
+
 def test_inspect_never_clears_a_folder_without_an_inspections_report(run, tmp_path, capsys):
     mine = tmp_path / "figs"
     mine.mkdir()

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from unrolled import no_grad
 from unrolled.models import LanguageModel
 from unrolled.tasks.lm_inspect import gradient_flow
 
@@ -37,7 +38,14 @@ def test_each_inputs_gradient_norm_equals_torch_autograd(cell):
     assert model.training and all(not m._cache for m in model.modules())
 
 
-def test_a_text_shorter_than_one_window_is_refused():
+def test_bad_arguments_are_one_sentence():
     model = LanguageModel(5, embed=3, hidden=4, layers=1)
+    ids = np.arange(30) % 5
     with pytest.raises(ValueError, match="the gradient flow over 10 steps needs at least 11 tokens, but was given 10."):
-        gradient_flow(model, np.arange(10) % 5, 10)
+        gradient_flow(model, ids[:10], 10)
+    with pytest.raises(ValueError, match="steps must be a positive integer, but was given 0"):
+        gradient_flow(model, ids, 0)
+    with pytest.raises(ValueError, match="ids must have 1 dimension"):
+        gradient_flow(model, ids.reshape(6, 5), 3)
+    with no_grad(), pytest.raises(ValueError, match=r"gradient_flow back-propagates, so it cannot run inside no_grad\(\)"):
+        gradient_flow(model, ids, 3)

@@ -346,8 +346,12 @@ def test_bad_inputs_raise_one_clear_sentence(rng):
         ce(x, np.array([0, 1, 3, 2]))
     with pytest.raises(ValueError, match="but -1 was given"):
         ce(x, np.array([0, 1, -1, 2]))
-    with pytest.raises(ValueError, match="label_smoothing must lie in"):
-        CrossEntropyLoss(label_smoothing=1.5)
+    for smoothing in (1.5, "x", None, True):
+        with pytest.raises(ValueError, match=f"label_smoothing must lie in \\[0, 1\\], but was given {smoothing!r}"):
+            CrossEntropyLoss(label_smoothing=smoothing)
+    for index in ("a", 1.5, None, True):
+        with pytest.raises(ValueError, match=f"ignore_index must be an integer class index, but was given {index!r}"):
+            CrossEntropyLoss(ignore_index=index)
     with pytest.raises(ValueError, match=r"weight must have shape \(3,\), one number per class, but was given shape \(4,\)"):
         CrossEntropyLoss(np.ones(4))(x, np.zeros(4, int))
     with pytest.raises(ValueError, match=r"weight must have shape \(3,\), one number per class, but was given shape \(2,\)"):

@@ -14,6 +14,8 @@ import torch
 from unrolled.attention import MultiheadAttention, causal_mask
 from unrolled.testing import gradcheck
 
+from test_attention import assert_close, padding, randomize
+
 torch.set_num_threads(1)
 
 E, H, L, S, B = 8, 2, 4, 5, 3
@@ -23,23 +25,6 @@ OPTIONS = {"kdim": dict(kdim=KDIM, vdim=VDIM), "kdim only": dict(kdim=KDIM), "vd
            "bias_kv": dict(add_bias_kv=True), "zero_attn": dict(add_zero_attn=True),
            "all": dict(kdim=KDIM, vdim=VDIM, add_bias_kv=True, add_zero_attn=True),
            "all, no bias": dict(kdim=KDIM, vdim=VDIM, add_bias_kv=True, add_zero_attn=True, bias=False)}
-
-
-def assert_close(ours, theirs, what, rtol=1e-8):
-    theirs = theirs.detach().numpy() if isinstance(theirs, torch.Tensor) else np.asarray(theirs)
-    assert ours.shape == theirs.shape, f"{what}: shape {ours.shape} vs {theirs.shape}"
-    np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=rtol * np.abs(theirs).max(), err_msg=what)
-
-
-def randomize(module, rng, scale=0.7):
-    """Random non-zero weights and biases (the default init leaves some biases at zero)."""
-    for p in module.parameters():
-        p.data[...] = rng.standard_normal(p.shape) * scale
-
-
-def padding(lengths, n):
-    """torch's key_padding_mask: (B, n) True at padding."""
-    return np.arange(n)[None, :] >= np.asarray(lengths)[:, None]
 
 
 def sizes(options):
@@ -216,6 +201,10 @@ def test_errors(rng):
         MultiheadAttention(E, H, add_bias_kv="yes")
     with pytest.raises(ValueError, match="add_zero_attn must be True or False, but was given 1"):
         MultiheadAttention(E, H, add_zero_attn=1)
+    with pytest.raises(ValueError, match="bias must be True or False, but was given 'x'"):
+        MultiheadAttention(E, H, 0.0, "x")
+    with pytest.raises(ValueError, match="batch_first must be True or False, but was given 'yes'"):
+        MultiheadAttention(E, H, batch_first="yes")
     with pytest.raises(TypeError):              # torch's positional order: add_bias_kv fifth, never batch_first
         MultiheadAttention(E, H, 0.0, True, True)
     mha = MultiheadAttention(E, H, kdim=KDIM, vdim=VDIM)

@@ -13,6 +13,8 @@ from unrolled.attention import (TransformerDecoder, TransformerDecoderLayer, Tra
                                 TransformerEncoderLayer, causal_mask)
 from unrolled.testing import gradcheck
 
+from test_transformer import assert_close, padding, randomize, to_torch
+
 torch.set_num_threads(1)
 
 E, NHEAD, FF = 8, 2, 12
@@ -20,29 +22,6 @@ S, T, B = 5, 4, 3
 SRC_LENGTHS = [5, 3, 2]
 LAYERS = {"encoder": (TransformerEncoderLayer, torch.nn.TransformerEncoderLayer),
           "decoder": (TransformerDecoderLayer, torch.nn.TransformerDecoderLayer)}
-
-
-def assert_close(ours, theirs, what, rtol=1e-8):
-    theirs = theirs.detach().numpy() if isinstance(theirs, torch.Tensor) else np.asarray(theirs)
-    assert ours.shape == theirs.shape, f"{what}: shape {ours.shape} vs {theirs.shape}"
-    np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=rtol * np.abs(theirs).max(), err_msg=what)
-
-
-def randomize(module, rng, scale=0.5):
-    """Random weights and norm gains (the default init has unit gains)."""
-    for p in module.parameters():
-        p.data[...] = rng.standard_normal(p.shape) * scale
-
-
-def padding(lengths, n):
-    """key_padding_mask (B, n), True at padding."""
-    return np.arange(n)[None, :] >= np.asarray(lengths)[:, None]
-
-
-def to_torch(ours, theirs):
-    missing, unexpected = theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
-    assert not missing and not unexpected
-    return theirs.train()   # training mode with dropout 0: torch's exact slow path, no fast path
 
 
 @pytest.mark.parametrize("kind", list(LAYERS))

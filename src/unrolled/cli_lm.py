@@ -59,7 +59,7 @@ def register(tasks) -> None:
     sample.add_argument("--seed", type=nonnegative_int, metavar="S")
     sample.set_defaults(func=run_sample)
 
-    inspect = actions.add_parser("inspect", help="heatmaps of hidden states and gates, and the readable units")
+    inspect = actions.add_parser("inspect", help="heatmaps of hidden states and gates, the readable units and the gradient flow")
     inspect.add_argument("run", type=path_name, metavar="DIR")
     inspect.add_argument("--text", type=utf8_text, required=True, metavar="TEXT", help="the text to run the model over")
     inspect.add_argument("--out", type=path_name, metavar="DIR", help="where to write the plots and report.md (default DIR/inspect)")

@@ -8,6 +8,7 @@ from .cli import (dropout_rate, nonnegative_float, nonnegative_int, path_name, p
                   refuse_flags_with_resume, report_interrupted, utf8_text)
 from .core.checks import counted
 from .data.sentiment_sources import is_table
+from .data.text import text_lines
 from .runs import read_json
 from .tasks import sentiment
 
@@ -140,7 +141,7 @@ def run_compare(args: argparse.Namespace) -> int:
 def _stdin_lines() -> list[str]:
     """stdin's lines, decoded strictly as UTF-8 (a stream that is already text is taken as it is)."""
     if not hasattr(sys.stdin, "buffer"):
-        return sys.stdin.read().splitlines()
+        return text_lines(sys.stdin.read())
     lines = []
     for number, raw in enumerate(sys.stdin.buffer.read().splitlines(), 1):
         try:

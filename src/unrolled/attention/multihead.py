@@ -77,7 +77,7 @@ class MultiheadAttention(Module):
             raise ValueError(f"embed_dim must be divisible by num_heads, but was given {embed_dim} and {num_heads}.")
         kdim, vdim = embed_dim if kdim is None else kdim, embed_dim if vdim is None else vdim
         check_sizes(kdim=kdim, vdim=vdim)
-        check_flags(add_bias_kv=add_bias_kv, add_zero_attn=add_zero_attn)
+        check_flags(bias=bias, add_bias_kv=add_bias_kv, add_zero_attn=add_zero_attn, batch_first=batch_first)
         rng = init.as_generator(seed)
         E = int(embed_dim)
         self.embed_dim, self.num_heads, self.head_dim = E, int(num_heads), E // int(num_heads)

@@ -194,7 +194,7 @@ def check_reduction(reduction: str) -> str:
     return reduction
 
 
-def _reduce(loss: np.ndarray, grad: np.ndarray, reduction: str, count: int | None = None):
+def _reduce(loss: np.ndarray, grad: np.ndarray, reduction: str, count: float | None = None):
     """Reduce elementwise losses and scale the elementwise gradient to match.
 
     'mean' divides by `count` (default: every element; a total weight for a weighted mean); a mean

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .text import text_lines
 from .vocab import UNK, Vocab
 
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
@@ -78,7 +79,7 @@ def read_pairs(path) -> list[tuple[str, str]]:
         raise ValueError(f"{path} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
                          "convert it to UTF-8 first.") from None
     pairs = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text_lines(text), 1):
         if not line.strip():
             continue
         columns = line.split("\t")

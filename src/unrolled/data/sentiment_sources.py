@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .text import text_lines
+
 IMDB_CLASSES = ["neg", "pos"]
 VADER_CLASSES = ["negative", "positive"]
 _IMDB_MEMBER = re.compile(r"(?:^|/)(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
@@ -140,7 +142,7 @@ def load_table(path, text_column: str = "text", label_column: str = "label",
 # ----- VADER ground truth ----------------------------------------------------------------------
 
 def _vader_file(path: Path, neutral: float, texts: list, labels: list) -> None:
-    lines = _decode(path.read_bytes(), str(path)).splitlines()
+    lines = text_lines(_decode(path.read_bytes(), str(path)))
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue

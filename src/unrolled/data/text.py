@@ -19,7 +19,7 @@ from .tokenizers import CharTokenizer, WordTokenizer, get_tokenizer
 from .vocab import Vocab
 
 __all__ = [
-    "read_text", "bundled_path", "CharTokenizer", "WordTokenizer", "get_tokenizer", "Vocab", "split", "StreamBatcher",
+    "read_text", "text_lines", "bundled_path", "CharTokenizer", "WordTokenizer", "get_tokenizer", "Vocab", "split", "StreamBatcher",
 ]
 
 
@@ -55,6 +55,14 @@ def read_text(path) -> str:
 def plain_newlines(text: str) -> str:
     """Text as training reads it: Windows and old Mac line ends become "\\n", a leading BOM goes."""
     return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def text_lines(text: str) -> list[str]:
+    """The lines of a text, split at "\\n", "\\r\\n" and "\\r" only (a leading BOM dropped). Not
+    str.splitlines, which also splits at U+0085, U+2028, form feeds and other separators that real
+    data holds inside its lines."""
+    parts = plain_newlines(text).split("\n")
+    return parts[:-1] if parts[-1] == "" else parts
 
 
 def bundled_path(name: str = "tinyshakespeare") -> Path:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.checks import check_float_dtype, check_shape
+from ..core.checks import check_flags, check_float_dtype, check_shape
 from ..core.functional import as_float_array
 from ..core.module import Module, Parameter
 
@@ -24,8 +24,7 @@ class LayerNorm(Module):
             raise ValueError(f"normalized_shape must be a positive integer or a tuple of them, but was given {normalized_shape!r}.")
         if isinstance(eps, bool) or not isinstance(eps, (int, float, np.integer, np.floating)) or not eps > 0:
             raise ValueError(f"eps must be a positive number, but was given {eps!r}.")
-        if not isinstance(bias, (bool, np.bool_)):                   # a dtype here meant dtype=, before bias= came
-            raise ValueError(f"bias must be True or False, but was given {bias!r}.")
+        check_flags(bias=bias)                                      # a dtype here meant dtype=, before bias= came
         self.normalized_shape = tuple(int(n) for n in shape)
         self.eps = float(eps)
         self.dtype = check_float_dtype(dtype)

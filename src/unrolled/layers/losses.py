@@ -56,8 +56,11 @@ class CrossEntropyLoss(_Loss):
 
     def __init__(self, weight=None, *, ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0):
         super().__init__(reduction)
-        if not 0.0 <= label_smoothing <= 1.0:
+        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float, np.integer, np.floating)) \
+                or not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"label_smoothing must lie in [0, 1], but was given {label_smoothing!r}.")
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
+            raise ValueError(f"ignore_index must be an integer class index, but was given {ignore_index!r}.")
         self.weight = None if weight is None else F.check_class_weight(weight).copy()   # (C,)
         self.ignore_index = int(ignore_index)
         self.label_smoothing = float(label_smoothing)

@@ -14,13 +14,15 @@ respect to each earlier input, the vanishing (or not) of back-propagation throug
 """
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 
 import numpy as np
 
 from .. import viz
-from ..core.checks import counted
+from ..core.checks import check_sizes, counted
+from ..core.module import is_grad_enabled
 from .lm import encode_prompt, load_run
 
 FEATURES = {
@@ -84,20 +86,25 @@ def unit_activations(internals: list[dict[str, np.ndarray]], cell: str) -> dict[
     return found
 
 
-def gradient_flow(model, ids: np.ndarray, steps: int = FLOW_STEPS) -> np.ndarray:
+def gradient_flow(model, ids, steps: int = FLOW_STEPS) -> np.ndarray:
     """How far back a prediction's gradient reaches, over windows of `steps` inputs of ids (T,)
     laid back to back: the norm of the gradient of the loss of predicting the token after a
     window, with respect to each input embedding of it. Returns (windows, steps): column k is k
     steps before the last input. Dropout is off and the model is not changed (its recurrent
     layer is copied, to record a backward pass outside training mode)."""
+    check_sizes(steps=steps)
+    ids = model._check_ids(ids, "ids", 1)
+    if not is_grad_enabled():
+        raise ValueError("gradient_flow back-propagates, so it cannot run inside no_grad().")
     windows = (len(ids) - 1) // steps
     if windows < 1:
-        raise ValueError(f"the gradient flow over {steps} steps needs at least {steps + 1} tokens, but was given "
-                         f"{len(ids)}.")
+        raise ValueError(f"the gradient flow over {counted(steps, 'step')} needs at least {steps + 1} tokens, but "
+                         f"was given {len(ids)}.")
     inputs = ids[:windows * steps].reshape(windows, steps).T                      # (T, B)
     targets = ids[steps:windows * steps + 1:steps]                                # (B,): the token after each
-    rnn = type(model.rnn)(model.embed, model.hidden, num_layers=model.layers, dtype=model.dtype)
-    rnn.load_state_dict(model.rnn.state_dict())                                   # in training mode, no dropout
+    rnn = copy.deepcopy(model.rnn)                                                # every setting and weight,
+    rnn.dropout = rnn.recurrent_dropout = 0.0                                     # but no dropout,
+    rnn.train()                                                                   # and recording
     out, _ = rnn(model.encoder.weight.data[inputs])                               # (T, B, H)
     W, b = model.decoder.weight.data, model.decoder.bias.data                     # (V, H), (V,)
     logits = out[-1] @ W.T + b                                                    # (B, V)
@@ -187,9 +194,11 @@ def inspect_run(run, text: str, out=None, max_tokens: int = 2000) -> str:
                                         f"{config.cell.upper()}, {config.layers} x {config.hidden}: how far back a "
                                         "prediction's gradient reaches"))
     relative = np.median(flow / flow[:, :1], axis=0)                              # (steps,) against 0 steps back
-    lines += ["", f"Gradient flow: the norm of the gradient of a prediction's loss with respect to the input k steps "
-              f"before it, against the last input's (median over {counted(len(flow), 'window')} of {steps} tokens): "
-              + ", ".join(f"k = {k}: {relative[k]:.2g}" for k in FLOW_SHOWN if k < steps) + "."]
+    shown = [k for k in FLOW_SHOWN if k < steps]
+    if shown:
+        lines += ["", f"Gradient flow: the norm of the gradient of a prediction's loss with respect to the input k "
+                  f"steps before it, against the last input's (median over {counted(len(flow), 'window')} of "
+                  f"{counted(steps, 'token')}): " + ", ".join(f"k = {k}: {relative[k]:.2g}" for k in shown) + "."]
     lines += ["", "Plots: " + ", ".join(p.name for p in plots), ""]
     report = "\n".join(lines)
     (out / "report.md").write_text(report, encoding="utf-8")
