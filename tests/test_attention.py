@@ -322,6 +322,12 @@ def test_multihead_matches_torch(batch_first, average, setting, rng):
     if batch_first:
         query, key, value = (a.transpose(1, 0, 2).copy() for a in (query, key, value))
 
+    assert_matches_torch(ours, theirs, rng, query, key, value, **kwargs)
+
+
+def assert_matches_torch(ours, theirs, rng, query, key, value, **kwargs):
+    """Our MultiheadAttention against torch's: output, weights, dquery, dkey, dvalue and every
+    parameter's gradient (same names), for random output and weight gradients."""
     out, weights = ours(query, key, value, **kwargs)
     dout, dweights = rng.standard_normal(out.shape), rng.standard_normal(weights.shape)
     grads = ours.backward(dout, dweights)
@@ -334,8 +340,10 @@ def test_multihead_matches_torch(batch_first, average, setting, rng):
     assert_close(weights, t_weights, "weights")
     for name, g, t in zip(("dquery", "dkey", "dvalue"), grads, inputs):
         assert_close(g, t.grad, name)
+    params = dict(ours.named_parameters())
+    assert set(params) == {name for name, _ in theirs.named_parameters()}
     for name, p in theirs.named_parameters():
-        assert_close(dict(ours.named_parameters())[name].grad, p.grad, name)
+        assert_close(params[name].grad, p.grad, name)
 
 
 def test_multihead_init_names_and_shapes_are_torchs():

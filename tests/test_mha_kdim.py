@@ -14,7 +14,7 @@ import torch
 from unrolled.attention import MultiheadAttention, causal_mask
 from unrolled.testing import gradcheck
 
-from test_attention import assert_close, padding, randomize
+from test_attention import assert_close, assert_matches_torch, padding, randomize
 
 torch.set_num_threads(1)
 
@@ -65,22 +65,7 @@ def test_matches_torch(option, batch_first, masks, average, rng):
         kwargs["attn_mask"] = np.where(rng.random((L, S)) < 0.3, -np.inf, rng.standard_normal((L, S)))
         kwargs["attn_mask"][:, 0] = 0.0
 
-    out, weights = ours(query, key, value, **kwargs)
-    dout, dweights = rng.standard_normal(out.shape), rng.standard_normal(weights.shape)
-    grads = ours.backward(dout, dweights)
-
-    t_inputs = [torch.from_numpy(a).requires_grad_() for a in (query, key, value)]
-    t_out, t_weights = theirs(*t_inputs, **{k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
-                                            for k, v in kwargs.items()})
-    ((t_out * torch.from_numpy(dout)).sum() + (t_weights * torch.from_numpy(dweights)).sum()).backward()
-    assert_close(out, t_out, "output")
-    assert_close(weights, t_weights, "weights")
-    for name, g, t in zip(("dquery", "dkey", "dvalue"), grads, t_inputs):
-        assert_close(g, t.grad, name)
-    params = dict(ours.named_parameters())
-    assert set(params) == {name for name, _ in theirs.named_parameters()}
-    for name, p in theirs.named_parameters():
-        assert_close(params[name].grad, p.grad, name)
+    assert_matches_torch(ours, theirs, rng, query, key, value, **kwargs)
 
 
 @pytest.mark.parametrize("option", ["kdim", "all"])
