@@ -239,8 +239,7 @@ class MultiheadAttention(Module):
         L, B, E = query.shape
         doutput = np.asarray(doutput)
         check_shape(doutput, self._layout(query).shape, "doutput")
-        dheads = self._heads(self.out_proj.backward(self._layout(doutput)))  # (B, H, L, D)
-        if dweights is not None:
+        if dweights is not None:                          # checked before out_proj takes its cache
             if weights_shape is None:
                 raise ValueError("dweights must be None when the forward pass returned no weights "
                                  "(need_weights=False).")
@@ -248,6 +247,7 @@ class MultiheadAttention(Module):
             check_shape(dweights, weights_shape, "dweights")
             if len(weights_shape) == 3:                                       # averaged over heads
                 dweights = np.broadcast_to(dweights[:, None] / self.num_heads, (B, self.num_heads) + weights_shape[1:])
+        dheads = self._heads(self.out_proj.backward(self._layout(doutput)))  # (B, H, L, D)
         dqh, dkh, dvh = self.attention.backward(dheads, dweights)             # (B, H, L|S', D)
         if self.add_zero_attn:                                                # the zero key and value
             dkh, dvh = dkh[:, :, :-1], dvh[:, :, :-1]

@@ -13,6 +13,7 @@ gradients are enabled: in `eval()` mode or inside `no_grad()` forward passes kee
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections import OrderedDict
 from typing import Iterator
 
@@ -72,6 +73,20 @@ def _some(names: list[str], shown: int = 3) -> str:
     return ", ".join(f"'{n}'" for n in names[:shown]) + more
 
 
+def _all_or_nothing(backward):
+    """backward, giving back the caches it took when it raises (a gradient of the wrong shape, say),
+    so that a corrected call still finds its forward pass."""
+    @functools.wraps(backward)
+    def guarded(self, *args, **kwargs):
+        waiting = list(self._cache)
+        try:
+            return backward(self, *args, **kwargs)
+        except Exception:
+            self._cache[:] = waiting
+            raise
+    return guarded
+
+
 class Module:
     """Base class of every layer and model.
 
@@ -83,6 +98,11 @@ class Module:
     def __init__(self):
         self.training = True
         self._cache: list = []
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "backward" in vars(cls):
+            cls.backward = _all_or_nothing(vars(cls)["backward"])
 
     # ----- calling and the backward cache ---------------------------------------------------
 

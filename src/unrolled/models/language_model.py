@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import init
-from ..core.checks import as_array, check_sizes
+from ..core.checks import as_array, check_shape, check_sizes
 from ..core.module import Module, no_grad
 from ..layers import Dropout, Embedding, Linear
 from ..rnn import GRU, LSTM, RNN
@@ -90,6 +90,8 @@ class LanguageModel(Module):
         have no gradient. Truncated BPTT simply ignores the second element.
         """
         T, B = self._restore()
+        dlogits = as_array(dlogits, "dlogits", 3)
+        check_shape(dlogits, (T, B, self.vocab_size), "dlogits")
         dout = self.decoder.backward(dlogits.reshape(T * B, self.vocab_size))   # (T*B, H)
         dout = self.drop.backward(dout.reshape(T, B, self.hidden))               # (T, B, H)
         dx, d_state0 = self.rnn.backward(dout, d_state)                          # (T, B, E)
