@@ -113,3 +113,37 @@ def test_stacks_keep_their_dtype_and_seed():
     for (name, a), (_, b) in zip(encoder.named_parameters(), again.named_parameters()):
         np.testing.assert_array_equal(a.data, b.data, err_msg=name)
     assert any(n.endswith("bias") for n, _ in encoder.named_parameters())
+
+
+def test_stacks_without_bias_match_torch(rng):
+    """TransformerEncoder / TransformerDecoder(bias=False): every layer and the final norm without
+    biases, with the names and numbers of torch's stacks built as torch.nn.Transformer(bias=False) builds them."""
+    f64 = dict(dtype=torch.float64)
+    encoder = TransformerEncoder(2, E, NHEAD, FF, dropout=0.0, bias=False, seed=0).double()
+    decoder = TransformerDecoder(2, E, NHEAD, FF, dropout=0.0, bias=False, seed=1).double()
+    randomize(encoder, rng)
+    randomize(decoder, rng)
+    assert not any(name.endswith("bias") for name in [*encoder.state_dict(), *decoder.state_dict()])
+    t_encoder = to_torch(encoder, torch.nn.TransformerEncoder(
+        torch.nn.TransformerEncoderLayer(E, NHEAD, FF, 0.0, norm_first=True, bias=False, **f64), 2,
+        norm=torch.nn.LayerNorm(E, bias=False, **f64), enable_nested_tensor=False))
+    t_decoder = to_torch(decoder, torch.nn.TransformerDecoder(
+        torch.nn.TransformerDecoderLayer(E, NHEAD, FF, 0.0, norm_first=True, bias=False, **f64), 2,
+        norm=torch.nn.LayerNorm(E, bias=False, **f64)))
+    src, tgt = rng.standard_normal((S, B, E)), rng.standard_normal((T, B, E))
+    memory = encoder(src)
+    y = decoder(tgt, memory, tgt_is_causal=True, tgt_mask=causal_mask(T))
+    dy = rng.standard_normal(y.shape)
+    dtgt, dmemory = decoder.backward(dy)
+    dsrc = encoder.backward(dmemory)
+    src_t, tgt_t = (torch.from_numpy(a).requires_grad_() for a in (src, tgt))
+    y_t = t_decoder(tgt_t, t_encoder(src_t), tgt_mask=torch.from_numpy(causal_mask(T)), tgt_is_causal=True)
+    (y_t * torch.from_numpy(dy)).sum().backward()
+    assert_close(y, y_t, "output")
+    assert_close(dtgt, tgt_t.grad, "dtgt")
+    assert_close(dsrc, src_t.grad, "dsrc")
+    for ours, theirs in ((encoder, t_encoder), (decoder, t_decoder)):
+        for name, p in theirs.named_parameters():
+            assert_close(dict(ours.named_parameters())[name].grad, p.grad, name)
+    with pytest.raises(ValueError, match=r"^bias must be True or False, but was given <class 'numpy\.float64'>\.$"):
+        TransformerEncoder(1, E, NHEAD, FF, 0.1, "relu", 1e-5, False, True, True, np.float64)   # dtype is 12th now

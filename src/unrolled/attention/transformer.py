@@ -229,14 +229,15 @@ class TransformerDecoderLayer(_Block):
 
 class _Stack(Module):
     def __init__(self, layer_class, num_layers, d_model, nhead, dim_feedforward, dropout, activation,
-                 layer_norm_eps, batch_first, norm_first, norm, dtype, seed):
+                 layer_norm_eps, batch_first, norm_first, norm, bias, dtype, seed):
         super().__init__()
         check_sizes(num_layers=num_layers)
+        check_flags(norm=norm, bias=bias)                  # a dtype given where bias now stands is refused
         rng = init.as_generator(seed)
         self.num_layers = int(num_layers)
         self.layers = [layer_class(d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps, batch_first,
-                                   norm_first, dtype=dtype, seed=rng) for _ in range(num_layers)]
-        self.norm = LayerNorm(d_model, eps=layer_norm_eps, dtype=dtype) if norm else None
+                                   norm_first, bias, dtype=dtype, seed=rng) for _ in range(num_layers)]
+        self.norm = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, dtype=dtype) if norm else None
 
     @staticmethod
     def _past(past, n: int):
@@ -250,7 +251,8 @@ class _Stack(Module):
 
 class TransformerEncoder(_Stack):
     """torch.nn.TransformerEncoder of `num_layers` TransformerEncoderLayers and a final LayerNorm
-    (`norm=True`, as a pre-norm stack needs).
+    (`norm=True`, as a pre-norm stack needs); `bias=False` builds them all without biases, as
+    torch.nn.Transformer(bias=False).
 
     forward(src, mask=None, src_key_padding_mask=None, is_causal=False, past=None)
         -> y, or (y, presents) when past (one (keys, values) pair per layer) is given
@@ -259,9 +261,10 @@ class TransformerEncoder(_Stack):
 
     def __init__(self, num_layers: int, d_model: int, nhead: int, dim_feedforward: int = 2048,
                  dropout: float = 0.1, activation: str = "relu", layer_norm_eps: float = 1e-5,
-                 batch_first: bool = False, norm_first: bool = True, norm: bool = True, dtype=np.float32, seed=None):
+                 batch_first: bool = False, norm_first: bool = True, norm: bool = True, bias: bool = True,
+                 dtype=np.float32, seed=None):
         super().__init__(TransformerEncoderLayer, num_layers, d_model, nhead, dim_feedforward, dropout, activation,
-                         layer_norm_eps, batch_first, norm_first, norm, dtype, seed)
+                         layer_norm_eps, batch_first, norm_first, norm, bias, dtype, seed)
 
     def forward(self, src, mask=None, src_key_padding_mask=None, is_causal: bool = False, past=None):
         pasts = self._past(past, self.num_layers)
@@ -302,9 +305,10 @@ class TransformerDecoder(_Stack):
 
     def __init__(self, num_layers: int, d_model: int, nhead: int, dim_feedforward: int = 2048,
                  dropout: float = 0.1, activation: str = "relu", layer_norm_eps: float = 1e-5,
-                 batch_first: bool = False, norm_first: bool = True, norm: bool = True, dtype=np.float32, seed=None):
+                 batch_first: bool = False, norm_first: bool = True, norm: bool = True, bias: bool = True,
+                 dtype=np.float32, seed=None):
         super().__init__(TransformerDecoderLayer, num_layers, d_model, nhead, dim_feedforward, dropout, activation,
-                         layer_norm_eps, batch_first, norm_first, norm, dtype, seed)
+                         layer_norm_eps, batch_first, norm_first, norm, bias, dtype, seed)
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal: bool = False, memory_is_causal: bool = False,
