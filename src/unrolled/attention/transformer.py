@@ -281,9 +281,9 @@ class TransformerEncoder(_Stack):
 
     def backward(self, dy, dpresents=None):
         has_past = self._restore()
+        dpresents = self._past(dpresents, self.num_layers)  # checked before the norm takes its cache
         if self.norm is not None:
             dy = self.norm.backward(dy)
-        dpresents = self._past(dpresents, self.num_layers)
         dpasts = []
         for layer, dp in zip(reversed(self.layers), reversed(dpresents)):
             dy = layer.backward(dy, dp) if has_past else layer.backward(dy)
@@ -328,9 +328,9 @@ class TransformerDecoder(_Stack):
 
     def backward(self, dy, dpresents=None):
         has_past = self._restore()
+        dpresents = self._past(dpresents, self.num_layers)  # checked before the norm takes its cache
         if self.norm is not None:
             dy = self.norm.backward(dy)
-        dpresents = self._past(dpresents, self.num_layers)
         dmemory, dpasts = 0, []
         for layer, dp in zip(reversed(self.layers), reversed(dpresents)):
             grads = layer.backward(dy, dp)
