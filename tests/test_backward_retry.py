@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 import unrolled
+from unrolled.forecasting.model import EncoderDecoderForecaster, Forecaster
 from unrolled.models import LanguageModel
+from unrolled.models.classifier import TextClassifier
 
 
 def _float(rng, *shape):
@@ -28,6 +30,12 @@ CASES = {  # module, its forward's arguments, and backward's arguments built fro
                            lambda out, rng: (_float(rng, *out[0].shape), _float(rng, *out[1].shape))),
     "LanguageModel": (lambda: LanguageModel(7, embed=3, hidden=4, layers=2, seed=0, dtype=np.float64),
                       lambda rng: (rng.integers(0, 7, (5, 2)),), lambda out, rng: (_float(rng, *out[0].shape),)),
+    "TextClassifier": (lambda: TextClassifier(7, num_classes=3, embed=3, hidden=4, seed=0, dtype=np.float64),
+                       lambda rng: (rng.integers(0, 7, (2, 5)),), lambda out, rng: (_float(rng, *out.shape),)),
+    "Forecaster": (lambda: Forecaster(3, 2, hidden_size=4, seed=0, dtype=np.float64),
+                   lambda rng: (_float(rng, 6, 2, 3),), lambda out, rng: (_float(rng, *out.shape),)),
+    "EncoderDecoderForecaster": (lambda: EncoderDecoderForecaster(3, 2, hidden_size=4, seed=0, dtype=np.float64),
+                                 lambda rng: (_float(rng, 6, 2, 3),), lambda out, rng: (_float(rng, *out.shape),)),
 }
 
 
@@ -52,4 +60,17 @@ def test_a_refused_backward_takes_nothing(name):
     reference.backward(*g)
     for (key, p), q in zip(model.named_parameters(), reference.parameters()):
         np.testing.assert_array_equal(p.grad, q.grad, err_msg=key)
+    assert all(not m._cache for m in model.modules())
+
+
+def test_a_transformer_lm_refused_for_its_state_gradient_takes_nothing():
+    """The state's gradient is checked before the output layer takes its cache."""
+    model = unrolled.attention.TransformerLM(7, d_model=4, nhead=2, num_layers=2, dim_feedforward=8, dropout=0.0,
+                                             seed=0)
+    rng = np.random.default_rng(0)
+    logits, state = model(rng.integers(0, 7, (3, 2)), model.initial_state(2))
+    dlogits = rng.standard_normal(logits.shape).astype(np.float32)
+    with pytest.raises(ValueError, match="past must hold one"):
+        model.backward(dlogits, (None, state[1][:1]))                      # one layer's pair, not two
+    model.backward(dlogits, (None, tuple((np.zeros_like(k), np.zeros_like(v)) for k, v in state[1])))
     assert all(not m._cache for m in model.modules())

@@ -101,6 +101,7 @@ class TransformerLM(Module):
         """
         had_state = self._restore()
         dpresents = None if d_state is None else d_state[1]
+        self.transformer_encoder._past(dpresents, self.num_layers)              # checked before any backward
         dh = self.decoder.backward(dlogits)                                      # (T, B, E)
         dx, dpasts = self.transformer_encoder.backward(dh, dpresents)
         self.encoder.backward(self.pos_encoder.backward(self.drop.backward(dx)))
