@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from unrolled.attention import (TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,
-                                TransformerEncoderLayer, causal_mask)
+from unrolled.attention import (Seq2SeqTransformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,
+                                TransformerEncoderLayer, TransformerLM, causal_mask)
 from unrolled.testing import gradcheck
 
 from test_transformer import assert_close, padding, randomize, to_torch
@@ -147,3 +147,17 @@ def test_stacks_without_bias_match_torch(rng):
             assert_close(dict(ours.named_parameters())[name].grad, p.grad, name)
     with pytest.raises(ValueError, match=r"^bias must be True or False, but was given <class 'numpy\.float64'>\.$"):
         TransformerEncoder(1, E, NHEAD, FF, 0.1, "relu", 1e-5, False, True, True, np.float64)   # dtype is 12th now
+
+
+def test_the_lm_and_the_translator_without_bias(rng):
+    """bias=False reaches every Transformer layer of TransformerLM and Seq2SeqTransformer (the
+    embeddings and output layers keep theirs), and their gradients check by finite differences."""
+    lm = TransformerLM(7, d_model=E, nhead=NHEAD, num_layers=2, dim_feedforward=FF, dropout=0.0, seed=0,
+                       bias=False).double()
+    translator = Seq2SeqTransformer(6, 7, d_model=E, nhead=NHEAD, num_encoder_layers=1, num_decoder_layers=1,
+                                    dim_feedforward=FF, dropout=0.0, seed=0, bias=False).double()
+    for model, own in ((lm, {"decoder.bias"}), (translator, {"generator.bias"})):
+        randomize(model, rng)
+        assert {name for name in model.state_dict() if name.endswith("bias")} == own
+    gradcheck(lm, (rng.integers(0, 7, (3, 2)),))
+    gradcheck(translator, (rng.integers(0, 6, (3, 2)), rng.integers(0, 7, (4, 2))), dict(src_lengths=[3, 2]))

@@ -37,12 +37,13 @@ from .transformer_lm import check_ids
 
 
 class Seq2SeqTransformer(Module):
-    """Translation Transformer from `src_vocab_size` to `tgt_vocab_size` ids (see the module docstring)."""
+    """Translation Transformer from `src_vocab_size` to `tgt_vocab_size` ids (see the module docstring);
+    `bias=False` builds its Transformer layers without biases, as torch.nn.Transformer(bias=False)."""
 
     def __init__(self, src_vocab_size: int, tgt_vocab_size: int, d_model: int = 128, nhead: int = 4,
                  num_encoder_layers: int = 2, num_decoder_layers: int = 2, dim_feedforward: int | None = None,
                  dropout: float = 0.1, activation: str = "relu", max_len: int = 256, positions: str = "sinusoidal",
-                 dtype=np.float32, seed=None):
+                 dtype=np.float32, seed=None, *, bias: bool = True):
         super().__init__()
         rng = init.as_generator(seed)
         dim_feedforward = 4 * d_model if dim_feedforward is None else dim_feedforward
@@ -55,9 +56,9 @@ class Seq2SeqTransformer(Module):
         self.src_drop = Dropout(dropout, seed=rng)
         self.tgt_drop = Dropout(dropout, seed=rng)
         self.encoder = TransformerEncoder(num_encoder_layers, d_model, nhead, dim_feedforward, dropout, activation,
-                                          dtype=dtype, seed=rng)
+                                          bias=bias, dtype=dtype, seed=rng)
         self.decoder = TransformerDecoder(num_decoder_layers, d_model, nhead, dim_feedforward, dropout, activation,
-                                          dtype=dtype, seed=rng)
+                                          bias=bias, dtype=dtype, seed=rng)
         self.generator = Linear(d_model, tgt_vocab_size, dtype=dtype, seed=rng)
 
     def extra_repr(self) -> str:

@@ -42,11 +42,12 @@ def check_ids(ids, name: str, ndim: int, vocab_size: int) -> np.ndarray:
 
 
 class TransformerLM(Module):
-    """Next-token Transformer over a vocabulary of `vocab_size` ids (see the module docstring)."""
+    """Next-token Transformer over a vocabulary of `vocab_size` ids (see the module docstring);
+    `bias=False` builds its Transformer layers without biases (the embedding and output layer keep theirs)."""
 
     def __init__(self, vocab_size: int, d_model: int = 128, nhead: int = 4, num_layers: int = 2,
                  dim_feedforward: int | None = None, dropout: float = 0.1, activation: str = "relu",
-                 max_len: int = 256, positions: str = "learned", dtype=np.float32, seed=None):
+                 max_len: int = 256, positions: str = "learned", dtype=np.float32, seed=None, *, bias: bool = True):
         super().__init__()
         rng = init.as_generator(seed)
         dim_feedforward = 4 * d_model if dim_feedforward is None else dim_feedforward
@@ -56,7 +57,7 @@ class TransformerLM(Module):
         self.pos_encoder = positional_encoding(positions, d_model, max_len, dtype, rng)
         self.drop = Dropout(dropout, seed=rng)
         self.transformer_encoder = TransformerEncoder(num_layers, d_model, nhead, dim_feedforward, dropout,
-                                                      activation, dtype=dtype, seed=rng)
+                                                      activation, bias=bias, dtype=dtype, seed=rng)
         self.decoder = Linear(d_model, vocab_size, dtype=dtype, seed=rng)
 
     def extra_repr(self) -> str:
