@@ -24,9 +24,9 @@ def test_every_loader_keeps_those_characters_inside_the_line(tmp_path, monkeypat
     assert read_pairs(pairs) == [('"she loves you"', f'"{INSIDE}and you know"'), ("what a song.", "it is.")]
 
     table = tmp_path / "series.csv"
-    table.write_text(f"t,y,note\n1,2,a{INSIDE}b\n2,3,c\n", encoding="utf-8")
-    columns = read_csv_columns(table)
-    assert list(columns["note"]) == [f"a{INSIDE}b", "c"] and list(columns["y"]) == ["2", "3"]
+    table.write_text(f't,y,note\n1,2,a{INSIDE}b\n2,3,"two\r\nlines"\n', encoding="utf-8", newline="")
+    columns = read_csv_columns(table)                     # a quoted cell keeps its line break
+    assert list(columns["note"]) == [f"a{INSIDE}b", "two\nlines"] and list(columns["y"]) == ["2", "3"]
 
     vader = tmp_path / "tweets_GroundTruth.txt"
     vader.write_text(f"1\t3.5\tgreat{INSIDE}day\n2\t-3.0\tawful\n", encoding="utf-8")

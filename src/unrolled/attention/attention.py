@@ -111,11 +111,12 @@ class ScaledDotProductAttention(Module):
         q, k, v, weights, dropped, scale = self._restore()
         dout = np.asarray(dout)
         check_shape(dout, q.shape[:-1] + v.shape[-1:], "dout")
+        if dweights is not None:                                   # checked before dropout takes its cache
+            dweights = np.asarray(dweights)
+            check_shape(dweights, weights.shape, "dweights")
         dvalue = np.swapaxes(dropped, -1, -2) @ dout               # (..., S, Dv)
         dw = self.dropout.backward(dout @ np.swapaxes(v, -1, -2))  # (..., L, S)
         if dweights is not None:
-            dweights = np.asarray(dweights)
-            check_shape(dweights, weights.shape, "dweights")
             dw = dw + dweights
         dscores = softmax_backward(dw, weights) * scale            # 0 wherever a weight is 0
         dquery = dscores @ k                                       # (..., L, D)

@@ -247,6 +247,14 @@ class MultiheadAttention(Module):
             check_shape(dweights, weights_shape, "dweights")
             if len(weights_shape) == 3:                                       # averaged over heads
                 dweights = np.broadcast_to(dweights[:, None] / self.num_heads, (B, self.num_heads) + weights_shape[1:])
+        if dpresent is not None:
+            if not has_past:
+                raise ValueError("dpresent must be None when the forward pass was given no past.")
+            present_shape = self._layout(np.empty((t + key.shape[0], B, E), bool)).shape
+            if not isinstance(dpresent, (tuple, list)) or len(dpresent) != 2:
+                raise ValueError(f"dpresent must be a (keys, values) pair, but was given {type(dpresent).__name__}.")
+            for name, part in zip(("dpresent keys", "dpresent values"), dpresent):
+                check_shape(np.asarray(part), present_shape, name)
         dheads = self._heads(self.out_proj.backward(self._layout(doutput)))  # (B, H, L, D)
         dqh, dkh, dvh = self.attention.backward(dheads, dweights)             # (B, H, L|S', D)
         if self.add_zero_attn:                                                # the zero key and value

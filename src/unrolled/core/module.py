@@ -74,15 +74,19 @@ def _some(names: list[str], shown: int = 3) -> str:
 
 
 def _all_or_nothing(backward):
-    """backward, giving back the caches it took when it raises (a gradient of the wrong shape, say),
-    so that a corrected call still finds its forward pass."""
+    """backward, giving back the forward pass it took when it refuses its arguments (a ValueError)
+    before any part of it ran, so that a corrected call still finds that forward pass. Once a
+    sub-module has taken its own cache, or on any other error, nothing is given back."""
     @functools.wraps(backward)
     def guarded(self, *args, **kwargs):
-        waiting = list(self._cache)
+        depth, top = len(self._cache), self._cache[-1] if self._cache else None
+        inner = [(m, len(m._cache)) for m in self.modules() if m is not self]
         try:
             return backward(self, *args, **kwargs)
-        except Exception:
-            self._cache[:] = waiting
+        except ValueError:
+            untouched = all(len(m._cache) == n for m, n in inner)
+            if untouched and depth and len(self._cache) == depth - 1:
+                self._cache.append(top)
             raise
     return guarded
 

@@ -10,6 +10,7 @@ ragged file, and the parsing of missing-value markers ("NA", "?", "" ...), numbe
 from __future__ import annotations
 
 import csv
+import io
 import re
 import warnings
 from pathlib import Path
@@ -17,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from ..core.checks import counted
-from .text import text_lines
 
 # how a missing value is written in the files people have (compared case-insensitively)
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?", "-"})
@@ -38,7 +38,7 @@ def read_csv_columns(path) -> dict[str, np.ndarray]:
     except UnicodeDecodeError:
         raise ValueError(f"expected {path} to be a UTF-8 text CSV file, "
                          "but it holds bytes that are not UTF-8.") from None
-    rows = [row for row in csv.reader(text_lines(text)) if any(cell.strip() for cell in row)]
+    rows = [row for row in csv.reader(io.StringIO(text, newline="")) if any(cell.strip() for cell in row)]
     if not rows:
         raise ValueError(f"expected {path} to hold a header row and data rows, but it is empty.")
     header = [name.strip() for name in rows[0]]
