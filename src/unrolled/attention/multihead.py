@@ -250,7 +250,8 @@ class MultiheadAttention(Module):
         if dpresent is not None:
             if not has_past:
                 raise ValueError("dpresent must be None when the forward pass was given no past.")
-            present_shape = self._layout(np.empty((t + key.shape[0], B, E), bool)).shape
+            n = t + key.shape[0]                                          # keys seen so far
+            present_shape = (B, n, E) if self.batch_first else (n, B, E)
             if not isinstance(dpresent, (tuple, list)) or len(dpresent) != 2:
                 raise ValueError(f"dpresent must be a (keys, values) pair, but was given {type(dpresent).__name__}.")
             for name, part in zip(("dpresent keys", "dpresent values"), dpresent):

@@ -93,11 +93,10 @@ class LanguageModel(Module):
         dlogits = as_array(dlogits, "dlogits", 3)
         check_shape(dlogits, (T, B, self.vocab_size), "dlogits")
         if d_state is not None:                                  # checked before the decoder takes its cache
-            zeros = self.initial_state(B)
-            parts = zip(("dh_n", "dc_n"), d_state, zeros) if self.cell == "lstm" else [("dh_n", d_state, zeros)]
-            for name, part, zero in parts:
+            parts = zip(("dh_n", "dc_n"), d_state) if self.cell == "lstm" else [("dh_n", d_state)]
+            for name, part in parts:
                 if part is not None:
-                    check_shape(as_array(part, name, 3), zero.shape, name)
+                    check_shape(as_array(part, name, 3), (self.layers, B, self.hidden), name)
         dout = self.decoder.backward(dlogits.reshape(T * B, self.vocab_size))   # (T*B, H)
         dout = self.drop.backward(dout.reshape(T, B, self.hidden))               # (T, B, H)
         dx, d_state0 = self.rnn.backward(dout, d_state)                          # (T, B, E)
